@@ -3,14 +3,16 @@
 Policy (documented in the README, "Input validation"):
 
 * errors (nothing is loaded): missing file, missing column, undecodable bytes,
-  malformed CSV rows, empty text, labels outside {0, 1}. The message lists the
-  offending rows (up to 10, then a count) by data-row number and file line.
+  malformed CSV rows, labels outside {0, 1}. The message lists the offending rows
+  (up to 10, then a count) by data-row number (1 = first row after the header),
+  file line and column.
 * counted handling (reported in ``LoadReport`` and printed by the CLI, never silent):
   a UTF-8 BOM at the start of the file or of a cell is stripped; reviews longer than
-  ``max_chars`` are truncated; exact duplicate (text, label) rows keep their first copy;
-  texts seen with both labels are dropped entirely (they cannot be split without
-  leaking a contradiction); texts with no CJK ideograph are dropped (the study's
-  preprocessing keeps only CJK Unified Ideographs, so they would become empty).
+  ``max_chars`` are truncated; empty texts are dropped; exact duplicate (text, label)
+  rows keep their first copy; texts seen with both labels are dropped entirely (they
+  cannot be split without leaking a contradiction); texts with no CJK ideograph are
+  dropped (the study's preprocessing keeps only CJK Unified Ideographs, so they would
+  become empty). ``strict=True`` turns empty and no-CJK texts into errors instead.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ class LoadReport:
     rows_read: int = 0
     bom_stripped: int = 0
     truncated: list[int] = dataclasses.field(default_factory=list)
+    empty_dropped: list[int] = dataclasses.field(default_factory=list)
     duplicates_dropped: list[int] = dataclasses.field(default_factory=list)
     conflicting_dropped: list[int] = dataclasses.field(default_factory=list)
     no_cjk_dropped: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def rows_kept(self) -> int:
-        dropped = len(self.duplicates_dropped) + len(self.conflicting_dropped) + len(self.no_cjk_dropped)
+        dropped = len(self.empty_dropped) + len(self.duplicates_dropped) + len(self.conflicting_dropped) + len(self.no_cjk_dropped)
         return self.rows_read - dropped
 
     def lines(self) -> list[str]:
@@ -58,6 +61,7 @@ class LoadReport:
             out.append(f"stripped {self.bom_stripped} UTF-8 byte-order mark(s) inside cells")
         for name, rows, what in (
             ("truncated", self.truncated, "review(s) longer than max_chars truncated"),
+            ("empty", self.empty_dropped, "row(s) with empty text dropped"),
             ("duplicates", self.duplicates_dropped, "exact duplicate row(s) dropped (first copy kept)"),
             ("conflicting", self.conflicting_dropped, "row(s) whose text appears with both labels dropped"),
             ("no_cjk", self.no_cjk_dropped, "row(s) with no Chinese characters dropped"),
@@ -133,6 +137,7 @@ def load_reviews(
     *,
     max_chars: int = 5000,
     encoding: str = "utf-8",
+    strict: bool = False,
 ) -> Reviews:
     """Read and validate a CSV of reviews; see the module docstring for the policy."""
     path = Path(path)
@@ -180,6 +185,7 @@ def load_reviews(
         text = text.strip()
         if not text:
             empty.append(f"row {row} (line {reader.line_num})")
+            report.empty_dropped.append(row)
             continue
         label = _parse_label(label_raw)
         if label is None:
@@ -194,9 +200,11 @@ def load_reviews(
     report.rows_read = row
 
     problems = []
+    no_cjk = [f"row {r}" for t, r in zip(texts, rows) if not cjk_only(t)] if strict else []
     for what, col, items in (
         ("malformed CSV", None, malformed),
-        ("empty text", text_column, empty),
+        ("empty text", text_column, empty if strict else []),
+        ("no Chinese characters", text_column, no_cjk),
         ("label not in {0, 1}", label_column, bad_label),
     ):
         if items:

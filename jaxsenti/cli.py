@@ -1,0 +1,194 @@
+"""Command line: ``jaxsenti {study,eda,baselines,train,predict,download}``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from jaxsenti.data import DataError
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="CSV file (default: dianping.csv from $JAXSENTI_DATA_DIR, then data/)")
+    p.add_argument("--text-column", default=None, help="column holding the review text (default: comment)")
+    p.add_argument("--label-column", default=None, help="column holding the 0/1 label (default: sentiment)")
+    p.add_argument("--max-chars", type=int, default=5000, help="truncate longer reviews (counted in the load report)")
+    p.add_argument("--strict", action="store_true", help="treat empty and non-Chinese reviews as errors instead of dropping them")
+
+
+def _load(args, text_column="comment", label_column="sentiment"):
+    from jaxsenti.data import load_reviews, resolve_dataset
+    from jaxsenti.data.io import print_report
+
+    path = resolve_dataset(args.data)
+    reviews = load_reviews(path, args.text_column or text_column, args.label_column or label_column,
+                           max_chars=args.max_chars, strict=args.strict)
+    print_report(reviews.report)
+    print(f"[jaxsenti] {path}: {len(reviews)} reviews ({int(reviews.labels.sum())} positive)", file=sys.stderr)
+    return path, reviews
+
+
+def _split(raw: str) -> tuple:
+    parts = [float(x) if "." in x else int(x) for x in raw.split("/")]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("split must be train/val/test, e.g. 1600/200/200 or 0.8/0.1/0.1")
+    return tuple(parts)
+
+
+def cmd_study(args) -> int:
+    from jaxsenti.study import StudyOptions, run_study
+
+    path, reviews = _load(args)
+    opts = StudyOptions(seeds=args.seeds, split=args.split, n_jobs=args.jobs, progress=not args.quiet)
+    res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda)
+    print(Path(res["report"]).read_text(encoding="utf-8").split("## Wall time")[0])
+    print(f"report: {res['report']}\nresults: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def cmd_eda(args) -> int:
+    from jaxsenti.eda import run_eda
+
+    path, reviews = _load(args)
+    run_eda(reviews, None, args.out, dataset_name=Path(path).name)
+    print(f"EDA written to {args.out}/eda.md")
+    return 0
+
+
+def cmd_baselines(args) -> int:
+    args.no_eda = True
+    return cmd_study(args)
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from jaxsenti import config as config_lib
+    from jaxsenti.data import stratified_split
+    from jaxsenti.pipeline import train_on_split
+
+    cfg_path = args.config or f"configs/{args.model}_dianping.py"
+    cfg = config_lib.apply_overrides(config_lib.load_config(cfg_path), args.set)
+    if cfg.model_name != args.model:
+        raise SystemExit(f"{cfg_path} configures model {cfg.model_name!r}, not {args.model!r}")
+    if args.pretrained is not None:
+        cfg = dataclasses.replace(cfg, pretrained=None if args.pretrained.lower() == "none" else args.pretrained)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    args.data = args.data or cfg.data.path
+    _, reviews = _load(args, cfg.data.text_column, cfg.data.label_column)
+    split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed)
+    out = Path(args.out or f"runs/{cfg.name}")
+    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=not args.quiet)
+    m = res.test_metrics
+    print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
+          f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
+    print(f"model folder: {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from jaxsenti.pipeline import Predictor
+
+    predictor = Predictor(args.model)
+    if args.csv:
+        rows = list(csv.DictReader(open(args.csv, encoding="utf-8-sig", newline="")))
+        if not rows or args.text_column not in rows[0]:
+            raise DataError(f"{args.csv}: column {args.text_column!r} not found")
+        texts = [r[args.text_column] or "" for r in rows]
+        probs = predictor.predict(texts)
+        out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
+        w = csv.writer(out)
+        w.writerow([args.text_column, "label", "p_positive"])
+        for t, p in zip(texts, probs):
+            w.writerow([t, int(p > 0.5), f"{p:.4f}"])
+        if args.out:
+            out.close()
+            print(f"{len(texts)} predictions written to {args.out}", file=sys.stderr)
+        return 0
+    if not args.texts:
+        raise SystemExit("give review texts to score, or --csv FILE")
+    for text, p in zip(args.texts, predictor.predict(args.texts)):
+        label = "positive" if p > 0.5 else "negative"
+        print(json.dumps({"text": text, "label": label, "p_positive": round(float(p), 4)}, ensure_ascii=False))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from jaxsenti.data.download import DATASETS, download
+
+    names = list(DATASETS) if args.all else ["dianping"]
+    for name in names:
+        print(f"{name}: {download(name, args.dest)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxsenti", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("study", help="EDA + baselines (+ models) with one report")
+    _add_data_args(p)
+    p.add_argument("--out", default="runs/study")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--split", type=_split, default=(1600, 200, 200), help="train/val/test counts or fractions")
+    p.add_argument("--jobs", type=int, default=1, help="parallel grid-search jobs")
+    p.add_argument("--no-eda", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("eda", help="exploratory figures and word statistics")
+    _add_data_args(p)
+    p.add_argument("--out", default="runs/eda")
+    p.set_defaults(func=cmd_eda)
+
+    p = sub.add_parser("baselines", help="scikit-learn baselines only")
+    _add_data_args(p)
+    p.add_argument("--out", default="runs/baselines")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--split", type=_split, default=(1600, 200, 200))
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_baselines)
+
+    p = sub.add_parser("train", help="train the LSTM or BERT")
+    p.add_argument("model", choices=["lstm", "bert"])
+    p.add_argument("--config", help="experiment config (default: configs/<model>_dianping.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set optim.lr=3e-4")
+    p.add_argument("--pretrained", help="BERT: local folder or hub id, or 'none' for random init")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="model folder (default: runs/<experiment name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="score reviews with a trained model folder")
+    p.add_argument("--model", required=True, help="model folder written by `jaxsenti train`")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--csv", help="score every row of this CSV instead")
+    p.add_argument("--text-column", default="comment")
+    p.add_argument("--out", help="with --csv: write predictions here (default: stdout)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("download", help="fetch the datasets with a sha256 check")
+    p.add_argument("--all", action="store_true", help="also the 62k online-shopping reviews")
+    p.add_argument("--dest", default="data")
+    p.set_defaults(func=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as e:
+        print(f"jaxsenti: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""BERT encoder and sentiment classifier in Flax NNX (modules and config only).
+
+The architecture follows Hugging Face ``BertModel`` exactly (post-LayerNorm encoder, exact-erf GELU,
+absolute position embeddings, tanh pooler on [CLS]), so a Hugging Face checkpoint loads into it with
+:mod:`jaxsenti.models.hf_bert` and reproduces PyTorch's hidden states to float32 rounding.
+
+One deliberate layout difference: the query/key/value projections are one fused ``qkv`` Dense
+(kernel ``[H, 3H]``, columns ordered q|k|v) — one larger matmul is faster than three small ones; the
+checkpoint converter concatenates Hugging Face's separate ``query``/``key``/``value`` weights.
+
+Parameters are always float32; ``BertConfig.dtype`` sets the *compute* dtype ("bfloat16" runs the
+matmuls in bf16). The embedding sum, LayerNorm statistics, softmax and the final logit stay float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+POOLINGS = ("cls", "mean", "max")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int = 21128
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    # ours
+    pooling: str = "cls"  # "cls": pooler(tanh dense on [CLS]) -> dropout -> dense(1); "mean"/"max": masked over tokens
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        if self.hidden_act not in _ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} not supported; expected one of {tuple(_ACTIVATIONS)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    def replace(self, **overrides: Any) -> "BertConfig":
+        return dataclasses.replace(self, **overrides)
+
+    @classmethod
+    def from_hf(cls, config: Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> "BertConfig":
+        """From a Hugging Face ``config.json`` (a dict, the file, or the folder holding it); unknown keys are ignored."""
+        if not isinstance(config, Mapping):
+            path = os.fspath(config)
+            if os.path.isdir(path):
+                path = os.path.join(path, "config.json")
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no BERT config.json at {path}")
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        model_type = config.get("model_type")
+        if model_type not in (None, "bert"):
+            raise ValueError(f"config is for model_type {model_type!r}, not 'bert'")
+        pet = config.get("position_embedding_type", "absolute")
+        if pet != "absolute":
+            raise ValueError(f"position_embedding_type {pet!r} not supported (only 'absolute')")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in config.items() if k in names and k not in ("pooling", "dtype")}
+        if kwargs.get("pad_token_id") is None:
+            kwargs.pop("pad_token_id", None)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+
+def _dense(cfg: BertConfig, n_in: int, n_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        n_in,
+        n_out,
+        dtype=cfg.compute_dtype,
+        param_dtype=jnp.float32,
+        kernel_init=nnx.initializers.normal(cfg.initializer_range),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
+
+
+def _layer_norm(cfg: BertConfig, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    # use_fast_variance=False: two-pass variance, like torch.nn.LayerNorm (matters at eps=1e-12)
+    return nnx.LayerNorm(
+        cfg.hidden_size, epsilon=cfg.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32,
+        use_fast_variance=False, rngs=rngs,
+    )
+
+
+class BertEmbeddings(nnx.Module):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+        init = nnx.initializers.normal(cfg.initializer_range)
+        self.cfg = cfg
+        self.word_embeddings = nnx.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=init, rngs=rngs)
+        self.position_embeddings = nnx.Embed(cfg.max_position_embeddings, cfg.hidden_size, embedding_init=init, rngs=rngs)
+        self.token_type_embeddings = nnx.Embed(cfg.type_vocab_size, cfg.hidden_size, embedding_init=init, rngs=rngs)
+        # the embedding sum is normalised in float32 and only then cast to the compute dtype
+        self.layer_norm = _layer_norm(cfg, jnp.float32, rngs)
+        self.dropout = nnx.Dropout(cfg.hidden_dropout_prob)
+
+    def __call__(self, input_ids, token_type_ids, *, deterministic: bool, rngs):
+        T = input_ids.shape[1]
+        if T > self.cfg.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {self.cfg.max_position_embeddings}")
+        x = self.word_embeddings(input_ids)
+        x = x + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings.embedding[...][:T][None]
+        x = self.layer_norm(x).astype(self.cfg.compute_dtype)
+        return self.dropout(x, deterministic=deterministic, rngs=rngs)
+
+
+class BertSelfAttention(nnx.Module):
+    """Multi-head self-attention with a fused qkv projection and a key padding mask."""
+
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.qkv = _dense(cfg, cfg.hidden_size, 3 * cfg.hidden_size, rngs)
+        self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs)
+        self.dropout = nnx.Dropout(cfg.attention_probs_dropout_prob)
+
+    def __call__(self, x, mask, *, deterministic: bool, rngs):
+        """x: [B,T,H]; mask: bool[B,T] (True = real token, may be attended to)."""
+        cfg = self.cfg
+        B, T, _ = x.shape
+        qkv = self.qkv(x).reshape(B, T, 3, cfg.num_attention_heads, cfg.head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B,T,N,D]
+        key_mask = mask[:, None, None, :]  # [B,1,1,T] broadcast over heads and queries
+        if deterministic or cfg.attention_probs_dropout_prob == 0.0:
+            ctx = jax.nn.dot_product_attention(q, k, v, mask=key_mask)
+        else:
+            # dot_product_attention has no dropout on the probabilities; spell it out for training
+            logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32)
+            logits = logits * (cfg.head_dim**-0.5)
+            logits = jnp.where(key_mask, logits, jnp.finfo(jnp.float32).min)
+            probs = jax.nn.softmax(logits, axis=-1)
+            probs = self.dropout(probs, deterministic=deterministic, rngs=rngs).astype(v.dtype)
+            ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v)
+        return self.out(ctx.reshape(B, T, cfg.hidden_size))
+
+
+class BertLayer(nnx.Module):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.attention = BertSelfAttention(cfg, rngs=rngs)
+        self.attention_norm = _layer_norm(cfg, cfg.compute_dtype, rngs)
+        self.intermediate = _dense(cfg, cfg.hidden_size, cfg.intermediate_size, rngs)
+        self.output = _dense(cfg, cfg.intermediate_size, cfg.hidden_size, rngs)
+        self.output_norm = _layer_norm(cfg, cfg.compute_dtype, rngs)
+        self.dropout = nnx.Dropout(cfg.hidden_dropout_prob)
+
+    def __call__(self, x, mask, *, deterministic: bool, rngs):
+        a = self.attention(x, mask, deterministic=deterministic, rngs=rngs)
+        x = self.attention_norm(x + self.dropout(a, deterministic=deterministic, rngs=rngs))
+        h = _ACTIVATIONS[self.cfg.hidden_act](self.intermediate(x))
+        h = self.output(h)
+        return self.output_norm(x + self.dropout(h, deterministic=deterministic, rngs=rngs))
+
+
+class BertPooler(nnx.Module):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+        self.dense = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs)
+
+    def __call__(self, sequence_output):
+        return jnp.tanh(self.dense(sequence_output[:, 0]))
+
+
+class BertModel(nnx.Module):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embeddings = BertEmbeddings(cfg, rngs=rngs)
+        self.layers = nnx.List([BertLayer(cfg, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.pooler = BertPooler(cfg, rngs=rngs)
+
+    def __call__(
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids=None,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ):
+        """Returns ``(sequence_output [B,T,H], pooled [B,H])`` in the compute dtype."""
+        input_ids = jnp.asarray(input_ids, jnp.int32)
+        mask = jnp.asarray(attention_mask).astype(bool)
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        x = self.embeddings(input_ids, jnp.asarray(token_type_ids, jnp.int32), deterministic=deterministic, rngs=rngs)
+        for layer in self.layers:
+            x = layer(x, mask, deterministic=deterministic, rngs=rngs)
+        return x, self.pooler(x)
+
+
+class BertClassifier(nnx.Module):
+    """BERT + one-logit sentiment head; ``model(tokens, lengths) -> float32[B]``."""
+
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.bert = BertModel(cfg, rngs=rngs)
+        self.dropout = nnx.Dropout(cfg.hidden_dropout_prob)
+        self.classifier = _dense(cfg, cfg.hidden_size, 1, rngs)
+
+    def __call__(self, tokens, lengths, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+        tokens = jnp.asarray(tokens, jnp.int32)
+        T = tokens.shape[1]
+        mask = jnp.arange(T)[None, :] < jnp.asarray(lengths)[:, None]
+        seq, pooled = self.bert(tokens, mask, deterministic=deterministic, rngs=rngs)
+        if self.cfg.pooling == "cls":
+            feats = pooled
+        elif self.cfg.pooling == "mean":
+            m = mask[..., None].astype(jnp.float32)
+            feats = jnp.sum(seq.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+        else:  # max
+            neg = jnp.finfo(jnp.float32).min
+            feats = jnp.max(jnp.where(mask[..., None], seq.astype(jnp.float32), neg), axis=1)
+            feats = jnp.where(jnp.any(mask, axis=1, keepdims=True), feats, 0.0)
+        feats = self.dropout(feats, deterministic=deterministic, rngs=rngs)
+        return self.classifier(feats)[:, 0].astype(jnp.float32)

@@ -1,0 +1,376 @@
+"""Load Hugging Face BERT checkpoints (PyTorch layout) into :mod:`jaxsenti.models.bert`.
+
+``from_pretrained("path/to/folder" or "bert-base-chinese", rngs=nnx.Rngs(0))`` returns a
+:class:`~jaxsenti.models.bert.BertClassifier` whose encoder and pooler hold the pretrained weights and
+whose one-logit head is freshly initialised. A folder must contain ``config.json`` and the weights as
+``model.safetensors`` or ``pytorch_model.bin`` (or their sharded ``*.index.json`` forms). A hub id is
+resolved through ``huggingface_hub.snapshot_download`` — the local Hugging Face cache first, the
+network when there is one.
+
+Conversion rules (PyTorch -> NNX):
+  * ``nn.Linear.weight`` ``[out, in]``  -> ``nnx.Linear.kernel`` ``[in, out]`` (transpose);
+    ``query``/``key``/``value`` are concatenated into the fused ``qkv`` kernel ``[H, 3H]`` (q|k|v).
+  * ``nn.Embedding.weight`` -> ``nnx.Embed.embedding`` (as is).
+  * LayerNorm ``weight``/``bias`` (or ``gamma``/``beta`` in TF-converted checkpoints) -> ``scale``/``bias``.
+  * Keys may carry the ``bert.`` prefix (``BertForMaskedLM``, ``BertForSequenceClassification``, ...) or
+    none (``BertModel``). Task heads (``cls.*`` MLM/NSP, ``classifier.*``, ...) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from typing import Any, Iterable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxsenti.models.bert import BertClassifier, BertConfig, BertModel
+
+SAFETENSORS = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+TORCH_BIN = "pytorch_model.bin"
+TORCH_BIN_INDEX = "pytorch_model.bin.index.json"
+CONFIG = "config.json"
+TOKENIZER_FILES = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+# top-level key prefixes of task heads that the encoder does not use
+_HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "dropout.", "lm_head.", "pre_classifier.")
+# non-parameter buffers some checkpoints carry
+_IGNORED_ENCODER_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")
+_LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the model (missing/unexpected keys, wrong shapes)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# locating and reading files
+
+
+def _looks_like_local_path(s: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else (absolute, ./, ~, deeper paths) is a path."""
+    return s.startswith((".", "/", "~", "\\")) or s.count("/") > 1 or "\\" in s or os.path.exists(s)
+
+
+def _snapshot(repo_id: str, patterns: list[str]) -> str:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:  # pragma: no cover - huggingface_hub ships with transformers
+        raise OSError(
+            f"{repo_id!r} is not a local folder and huggingface_hub is not installed to fetch it; "
+            "pass the path of a folder holding config.json and model.safetensors / pytorch_model.bin"
+        ) from e
+    try:
+        return snapshot_download(repo_id, allow_patterns=patterns)
+    except Exception as e:
+        raise OSError(
+            f"can't reach the Hugging Face checkpoint {repo_id!r}: it is not a local folder, not in the local "
+            f"Hugging Face cache, and downloading it failed ({type(e).__name__}: {e}). Either run once with "
+            "internet access (the files are then cached), or download the checkpoint elsewhere "
+            "(e.g. `huggingface-cli download bert-base-chinese config.json model.safetensors vocab.txt "
+            "tokenizer.json tokenizer_config.json --local-dir ./bert-base-chinese`) and pass that local folder."
+        ) from e
+
+
+def _weight_files_in(folder: str) -> list[str] | None:
+    """Weight files of a checkpoint folder, safetensors preferred; None when there are none."""
+    for single, index in ((SAFETENSORS, SAFETENSORS_INDEX), (TORCH_BIN, TORCH_BIN_INDEX)):
+        if os.path.isfile(os.path.join(folder, single)):
+            return [os.path.join(folder, single)]
+        ip = os.path.join(folder, index)
+        if os.path.isfile(ip):
+            with open(ip, encoding="utf-8") as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            paths = [os.path.join(folder, s) for s in shards]
+            missing = [p for p in paths if not os.path.isfile(p)]
+            if missing:
+                raise FileNotFoundError(f"checkpoint index {ip} lists shard(s) that are missing: {missing}")
+            return paths
+    return None
+
+
+def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> str:
+    """A local folder holding ``config.json`` and weights; hub ids are fetched via ``snapshot_download``."""
+    s = os.fspath(path_or_hub_id)
+    if os.path.isdir(s):
+        return s
+    if _looks_like_local_path(s):
+        raise FileNotFoundError(f"checkpoint folder {s!r} does not exist")
+    folder = _snapshot(s, [CONFIG, SAFETENSORS, SAFETENSORS_INDEX, "model-*.safetensors"])
+    if _weight_files_in(folder) is None:  # no safetensors on the hub for this repo: fall back to the .bin
+        folder = _snapshot(s, [CONFIG, TORCH_BIN, TORCH_BIN_INDEX, "pytorch_model-*.bin"])
+    return folder
+
+
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with safe_open(path, framework="numpy") as f:
+            for k in f.keys():
+                out[k] = f.get_tensor(k)
+        return out
+    except (TypeError, ValueError) as e:  # e.g. bfloat16 tensors, which numpy cannot hold
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise CheckpointError(f"cannot read {path} with numpy ({e}); install torch to read it") from e
+    with safe_open(path, framework="pt") as f:
+        for k in f.keys():
+            out[k] = _torch_to_numpy(f.get_tensor(k))
+    return out
+
+
+def _torch_to_numpy(t) -> np.ndarray:
+    import torch
+
+    t = t.detach().cpu()
+    if t.is_floating_point():
+        t = t.to(torch.float32)
+    return t.numpy()
+
+
+def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} is a PyTorch pickle; reading it needs torch (`pip install torch`, the CPU wheel is enough), "
+            "or convert the checkpoint to model.safetensors once, e.g. with "
+            "`transformers.AutoModel.from_pretrained(folder).save_pretrained(folder)` on a machine with torch"
+        ) from e
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"{path} does not hold a state dict (got {type(sd).__name__})")
+    return {k: _torch_to_numpy(v) for k, v in sd.items()}
+
+
+def load_hf_checkpoint(path_or_hub_id: str | os.PathLike) -> tuple[BertConfig, dict[str, np.ndarray]]:
+    """Read ``config.json`` and the weights of a Hugging Face BERT checkpoint.
+
+    Returns the :class:`BertConfig` and the raw state dict as float32 numpy arrays (keys as saved).
+    """
+    folder = resolve_checkpoint_dir(path_or_hub_id)
+    cfg_path = os.path.join(folder, CONFIG)
+    if not os.path.isfile(cfg_path):
+        raise FileNotFoundError(f"no {CONFIG} in checkpoint folder {folder}")
+    cfg = BertConfig.from_hf(cfg_path)
+    files = _weight_files_in(folder)
+    if files is None:
+        raise FileNotFoundError(
+            f"no weights in checkpoint folder {folder}: expected {SAFETENSORS} or {TORCH_BIN} "
+            f"(or {SAFETENSORS_INDEX} / {TORCH_BIN_INDEX} with shards)"
+        )
+    weights: dict[str, np.ndarray] = {}
+    for p in files:
+        weights.update(_read_safetensors(p) if p.endswith(".safetensors") else _read_torch_bin(p))
+    return cfg, weights
+
+
+# --------------------------------------------------------------------------------------------------
+# conversion
+
+
+def _normalise_keys(hf_weights: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Strip the ``bert.`` prefix, rename gamma/beta; returns (encoder weights, ignored head keys)."""
+    prefixed = any(k.startswith("bert.") for k in hf_weights)
+    enc: dict[str, np.ndarray] = {}
+    ignored: list[str] = []
+    for k, v in hf_weights.items():
+        if prefixed:
+            if k.startswith("bert."):
+                name = k[len("bert."):]
+            elif k.startswith(_HEAD_PREFIXES):
+                ignored.append(k)
+                continue
+            else:
+                name = k  # reported as unexpected below unless it is a known buffer
+        else:
+            if k.startswith(_HEAD_PREFIXES):
+                ignored.append(k)
+                continue
+            name = k
+        if "LayerNorm." in name:
+            name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        enc[name] = np.asarray(v)
+    return enc, ignored
+
+
+def _param_map(cfg: BertConfig) -> list[tuple[tuple, list[str], str]]:
+    """(our path under BertModel, HF keys, rule) for every parameter; rule in {copy, T, qkv_kernel, qkv_bias}."""
+    entries: list[tuple[tuple, list[str], str]] = []
+
+    def dense(ours: tuple, hf: str):
+        entries.append((ours + ("kernel",), [hf + ".weight"], "T"))
+        entries.append((ours + ("bias",), [hf + ".bias"], "copy"))
+
+    def norm(ours: tuple, hf: str):
+        entries.append((ours + ("scale",), [hf + ".weight"], "copy"))
+        entries.append((ours + ("bias",), [hf + ".bias"], "copy"))
+
+    for ours, hf in (
+        ("word_embeddings", "word_embeddings"),
+        ("position_embeddings", "position_embeddings"),
+        ("token_type_embeddings", "token_type_embeddings"),
+    ):
+        entries.append((("embeddings", ours, "embedding"), [f"embeddings.{hf}.weight"], "copy"))
+    norm(("embeddings", "layer_norm"), "embeddings.LayerNorm")
+    for i in range(cfg.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        a = f"{p}attention.self."
+        entries.append((("layers", i, "attention", "qkv", "kernel"), [f"{a}{n}.weight" for n in ("query", "key", "value")], "qkv_kernel"))
+        entries.append((("layers", i, "attention", "qkv", "bias"), [f"{a}{n}.bias" for n in ("query", "key", "value")], "qkv_bias"))
+        dense(("layers", i, "attention", "out"), f"{p}attention.output.dense")
+        norm(("layers", i, "attention_norm"), f"{p}attention.output.LayerNorm")
+        dense(("layers", i, "intermediate"), f"{p}intermediate.dense")
+        dense(("layers", i, "output"), f"{p}output.dense")
+        norm(("layers", i, "output_norm"), f"{p}output.LayerNorm")
+    dense(("pooler", "dense"), "pooler.dense")
+    return entries
+
+
+def _expected_hf_shape(rule: str, target_shape: tuple[int, ...]) -> tuple[int, ...]:
+    if rule == "T":
+        return tuple(reversed(target_shape))
+    if rule == "qkv_kernel":  # [H, 3H] <- three [H, H]
+        return (target_shape[1] // 3, target_shape[0])
+    if rule == "qkv_bias":
+        return (target_shape[0] // 3,)
+    return tuple(target_shape)
+
+
+def _get_param(module: nnx.Module, path: tuple) -> nnx.Param:
+    obj: Any = module
+    for p in path:
+        obj = obj[p] if isinstance(p, int) else getattr(obj, p)
+    return obj
+
+
+def convert_hf_to_nnx(
+    hf_weights: Mapping[str, Any], model: BertModel | BertClassifier, *, strict: bool = True
+) -> BertModel | BertClassifier:
+    """Copy Hugging Face BERT weights into ``model`` (a ``BertModel``, or a ``BertClassifier``'s ``.bert``) in place.
+
+    Missing pooler weights (``BertForMaskedLM`` saves none) only warn and keep the fresh pooler. Any other
+    missing key, a shape mismatch, or (with ``strict``) an unexpected encoder key raises
+    :class:`CheckpointError`. Encoder layers beyond ``cfg.num_hidden_layers`` are skipped, so a
+    checkpoint can be loaded into a shallower model. Returns ``model``.
+    """
+    bert = model.bert if isinstance(model, BertClassifier) else model
+    if not isinstance(bert, BertModel):
+        raise TypeError(f"expected a BertModel or BertClassifier, got {type(model).__name__}")
+    cfg = bert.cfg
+    enc, _ignored = _normalise_keys(hf_weights)
+
+    entries = _param_map(cfg)
+    used: set[str] = set()
+    missing: list[str] = []
+    new_values: list[tuple[nnx.Param, np.ndarray]] = []
+    for path, keys, rule in entries:
+        absent = [k for k in keys if k not in enc]
+        if absent:
+            missing.extend(absent)
+            continue
+        param = _get_param(bert, path)
+        target_shape = tuple(param.get_value().shape)
+        want = _expected_hf_shape(rule, target_shape)
+        for k in keys:
+            if tuple(enc[k].shape) != want:
+                raise CheckpointError(
+                    f"shape mismatch for checkpoint key {k!r}: checkpoint has {tuple(enc[k].shape)}, the model "
+                    f"(hidden_size={cfg.hidden_size}, intermediate_size={cfg.intermediate_size}, "
+                    f"vocab_size={cfg.vocab_size}) expects {want} (PyTorch layout) for {'.'.join(map(str, path))}"
+                )
+        arrs = [np.asarray(enc[k], np.float32) for k in keys]
+        if rule == "T":
+            value = arrs[0].T
+        elif rule == "qkv_kernel":
+            value = np.concatenate([a.T for a in arrs], axis=1)
+        elif rule == "qkv_bias":
+            value = np.concatenate(arrs, axis=0)
+        else:
+            value = arrs[0]
+        used.update(keys)
+        new_values.append((param, value))
+
+    pooler_missing = [k for k in missing if k.startswith("pooler.")]
+    other_missing = [k for k in missing if not k.startswith("pooler.")]
+    if other_missing:
+        raise CheckpointError(
+            f"checkpoint is missing {len(other_missing)} BERT weight(s), e.g. {other_missing[:6]} "
+            f"(keys looked up after stripping any 'bert.' prefix; the checkpoint has e.g. {sorted(enc)[:4]})"
+        )
+
+    unexpected = []
+    for k in enc:
+        if k in used or k in _IGNORED_ENCODER_KEYS:
+            continue
+        m = _LAYER_RE.match(k)
+        if m and int(m.group(1)) >= cfg.num_hidden_layers:
+            continue  # deeper checkpoint loaded into a shallower model
+        unexpected.append(k)
+    if unexpected and strict:
+        raise CheckpointError(
+            f"checkpoint has {len(unexpected)} unexpected key(s) that do not belong to a BERT encoder, e.g. "
+            f"{sorted(unexpected)[:6]}; pass strict=False to ignore them"
+        )
+
+    for param, value in new_values:
+        param.set_value(jnp.asarray(value, dtype=param.get_value().dtype))
+    if pooler_missing:
+        warnings.warn(
+            "checkpoint has no pooler weights (typical of BertForMaskedLM saved by transformers); "
+            "the pooler keeps its fresh initialisation",
+            stacklevel=2,
+        )
+    return model
+
+
+def from_pretrained(
+    path_or_hub_id: str | os.PathLike, *, rngs: nnx.Rngs, strict: bool = True, **config_overrides: Any
+) -> BertClassifier:
+    """A :class:`BertClassifier` with pretrained encoder/pooler weights and a freshly initialised head.
+
+    ``config_overrides`` replace config fields, e.g. ``pooling="mean"``, ``dtype="bfloat16"``,
+    ``hidden_dropout_prob=0.2`` or ``num_hidden_layers=4`` (keeps the first 4 layers). Overrides that
+    change weight shapes fail with a :class:`CheckpointError` naming the key.
+    """
+    cfg, weights = load_hf_checkpoint(path_or_hub_id)
+    if config_overrides:
+        unknown = set(config_overrides) - set(cfg.to_dict())
+        if unknown:
+            raise TypeError(f"unknown BertConfig field(s): {sorted(unknown)}")
+        cfg = cfg.replace(**config_overrides)
+    model = BertClassifier(cfg, rngs=rngs)
+    convert_hf_to_nnx(weights, model, strict=strict)
+    return model
+
+
+def load_tokenizer(path_or_hub_id: str | os.PathLike):
+    """``transformers.BertTokenizerFast`` from a local folder (vocab.txt / tokenizer.json) or a hub id."""
+    from transformers import BertTokenizerFast
+
+    s = os.fspath(path_or_hub_id)
+    if not os.path.isdir(s):
+        if _looks_like_local_path(s):
+            raise FileNotFoundError(f"tokenizer folder {s!r} does not exist")
+        s = _snapshot(s, TOKENIZER_FILES)
+    if not any(os.path.isfile(os.path.join(s, f)) for f in ("vocab.txt", "tokenizer.json")):
+        raise FileNotFoundError(f"no vocab.txt or tokenizer.json in tokenizer folder {s}")
+    return BertTokenizerFast.from_pretrained(s)
+
+
+__all__: Iterable[str] = [
+    "CheckpointError",
+    "convert_hf_to_nnx",
+    "from_pretrained",
+    "load_hf_checkpoint",
+    "load_tokenizer",
+    "resolve_checkpoint_dir",
+]

@@ -1,0 +1,205 @@
+"""Glue from reviews to a trained model folder and back: encoders, training, saved-model prediction.
+
+A model folder holds ``config.json`` (the experiment config), the encoder (``vocab.json`` or
+``tokenizer/``), ``checkpoints/best`` (orbax parameters), ``metrics.json``, ``history.json``,
+``training_curves.png`` and ``confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxsenti import config as config_lib
+from jaxsenti.config import TrainConfig
+from jaxsenti.data import Reviews, Split, Vocab, segment_many
+from jaxsenti.metrics import classification_metrics
+from jaxsenti.models import build_model, config_from_dict
+from jaxsenti.training.batching import num_batches
+from jaxsenti.training.loop import Encoded, evaluate, fit
+from jaxsenti.training.optim import make_optimizer
+from jaxsenti.training.steps import create_train_state
+
+
+class WordEncoder:
+    """jieba words → vocabulary ids (the LSTM's input)."""
+
+    kind = "words"
+
+    def __init__(self, vocab: Vocab, max_len: int):
+        self.vocab, self.max_len = vocab, max_len
+
+    @classmethod
+    def fit(cls, words: Sequence[Sequence[str]], max_len: int, min_freq: int = 1) -> "WordEncoder":
+        return cls(Vocab.build(words, min_freq=min_freq), max_len)
+
+    def encode_words(self, words: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return [self.vocab.encode(w, self.max_len) for w in words]
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return self.encode_words(segment_many(list(texts), use_disk_cache=len(texts) > 1000))
+
+    def save(self, folder: Path) -> None:
+        self.vocab.save(folder / "vocab.json")
+
+    @classmethod
+    def load(cls, folder: Path, max_len: int) -> "WordEncoder":
+        return cls(Vocab.load(folder / "vocab.json"), max_len)
+
+
+class BertEncoder:
+    """WordPiece ids with [CLS] … [SEP], truncated to ``max_len`` (BERT's input)."""
+
+    kind = "bert"
+
+    def __init__(self, tokenizer, max_len: int):
+        self.tokenizer, self.max_len = tokenizer, max_len
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_len, add_special_tokens=True)
+        return [np.asarray(ids, np.int32) for ids in enc["input_ids"]]
+
+    def save(self, folder: Path) -> None:
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+
+    @classmethod
+    def load(cls, folder: Path, max_len: int) -> "BertEncoder":
+        from jaxsenti.models.hf_bert import load_tokenizer
+
+        return cls(load_tokenizer(folder / "tokenizer"), max_len)
+
+
+def default_tokenizer_dir() -> str:
+    """The tokenizer to use when a config names none: $JAXSENTI_BERT_TOKENIZER_DIR, else the hub id."""
+    import os
+
+    return os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR", "bert-base-chinese")
+
+
+def make_encoder(cfg: TrainConfig, train_texts: Sequence[str], train_words=None):
+    if cfg.model_name == "lstm":
+        words = train_words if train_words is not None else segment_many(list(train_texts))
+        return WordEncoder.fit(words, cfg.max_len, cfg.min_freq)
+    from jaxsenti.models.hf_bert import load_tokenizer
+
+    return BertEncoder(load_tokenizer(cfg.pretrained or cfg.tokenizer or default_tokenizer_dir()), cfg.max_len)
+
+
+def make_model(cfg: TrainConfig, encoder, seed: int) -> tuple[nnx.Module, TrainConfig]:
+    """Build the model; returns it with the config completed from data (vocab size) or checkpoint (dims)."""
+    rngs = nnx.Rngs(params=seed)
+    if cfg.model_name == "lstm":
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=len(encoder.vocab)))
+        return build_model("lstm", cfg.model, rngs=rngs), cfg
+    if cfg.pretrained:
+        from jaxsenti.models.hf_bert import from_pretrained
+
+        keep = ("pooling", "dtype", "hidden_dropout_prob", "attention_probs_dropout_prob")
+        model = from_pretrained(cfg.pretrained, rngs=rngs, **{k: getattr(cfg.model, k) for k in keep})
+        return model, dataclasses.replace(cfg, model=model.cfg if hasattr(model, "cfg") else cfg.model)
+    vocab_size = len(encoder.tokenizer)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab_size))
+    return build_model("bert", cfg.model, rngs=rngs), cfg
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+    cfg: TrainConfig
+    out_dir: Path
+    test_metrics: dict
+    history: list[dict]
+    seconds: float
+    interrupted: bool = False
+
+
+def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: str | Path, *, words=None,
+                   resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> TrainOutcome:
+    """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder."""
+    from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = reviews.texts
+    pick = lambda idx: [texts[i] for i in idx]  # noqa: E731
+    if cfg.model_name == "lstm":
+        words = words if words is not None else segment_many(texts)
+        encoder = WordEncoder.fit([words[i] for i in split.train], cfg.max_len, cfg.min_freq)
+        enc = lambda idx: encoder.encode_words([words[i] for i in idx])  # noqa: E731
+    else:
+        encoder = make_encoder(cfg, pick(split.train))
+        enc = lambda idx: encoder.encode(pick(idx))  # noqa: E731
+    train = Encoded(enc(split.train), reviews.labels[split.train])
+    val = Encoded(enc(split.val), reviews.labels[split.val])
+    test = Encoded(enc(split.test), reviews.labels[split.test])
+
+    model, cfg = make_model(cfg, encoder, cfg.seed)
+    encoder.save(out_dir)
+    config_lib.dump(cfg, out_dir / "config.json")
+    total = num_batches(train.seqs, cfg.batch_size, cfg.buckets) * cfg.epochs
+    state = create_train_state(model, make_optimizer(cfg.optim, total), seed=cfg.seed)
+    del model
+    result = fit(state, train, val, epochs=cfg.epochs, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
+                 buckets=cfg.buckets, seed=cfg.seed, out_dir=out_dir, patience=cfg.patience, monitor=cfg.monitor,
+                 log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume,
+                 stop_after_steps=stop_after_steps, progress=progress)
+    if result.interrupted:
+        return TrainOutcome(cfg, out_dir, {}, result.history, time.perf_counter() - t0, True)
+    best = result.state.replace(params=result.best_params)
+    _, probs = evaluate(best, test, cfg.eval_batch_size, cfg.buckets)
+    metrics = classification_metrics(test.labels, (probs > 0.5).astype(int))
+    metrics |= {"best_epoch": result.best_epoch, "steps": result.steps, "train_seconds": result.seconds}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "history.json").write_text(json.dumps(result.history, indent=2))
+    if result.history:
+        keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+        plot_training_curves({k: [h[k] for h in result.history] for k in keys}, out_dir / "training_curves.png",
+                             title=f"{cfg.name}: training curves")
+    plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), ["negative", "positive"], out_dir / "confusion_matrix.png",
+                          title=f"{cfg.name}: test confusion matrix")
+    return TrainOutcome(cfg, out_dir, metrics, result.history, time.perf_counter() - t0)
+
+
+class Predictor:
+    """A trained model folder, ready to score raw review texts."""
+
+    def __init__(self, folder: str | Path):
+        from jaxsenti.training.loop import Checkpoints
+
+        self.folder = Path(folder)
+        if not (self.folder / "config.json").is_file():
+            raise FileNotFoundError(f"{self.folder} is not a trained model folder (no config.json); train one with `jaxsenti train`")
+        raw = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        self.model_name, self.max_len, self.buckets = raw["model_name"], raw["max_len"], tuple(raw["buckets"])
+        self.model_cfg = config_from_dict(self.model_name, raw["model"])
+        enc_cls = WordEncoder if self.model_name == "lstm" else BertEncoder
+        self.encoder = enc_cls.load(self.folder, self.max_len)
+        model = build_model(self.model_name, self.model_cfg, rngs=nnx.Rngs(0))
+        self.graphdef, template = nnx.split(model, nnx.Param)
+        ckpt = Checkpoints(self.folder / "checkpoints")
+        try:
+            self.params = ckpt.restore_best(template)
+        finally:
+            ckpt.close()
+        self._predict = jax.jit(lambda p, t, n: nnx.merge(self.graphdef, p)(t, n, deterministic=True))
+
+    def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """P(positive) for each text."""
+        from jaxsenti.training.batching import iterate_batches
+
+        seqs = self.encoder.encode(texts)
+        # A few fixed batch sizes: one review is not padded to 256 rows, and shapes stay few.
+        batch_size = next((b for b in (1, 8, 64) if b >= len(seqs)), batch_size)
+        probs = np.zeros(len(seqs), np.float32)
+        for batch in iterate_batches(seqs, np.zeros(len(seqs), np.int32), batch_size, self.buckets):
+            logits = np.asarray(self._predict(self.params, batch["tokens"], batch["lengths"]))
+            keep = batch["index"] >= 0
+            probs[batch["index"][keep]] = 1.0 / (1.0 + np.exp(-logits[keep]))
+        return probs
