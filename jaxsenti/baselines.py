@@ -40,8 +40,13 @@ def _pipeline(clf, unsegmented: bool = False) -> Pipeline:
     return Pipeline([("tfidf", vec), ("clf", clf)])
 
 
-def baseline_specs(seed: int = 0) -> dict[str, tuple[Pipeline, dict]]:
-    """Name → (pipeline, parameter grid). Grids are small: 2k reviews, a 2-core machine."""
+def baseline_specs(seed: int = 0, n_train: int = 10**9) -> dict[str, tuple[Pipeline, dict]]:
+    """Name → (pipeline, parameter grid). Grids are small: 2k reviews, a 2-core machine.
+
+    KNN's neighbour counts are capped by the size of a CV training fold (``n_train`` · 4/5).
+    """
+    max_k = max(1, int(n_train * 0.8) - 1)
+    ks = sorted({min(k, max_k) for k in (11, 21, 41, 81)})
     return {
         "tfidf_svm": (
             _pipeline(LinearSVC(random_state=seed)),
@@ -53,7 +58,7 @@ def baseline_specs(seed: int = 0) -> dict[str, tuple[Pipeline, dict]]:
         ),
         "knn": (
             _pipeline(KNeighborsClassifier(metric="cosine", weights="distance")),
-            {"tfidf__ngram_range": [(1, 1)], "clf__n_neighbors": [11, 21, 41, 81]},
+            {"tfidf__ngram_range": [(1, 1)], "clf__n_neighbors": ks},
         ),
     }
 
@@ -70,7 +75,7 @@ def positive_score(model, docs: list[str]) -> np.ndarray:
 
 
 def fit_baseline(name: str, docs_train, y_train, *, seed: int = 0, cv: int = 5, n_jobs: int = 1):
-    pipe, grid = baseline_specs(seed)[name]
+    pipe, grid = baseline_specs(seed, len(docs_train))[name]
     search = GridSearchCV(pipe, grid, cv=StratifiedKFold(cv, shuffle=True, random_state=seed), scoring="accuracy", n_jobs=n_jobs)
     search.fit(docs_train, y_train)
     return search

@@ -31,6 +31,11 @@ def _load(args, text_column="comment", label_column="sentiment"):
     return path, reviews
 
 
+def _progress(args) -> bool:
+    """Progress bars on interactive terminals only (CI logs stay readable); --quiet turns them off."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _split(raw: str) -> tuple:
     parts = [float(x) if "." in x else int(x) for x in raw.split("/")]
     if len(parts) != 3:
@@ -42,7 +47,7 @@ def cmd_study(args) -> int:
     from jaxsenti.study import StudyOptions, run_study
 
     path, reviews = _load(args)
-    opts = StudyOptions(seeds=args.seeds, split=args.split, n_jobs=args.jobs, progress=not args.quiet)
+    opts = StudyOptions(seeds=args.seeds, split=args.split, n_jobs=args.jobs, progress=_progress(args))
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda)
     print(Path(res["report"]).read_text(encoding="utf-8").split("## Wall time")[0])
     print(f"report: {res['report']}\nresults: {Path(args.out) / 'results.json'}")
@@ -82,7 +87,7 @@ def cmd_train(args) -> int:
     _, reviews = _load(args, cfg.data.text_column, cfg.data.label_column)
     split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed)
     out = Path(args.out or f"runs/{cfg.name}")
-    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=not args.quiet)
+    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=_progress(args))
     m = res.test_metrics
     print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
           f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")

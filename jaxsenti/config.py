@@ -79,13 +79,14 @@ def _parse_value(raw: str):
         return raw  # bare strings: --set model.pooling=mean
 
 
-def override(cfg, key: str, value):
+def override(cfg, key: str, value, _full: str | None = None):
+    """A copy of ``cfg`` with the dotted ``key`` set to ``value``."""
     head, _, rest = key.partition(".")
     if not dataclasses.is_dataclass(cfg) or head not in {f.name for f in dataclasses.fields(cfg)}:
         fields = [f.name for f in dataclasses.fields(cfg)] if dataclasses.is_dataclass(cfg) else []
-        raise KeyError(f"unknown config key {key!r}; valid here: {fields}")
+        raise KeyError(f"unknown config key {_full or key!r}; valid here: {fields}")
     if rest:
-        return dataclasses.replace(cfg, **{head: override(getattr(cfg, head), rest, value)})
+        return dataclasses.replace(cfg, **{head: override(getattr(cfg, head), rest, value, _full or key)})
     old = getattr(cfg, head)
     if isinstance(old, tuple) and isinstance(value, list):
         value = tuple(value)

@@ -2,7 +2,8 @@
 
 Needs torch (the reference) and the genuine bert-base-chinese tokenizer + config, found through
 ``JAXSENTI_BERT_TOKENIZER_DIR`` (default ``<repo>/../shared/models/bert-base-chinese-tokenizer``).
-The reference model is a small randomly initialised BERT (2 layers, hidden 128) with the real 21128 vocab.
+The reference model is a small randomly initialised BERT (2 layers, hidden 128) with the real 21128 vocab,
+initialised with a large std so that every numerical detail (erf GELU, LayerNorm eps, mask) shows up.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def hf_ckpts(tmp_path_factory):
     hc = transformers.BertConfig.from_pretrained(
         TOKENIZER_DIR, num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=256,
         num_labels=1,
+        # 10x BERT's 0.02 so pre-activations are O(1): with std 0.02 they are tiny and e.g. a tanh-approximate
+        # GELU would pass the 1e-4 tolerance unnoticed
+        initializer_range=0.2,
     )
     assert hc.vocab_size == 21128
     torch.manual_seed(0)

@@ -99,7 +99,11 @@ def _row_list(rows: list[int]) -> str:
 
 
 def resolve_dataset(path: str | os.PathLike | None = None) -> Path:
-    """Find a dataset: an explicit path, else ``$JAXSENTI_DATA_DIR/dianping.csv``, else ``data/``."""
+    """Find a dataset: an explicit path, else ``$JAXSENTI_DATA_DIR/dianping.csv``, else ``data/``.
+
+    The default dataset is downloaded (sha256-checked) when it is nowhere to be found, unless
+    ``JAXSENTI_NO_DOWNLOAD=1``.
+    """
     if path is not None:
         p = Path(path)
         if p.exists() or p.is_absolute() or p.parent != Path("."):
@@ -114,6 +118,14 @@ def resolve_dataset(path: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if c.exists():
             return c
+    if name == DEFAULT_DATASET and os.environ.get("JAXSENTI_NO_DOWNLOAD") != "1":
+        from jaxsenti.data.download import download
+
+        try:  # first run on a fresh machine: fetch the study's dataset, checksum-verified
+            print(f"[jaxsenti] {name} not found locally; downloading it into data/", file=sys.stderr)
+            return download("dianping", "data")
+        except Exception as e:  # noqa: BLE001 - fall through to the explanatory error below
+            print(f"[jaxsenti] download failed: {e}", file=sys.stderr)
     tried = ", ".join(str(c) for c in candidates)
     raise DataError(
         f"dataset {name!r} not found (looked in {tried}). Set JAXSENTI_DATA_DIR, pass --data PATH, "

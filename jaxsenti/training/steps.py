@@ -73,7 +73,7 @@ def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Arra
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = _metric_sums(per_ex, logits, batch)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

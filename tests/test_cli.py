@@ -1,0 +1,73 @@
+"""End to end through the command line: study, train → predict, clear errors on bad data."""
+
+import csv
+import json
+
+import pytest
+
+from jaxsenti.cli import main
+
+TINY_LSTM = '''"""Tiny LSTM for tests.
+
+    jaxsenti train lstm --config THIS
+
+Expected: runs in seconds.
+"""
+from jaxsenti.config import DataConfig, OptimConfig, TrainConfig
+from jaxsenti.models.lstm import LSTMConfig
+
+
+def get_config():
+    return TrainConfig(name="tiny", model_name="lstm",
+                       model=LSTMConfig(embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.0),
+                       data=DataConfig(split=(0.6, 0.2, 0.2)), optim=OptimConfig(name="adam", lr=1e-2),
+                       batch_size=8, eval_batch_size=16, epochs=2, patience=0, max_len=32, buckets=(8, 32))
+'''
+
+
+def test_train_then_predict(tiny_csv, tmp_path, capsys):
+    cfg = tmp_path / "tiny.py"
+    cfg.write_text(TINY_LSTM, encoding="utf-8")
+    out = tmp_path / "model"
+    assert main(["train", "lstm", "--config", str(cfg), "--data", str(tiny_csv), "--out", str(out), "--quiet"]) == 0
+    assert "test: accuracy" in capsys.readouterr().out
+    for f in ("config.json", "vocab.json", "metrics.json", "history.json", "training_curves.png", "confusion_matrix.png"):
+        assert (out / f).is_file(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n"] == 11  # round(0.2 * 56)
+
+    assert main(["predict", "--model", str(out), "这家的菜很好吃", "太难吃了"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [x["text"] for x in lines] == ["这家的菜很好吃", "太难吃了"]
+    assert all(0.0 < x["p_positive"] < 1.0 and x["label"] in ("positive", "negative") for x in lines)
+
+    pred_csv = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(out), "--csv", str(tiny_csv), "--out", str(pred_csv)]) == 0
+    rows = list(csv.DictReader(open(pred_csv, encoding="utf-8")))
+    assert len(rows) == 56 and {r["label"] for r in rows} <= {"0", "1"}
+
+
+def test_study_writes_report(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["study", "--data", str(tiny_csv), "--out", str(out), "--seeds", "2", "--split", "0.6/0.2/0.2", "--quiet"]) == 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| tfidf_svm |" in report and "这家的环境不差" in report
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert res["models"]["naive_bayes"]["summary"]["runs"] == 2
+    assert (out / "eda" / "log_ratio_words.png").is_file()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("comment,sentiment\n好吃,1\n难吃,5\n", "row 2 (line 3): '5'"),
+    ("text,label\n好吃,1\n", "column 'comment' not found"),
+])
+def test_bad_data_exits_2_with_message(write_csv, tmp_path, capsys, content, message):
+    p = write_csv(content)
+    assert main(["study", "--data", str(p), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and message in err
+
+
+def test_predict_on_a_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a trained model folder"):
+        main(["predict", "--model", str(tmp_path), "好吃"])
