@@ -59,6 +59,22 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
     return {name: {"summary": summarize(r), "runs": r, "mixed_sentence_p_positive": mixed[name]} for name, r in runs.items()}
 
 
+def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False) -> dict:
+    """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence."""
+    from jaxsenti.pipeline import Predictor, train_on_split
+
+    runs, mixed, seconds = [], [], []
+    for seed in range(seeds):
+        c = dataclasses.replace(cfg, seed=seed)
+        sp = stratified_split(reviews.labels, c.data.split, seed=seed)
+        outcome = train_on_split(c, reviews, sp, Path(out_dir) / f"{cfg.name}_seed{seed}", words=words, progress=progress)
+        runs.append(outcome.test_metrics | {"seed": seed})
+        mixed.append(float(Predictor(outcome.out_dir).predict([MIXED_SENTENCE])[0]))
+        seconds.append(outcome.seconds)
+    return {"summary": summarize(runs), "runs": runs, "mixed_sentence_p_positive": mixed, "seconds": seconds,
+            "config": cfg.name}
+
+
 def machine_info() -> dict:
     import os
 
