@@ -69,11 +69,25 @@ def cmd_baselines(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from jaxsenti.data import stratified_split
+    from jaxsenti.pipeline import train_on_split
+
+    cfg = _train_config(args)
+    _, reviews = _load(args, cfg.data.text_column, cfg.data.label_column)
+    split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed)
+    out = Path(args.out or f"runs/{cfg.name}")
+    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=_progress(args))
+    m = res.test_metrics
+    print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
+          f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
+    print(f"model folder: {out}")
+    return 0
+
+
+def _train_config(args):
     import dataclasses
 
     from jaxsenti import config as config_lib
-    from jaxsenti.data import stratified_split
-    from jaxsenti.pipeline import train_on_split
 
     cfg_path = args.config or f"configs/{args.model}_dianping.py"
     cfg = config_lib.apply_overrides(config_lib.load_config(cfg_path), args.set)
@@ -84,14 +98,22 @@ def cmd_train(args) -> int:
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     args.data = args.data or cfg.data.path
+    return cfg
+
+
+def cmd_lr_find(args) -> int:
+    from jaxsenti.data import stratified_split
+    from jaxsenti.pipeline import prepare
+    from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
+
+    cfg = _train_config(args)
     _, reviews = _load(args, cfg.data.text_column, cfg.data.label_column)
-    split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed)
-    out = Path(args.out or f"runs/{cfg.name}")
-    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=_progress(args))
-    m = res.test_metrics
-    print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
-          f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
-    print(f"model folder: {out}")
+    prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed))
+    res = find_lr(prep.model, cfg.optim, prep.train, batch_size=cfg.batch_size, buckets=cfg.buckets, seed=cfg.seed,
+                  lr_min=args.lr_min, lr_max=args.lr_max, steps=args.steps)
+    out = Path(args.out or f"runs/{cfg.name}_lr_find.png")
+    plot_lr_finder(res, out, title=f"{cfg.name}: learning-rate range test")
+    print(f"suggested learning rate: {res.suggestion:.2e} (steepest descent of the smoothed loss)\nplot: {out}")
     return 0
 
 
@@ -170,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_data_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lr-find", help="learning-rate range test: loss vs LR plot and a suggestion")
+    p.add_argument("model", choices=["lstm", "bert"])
+    p.add_argument("--config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--pretrained")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr-min", type=float, default=1e-7)
+    p.add_argument("--lr-max", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--out", help="plot path (default: runs/<experiment>_lr_find.png)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("predict", help="score reviews with a trained model folder")
     p.add_argument("--model", required=True, help="model folder written by `jaxsenti train`")

@@ -110,6 +110,31 @@ def make_model(cfg: TrainConfig, encoder, seed: int) -> tuple[nnx.Module, TrainC
 
 
 @dataclasses.dataclass
+class Prepared:
+    cfg: TrainConfig  # completed with the vocabulary size / checkpoint dimensions
+    encoder: object
+    model: nnx.Module
+    train: Encoded
+    val: Encoded
+    test: Encoded
+
+
+def prepare(cfg: TrainConfig, reviews: Reviews, split: Split, *, words=None) -> Prepared:
+    """Fit the encoder on the training split, encode all three splits, build the model."""
+    texts = reviews.texts
+    if cfg.model_name == "lstm":
+        words = words if words is not None else segment_many(texts)
+        encoder = WordEncoder.fit([words[i] for i in split.train], cfg.max_len, cfg.min_freq)
+        enc = lambda idx: encoder.encode_words([words[i] for i in idx])  # noqa: E731
+    else:
+        encoder = make_encoder(cfg, [texts[i] for i in split.train])
+        enc = lambda idx: encoder.encode([texts[i] for i in idx])  # noqa: E731
+    parts = [Encoded(enc(idx), reviews.labels[idx]) for idx in (split.train, split.val, split.test)]
+    model, cfg = make_model(cfg, encoder, cfg.seed)
+    return Prepared(cfg, encoder, model, *parts)
+
+
+@dataclasses.dataclass
 class TrainOutcome:
     cfg: TrainConfig
     out_dir: Path
@@ -127,20 +152,8 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    texts = reviews.texts
-    pick = lambda idx: [texts[i] for i in idx]  # noqa: E731
-    if cfg.model_name == "lstm":
-        words = words if words is not None else segment_many(texts)
-        encoder = WordEncoder.fit([words[i] for i in split.train], cfg.max_len, cfg.min_freq)
-        enc = lambda idx: encoder.encode_words([words[i] for i in idx])  # noqa: E731
-    else:
-        encoder = make_encoder(cfg, pick(split.train))
-        enc = lambda idx: encoder.encode(pick(idx))  # noqa: E731
-    train = Encoded(enc(split.train), reviews.labels[split.train])
-    val = Encoded(enc(split.val), reviews.labels[split.val])
-    test = Encoded(enc(split.test), reviews.labels[split.test])
-
-    model, cfg = make_model(cfg, encoder, cfg.seed)
+    prep = prepare(cfg, reviews, split, words=words)
+    cfg, encoder, model, train, val, test = prep.cfg, prep.encoder, prep.model, prep.train, prep.val, prep.test
     encoder.save(out_dir)
     config_lib.dump(cfg, out_dir / "config.json")
     total = num_batches(train.seqs, cfg.batch_size, cfg.buckets) * cfg.epochs

@@ -1,0 +1,81 @@
+"""Learning-rate range test (as the study did for BERT): raise the LR exponentially, watch the loss.
+
+Runs the real jitted train step with an exponential schedule from ``lr_min`` to ``lr_max`` over
+``steps`` batches, collecting per-step losses on device (one transfer at the end). The suggestion
+is the LR at the steepest descent of the smoothed loss before it diverges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from jaxsenti.training.batching import iterate_batches
+from jaxsenti.training.loop import Encoded
+from jaxsenti.training.optim import make_optimizer
+from jaxsenti.training.steps import create_train_state, jit_train_step
+
+
+@dataclasses.dataclass
+class LRFinderResult:
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestion: float
+
+
+def _smooth(x: np.ndarray, beta: float = 0.9) -> np.ndarray:
+    out, avg = np.empty_like(x), 0.0
+    for i, v in enumerate(x):
+        avg = beta * avg + (1 - beta) * v
+        out[i] = avg / (1 - beta ** (i + 1))  # bias-corrected EMA
+    return out
+
+
+def find_lr(model, optim_cfg, train: Encoded, *, batch_size: int, buckets, seed: int = 0, lr_min: float = 1e-7,
+            lr_max: float = 1.0, steps: int = 100) -> LRFinderResult:
+    ratio = lr_max / lr_min
+    schedule = lambda step: lr_min * ratio ** (step / max(steps - 1, 1))  # noqa: E731
+    tx = make_optimizer(dataclasses.replace(optim_cfg, lr=lr_min), steps, schedule=schedule)
+    state = create_train_state(model, tx, seed=seed)
+    per_step, epoch = [], 0
+    while len(per_step) < steps:
+        for batch in iterate_batches(train.seqs, train.labels, batch_size, buckets, shuffle=True, seed=seed, epoch=epoch):
+            state, m = jit_train_step(state, {k: batch[k] for k in ("tokens", "lengths", "labels", "weights")})
+            per_step.append(m["loss_sum"] / m["count"])
+            if len(per_step) == steps:
+                break
+        epoch += 1
+    losses = np.asarray(jax.device_get(per_step), np.float64)
+    lrs = np.array([schedule(i) for i in range(steps)])
+    smoothed = _smooth(losses)
+    # Ignore the diverged tail: stop where the smoothed loss exceeds 4× its running minimum.
+    run_min = np.minimum.accumulate(smoothed)
+    end = int(np.argmax(smoothed > 4 * run_min)) if np.any(smoothed > 4 * run_min) else steps
+    end = max(end, 3)
+    grad = np.gradient(smoothed[:end], np.log(lrs[:end]))
+    suggestion = float(lrs[int(np.argmin(grad))])
+    return LRFinderResult(lrs, losses, smoothed, suggestion)
+
+
+def plot_lr_finder(res: LRFinderResult, path, title: str = "Learning-rate range test"):
+    from jaxsenti.plotting import new_figure, save_figure
+
+    fig, ax = new_figure(figsize=(7, 4.5))
+    ax.plot(res.lrs, res.losses, alpha=0.3, label="loss per step")
+    ax.plot(res.lrs, res.smoothed, label="smoothed")
+    ax.axvline(res.suggestion, color="tab:red", linestyle="--", label=f"steepest descent: {res.suggestion:.2e}")
+    ax.set_xscale("log")
+    finite = res.smoothed[np.isfinite(res.smoothed)]
+    if len(finite):
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 3 * finite[0]) * 1.1)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+__all__ = ["LRFinderResult", "find_lr", "plot_lr_finder"]
