@@ -89,7 +89,16 @@ def make_encoder(cfg: TrainConfig, train_texts: Sequence[str], train_words=None)
         return WordEncoder.fit(words, cfg.max_len, cfg.min_freq)
     from jaxsenti.models.hf_bert import load_tokenizer
 
-    return BertEncoder(load_tokenizer(cfg.pretrained or cfg.tokenizer or default_tokenizer_dir()), cfg.max_len)
+    return BertEncoder(load_tokenizer(tokenizer_source(cfg)), cfg.max_len)
+
+
+def tokenizer_source(cfg: TrainConfig) -> str:
+    """A pretrained folder that carries its tokenizer wins; then the config's tokenizer; then the default."""
+    import os
+
+    if cfg.pretrained and any(os.path.isfile(os.path.join(cfg.pretrained, f)) for f in ("vocab.txt", "tokenizer.json")):
+        return cfg.pretrained
+    return cfg.tokenizer or cfg.pretrained or default_tokenizer_dir()
 
 
 def make_model(cfg: TrainConfig, encoder, seed: int) -> tuple[nnx.Module, TrainConfig]:
