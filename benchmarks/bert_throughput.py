@@ -1,7 +1,7 @@
 """Fine-tuning throughput: our Flax NNX BERT vs transformers' PyTorch BERT, same config, inputs and machine.
 
     python benchmarks/bert_throughput.py                       # small: 4 layers x 256 hidden, B=32, T=128
-    python benchmarks/bert_throughput.py --config base --json out.json   # bert-base size (12 x 768), B=8
+    python benchmarks/bert_throughput.py --config base --json out.json   # bert-base size (12 x 768), B=4
 
 Both sides run one full optimisation step per iteration in training mode (dropout on): forward, backward and
 AdamW (lr 2e-5, weight decay 0.01) on a one-logit classifier with binary cross-entropy. JAX uses
@@ -44,15 +44,15 @@ from jaxsenti.models.bert import BertClassifier, BertConfig  # noqa: E402
 from jaxsenti.training.steps import create_train_state, jit_train_step  # noqa: E402
 
 CONFIGS = {
-    # name: (layers, hidden, heads, intermediate, default batch, default steps)
-    "small": (4, 256, 4, 1024, 32, 12),
-    "base": (12, 768, 12, 3072, 8, 4),
+    # name: (layers, hidden, heads, intermediate, default batch, default timed steps, default extra warm-up steps)
+    "small": (4, 256, 4, 1024, 32, 10, 1),
+    "base": (12, 768, 12, 3072, 4, 3, 0),
 }
 LR, WD = 2e-5, 0.01
 
 
 def bert_config(name: str, dtype: str) -> BertConfig:
-    L, H, A, I, _, _ = CONFIGS[name]
+    L, H, A, I = CONFIGS[name][:4]
     return BertConfig(vocab_size=21128, hidden_size=H, num_hidden_layers=L, num_attention_heads=A,
                       intermediate_size=I, max_position_embeddings=512, dtype=dtype)
 
@@ -158,18 +158,21 @@ def timed(runner, n: int) -> list[float]:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    ap.add_argument("--batch", type=int, default=None, help="default: 32 (small), 8 (base)")
+    ap.add_argument("--batch", type=int, default=None, help="default: 32 (small), 4 (base)")
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per framework; default 12 (small), 4 (base)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per framework; default 10 (small), 3 (base)")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed steps after the first one, per framework; default 1 (small), 0 (base)")
     ap.add_argument("--rounds", type=int, default=2, help="alternate JAX/PyTorch this many times (steps split across)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="JAX compute dtype")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args(argv)
 
-    L, H, A, I, B0, S0 = CONFIGS[args.config]
+    L, H, A, I, B0, S0, W0 = CONFIGS[args.config]
     B, T = args.batch or B0, args.seq
     steps = args.steps or S0
+    warmup = W0 if args.warmup is None else args.warmup
     cfg = bert_config(args.config, args.dtype)
     tokens, lengths, labels = make_batch(B, T, cfg.vocab_size)
     flops = train_flops(cfg, B, T)
@@ -180,7 +183,7 @@ def main(argv=None) -> dict:
         "config": args.config, "layers": L, "hidden": H, "heads": A, "intermediate": I, "vocab": cfg.vocab_size,
         "batch": B, "seq": T, "jax_dtype": args.dtype, "steps": steps,
         "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "jax": jax.__version__, "jax_backend": jax.default_backend(), "torch": torch.__version__,
+        "jax_version": jax.__version__, "jax_backend": jax.default_backend(), "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "flops_per_step": flops,
         "flops_formula": "6*N*B*T + 12*L*B*T^2*H, N = L*(4H^2 + 2HI)",
@@ -201,16 +204,17 @@ def main(argv=None) -> dict:
         tr = TorchRunner(cfg, tokens, lengths, labels)
         print(f"torch: {tr.n_params / 1e6:.2f}M params, attention {tr.attn_impl}, first step {tr.compile_s:.2f}s",
               flush=True)
-    timed(jr, 1)  # one more warm-up each
+    timed(jr, warmup)  # warm-up beyond the first (compiling / allocating) step
     if tr:
-        timed(tr, 1)
+        timed(tr, warmup)
 
     jt, tt = [], []
-    per_round = max(1, steps // args.rounds)
-    for _ in range(args.rounds):
-        jt += timed(jr, per_round)
+    rounds = max(1, min(args.rounds, steps))
+    for r in range(rounds):
+        n = steps // rounds + (r < steps % rounds)
+        jt += timed(jr, n)
         if tr:
-            tt += timed(tr, per_round)
+            tt += timed(tr, n)
 
     def summary(name, times, compile_s):
         med = statistics.median(times)
@@ -224,10 +228,10 @@ def main(argv=None) -> dict:
               f"{r['achieved_gflops']:6.1f} GFLOP/s  MFU {100 * r['mfu']:.1f}%  (compile {compile_s:.1f}s)")
         return r
 
-    info["flax"] = summary("jax", jt, jr.compile_s)
+    info["jax"] = summary("jax", jt, jr.compile_s)
     if tr:
-        info["torch_result"] = summary("torch", tt, tr.compile_s)
-        info["jax_over_torch"] = info["torch_result"]["median_step_s"] / info["flax"]["median_step_s"]
+        info["torch"] = summary("torch", tt, tr.compile_s)
+        info["jax_over_torch"] = info["torch"]["median_step_s"] / info["jax"]["median_step_s"]
         print(f"JAX / PyTorch throughput ratio: {info['jax_over_torch']:.2f}x  "
               f"(FLOPs/step {flops / 1e9:.1f} G = {info['flops_formula']})")
     if args.json:

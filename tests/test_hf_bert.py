@@ -8,14 +8,12 @@ initialised with a large std so that every numerical detail (erf GELU, LayerNorm
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx

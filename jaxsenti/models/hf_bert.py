@@ -22,7 +22,7 @@ import json
 import os
 import re
 import warnings
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import jax.numpy as jnp
 import numpy as np
@@ -366,7 +366,7 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike):
     return BertTokenizerFast.from_pretrained(s)
 
 
-__all__: Iterable[str] = [
+__all__ = [
     "CheckpointError",
     "convert_hf_to_nnx",
     "from_pretrained",

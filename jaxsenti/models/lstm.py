@@ -75,15 +75,17 @@ class LSTMConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def _gates(z, c, hidden):
-    """Fused gate pre-activations z [B, 4H] (float32) and previous cell c -> (h, c, i, f, g, o)."""
-    i = jax.nn.sigmoid(z[:, :hidden])
-    f = jax.nn.sigmoid(z[:, hidden : 2 * hidden])
-    g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
-    o = jax.nn.sigmoid(z[:, 3 * hidden :])
-    c_new = f * c + i * g
-    tc = jnp.tanh(c_new)
-    return o * tc, c_new, (i, f, g, o, tc)
+def _block_consts(hidden):
+    """Per-column constants for the fused activation: tanh(z) = 2*sigmoid(2z) - 1 on the g block."""
+    is_g = np.zeros((4 * hidden,), bool)
+    is_g[2 * hidden : 3 * hidden] = True
+    return is_g, np.where(is_g, 2.0, 1.0).astype(np.float32)
+
+
+def _activate(z, hidden):
+    """Fused gate pre-activations z [B, 4H] -> activations [B, 4H] = (sig(i), sig(f), tanh(g), sig(o))."""
+    _, scale = _block_consts(hidden)
+    return jax.nn.sigmoid(z * scale) * scale - (scale - 1.0)
 
 
 def _forward_scan(xproj, mask, w_hh, unroll, save):
@@ -96,11 +98,11 @@ def _forward_scan(xproj, mask, w_hh, unroll, save):
         h, c = carry
         xg, m = inp
         z = xg + jnp.dot(h.astype(w_hh.dtype), w_hh, preferred_element_type=jnp.float32)
-        h_new, c_new, (i, f, g, o, tc) = _gates(z, c, hidden)
-        h_out = jnp.where(m, h_new, h)
-        c_out = jnp.where(m, c_new, c)
-        ys = (h_out, c_out, jnp.concatenate([i, f, g, o], axis=-1), tc) if save else (h_out, c_out)
-        return (h_out, c_out), ys
+        act = _activate(z, hidden)
+        i, f, g, o = (act[:, k * hidden : (k + 1) * hidden] for k in range(4))
+        c_new = jnp.where(m, f * c + i * g, c)
+        h_new = jnp.where(m, o * jnp.tanh(c_new), h)
+        return (h_new, c_new), ((h_new, c_new, act) if save else (h_new, c_new))
 
     _, ys = jax.lax.scan(step, (zeros, zeros), (xproj, mask), unroll=unroll)
     return ys
@@ -124,45 +126,40 @@ def lstm_recurrence(xproj, mask, w_hh, unroll=1):
 
 
 def _recurrence_fwd(xproj, mask, w_hh, unroll):
-    hs, cs, acts, tcs = _forward_scan(xproj, mask, w_hh, unroll, save=True)
-    return (hs, cs), (hs, cs, acts, tcs, mask, w_hh)
+    hs, cs, acts = _forward_scan(xproj, mask, w_hh, unroll, save=True)
+    return (hs, cs), (hs, cs, acts, mask, w_hh)
 
 
 def _recurrence_bwd(unroll, res, cts):
-    hs, cs, acts, tcs, mask, w_hh = res
+    hs, cs, acts, mask, w_hh = res
     dhs, dcs = cts
-    _, batch, four_h = acts.shape
+    seq_len, batch, four_h = acts.shape
     hidden = four_h // 4
+    is_g, _ = _block_consts(hidden)
     zeros = jnp.zeros((batch, hidden), jnp.float32)
-    # Previous states (state before step t); the zero initial state before t = 0.
+    # State entering step t (the zero initial state before t = 0).
     hs_prev = jnp.concatenate([zeros[None], hs[:-1]], axis=0)
     cs_prev = jnp.concatenate([zeros[None], cs[:-1]], axis=0)
     w_hh_t = w_hh.T
 
     def step(carry, inp):
-        dh_next, dc_next = carry  # gradient w.r.t. the state *leaving* step t (from step t+1)
-        dh_out, dc_out, act, tc, c_prev, m = inp
+        dh_next, dc_next = carry  # gradient w.r.t. the state leaving step t (from step t+1)
+        dh_out, dc_out, act, c_t, c_prev, m = inp
         dh = dh_next + dh_out
         dc = dc_next + dc_out
         i, f, g, o = (act[:, k * hidden : (k + 1) * hidden] for k in range(4))
-        # Step-t update is used only where m; elsewhere the state passes straight through.
+        # The step-t update is used only where m; elsewhere the state passes straight through.
         dh_new = jnp.where(m, dh, 0.0)
-        dc_new = jnp.where(m, dc, 0.0)
-        dc_tot = dc_new + dh_new * o * (1.0 - tc * tc)
-        d_o = dh_new * tc * o * (1.0 - o)
-        d_i = dc_tot * g * i * (1.0 - i)
-        d_f = dc_tot * c_prev * f * (1.0 - f)
-        d_g = dc_tot * i * (1.0 - g * g)
-        dz = jnp.concatenate([d_i, d_f, d_g, d_o], axis=-1)
+        tc = jnp.tanh(c_t)
+        dc_tot = jnp.where(m, dc, 0.0) + dh_new * o * (1.0 - tc * tc)
+        d_act = jnp.concatenate([dc_tot * g, dc_tot * c_prev, dc_tot * i, dh_new * tc], axis=-1)
+        dz = d_act * jnp.where(is_g, 1.0 - act * act, act * (1.0 - act))
         dh_prev = jnp.dot(dz.astype(w_hh_t.dtype), w_hh_t, preferred_element_type=jnp.float32)
         dh_prev = dh_prev + jnp.where(m, 0.0, dh)
-        dc_prev = dc_tot * f + jnp.where(m, 0.0, dc)
+        dc_prev = jnp.where(m, dc_tot * f, dc)
         return (dh_prev, dc_prev), dz
 
-    _, dz = jax.lax.scan(
-        step, (zeros, zeros), (dhs, dcs, acts, tcs, cs_prev, mask), reverse=True, unroll=unroll
-    )
-    seq_len = hs.shape[0]
+    _, dz = jax.lax.scan(step, (zeros, zeros), (dhs, dcs, acts, cs, cs_prev, mask), reverse=True, unroll=unroll)
     dw_hh = jnp.dot(
         hs_prev.reshape(seq_len * batch, hidden).astype(w_hh.dtype).T,
         dz.reshape(seq_len * batch, four_h).astype(w_hh.dtype),
