@@ -197,8 +197,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per framework (after warm-up)")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per framework and round (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2, help="alternate jax/torch subprocesses this many times")
     p.add_argument("--vocab", type=int, default=9524)
     p.add_argument("--embed", type=int, default=400)
     p.add_argument("--hidden", type=int, default=256)
@@ -217,15 +218,31 @@ def main(argv=None):
 
     tokens_per_step = a.batch * a.seq
     results = {}
-    for which in ("jax", "torch"):
-        if a.only and which != a.only:
-            continue
-        proc = subprocess.run(worker_cmd(a, which), capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.stderr.write(proc.stdout + proc.stderr)
-            raise SystemExit(f"{which} worker failed (rc={proc.returncode})")
-        results[which] = summarise(json.loads(lines[-1][len("RESULT "):]), tokens_per_step)
+    # Alternate the two frameworks over rounds so that both see the same background load.
+    for rnd in range(a.rounds):
+        for which in ("jax", "torch"):
+            if a.only and which != a.only:
+                continue
+            proc = subprocess.run(worker_cmd(a, which), capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                sys.stderr.write(proc.stdout + proc.stderr)
+                raise SystemExit(f"{which} worker failed (rc={proc.returncode})")
+            res = json.loads(lines[-1][len("RESULT "):])
+            if which not in results:
+                res["rounds"] = [res.pop("step_times_s")]
+                res["compile_plus_first_step_s"] = [res["compile_plus_first_step_s"]]
+                results[which] = res
+            else:
+                prev = results[which]
+                prev["rounds"].append(res["step_times_s"])
+                prev["compile_plus_first_step_s"].append(res["compile_plus_first_step_s"])
+                prev["peak_rss_mib"] = max(prev["peak_rss_mib"], res["peak_rss_mib"])
+    for res in results.values():
+        res["step_times_s"] = [t for r in res["rounds"] for t in r]
+        res["round_medians_s"] = [statistics.median(r) for r in res["rounds"]]
+        res["compile_plus_first_step_s"] = statistics.median(res["compile_plus_first_step_s"])
+        summarise(res, tokens_per_step)
 
     print(f"LSTM train step  B={a.batch} T={a.seq} vocab={a.vocab} emb={a.embed} hidden={a.hidden} "
           f"layers={a.layers} dropout={a.dropout}  ({cpu_model()}, {os.cpu_count()} CPUs)")

@@ -47,7 +47,14 @@ def cmd_study(args) -> int:
     from jaxsenti.study import StudyOptions, run_study
 
     path, reviews = _load(args)
-    opts = StudyOptions(seeds=args.seeds, split=args.split, n_jobs=args.jobs, progress=_progress(args))
+    models = tuple(m.strip() for m in args.models.split(",")) if getattr(args, "models", None) else ("baselines",)
+    unknown = set(models) - {"baselines", "lstm", "bert"}
+    if unknown:
+        raise SystemExit(f"unknown --models entries {sorted(unknown)}; choose from baselines, lstm, bert")
+    opts = StudyOptions(seeds=args.seeds, neural_seeds=getattr(args, "neural_seeds", 3), split=args.split, models=models,
+                        lstm_config=getattr(args, "lstm_config", None), bert_config=getattr(args, "bert_config", None),
+                        pretrained=getattr(args, "pretrained", None), text_column=args.text_column,
+                        label_column=args.label_column, n_jobs=args.jobs, progress=_progress(args))
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda)
     print(Path(res["report"]).read_text(encoding="utf-8").split("## Wall time")[0])
     print(f"report: {res['report']}\nresults: {Path(args.out) / 'results.json'}")
@@ -157,11 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxsenti", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("study", help="EDA + baselines (+ models) with one report")
+    p = sub.add_parser("study", help="EDA, baselines, LSTM and BERT with one report")
     _add_data_args(p)
     p.add_argument("--out", default="runs/study")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--split", type=_split, default=(1600, 200, 200), help="train/val/test counts or fractions")
+    p.add_argument("--seeds", type=int, default=5, help="seeds for the baselines")
+    p.add_argument("--neural-seeds", type=int, default=3, help="seeds for the LSTM and BERT")
+    p.add_argument("--models", default="baselines,lstm,bert", help="comma-separated subset of baselines,lstm,bert")
+    p.add_argument("--lstm-config")
+    p.add_argument("--bert-config")
+    p.add_argument("--pretrained", help="BERT weights (folder or hub id); without it a small random-init BERT is trained")
+    p.add_argument("--split", type=_split, default=None,
+                   help="train/val/test counts or fractions (default: the study's, 1600/200/200; BERT 1620/180/200)")
     p.add_argument("--jobs", type=int, default=1, help="parallel grid-search jobs")
     p.add_argument("--no-eda", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -176,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", default="runs/baselines")
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--split", type=_split, default=(1600, 200, 200))
+    p.add_argument("--split", type=_split, default=None)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_baselines)

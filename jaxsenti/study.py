@@ -1,7 +1,8 @@
-"""The study as one command: EDA, scikit-learn baselines, (LSTM, BERT) and a Markdown + JSON report.
+"""The study as one command: EDA, scikit-learn baselines, LSTM and BERT, analyses, one report.
 
-Every number in the report is computed by this run; the report says which seeds, splits
-and machine produced it.
+Every number in the report is computed by this run; the report says which seeds, splits and
+machine produced it. Without pretrained BERT weights the BERT row is a small randomly
+initialised BERT, and the report says so.
 """
 
 from __future__ import annotations
@@ -14,38 +15,54 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsenti.analysis import MIXED_SENTENCE, embedding_tsne, lstm_embeddings, plot_prefix_probabilities, plot_tsne, prefixes
 from jaxsenti.baselines import evaluate_baseline, fit_unsegmented_svm, join_words, positive_score
 from jaxsenti.data import Reviews, segment_many, stratified_split
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
 
-MIXED_SENTENCE = "这家的环境不差，但是菜不怎么好吃。"
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyOptions:
-    seeds: int = 5
-    split: tuple = (1600, 200, 200)
-    baselines: tuple = BASELINES
+    seeds: int = 5  # baselines: cheap, so the study's 5
+    neural_seeds: int = 3  # LSTM and BERT: ≥ 3 keeps the default study under 15 minutes on 2 CPU cores
+    split: tuple | None = None  # None: each model's study split (1600/200/200; BERT 1620/180/200)
+    models: tuple = ("baselines", "lstm", "bert")
+    lstm_config: str | None = None  # default configs/lstm_dianping.py
+    bert_config: str | None = None  # default: configs/bert_dianping.py with --pretrained, else configs/bert_small_random.py
+    pretrained: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
     n_jobs: int = 1
     progress: bool = True
+
+
+def find_config(name: str) -> Path:
+    for base in (Path("configs"), REPO_CONFIGS):
+        if (base / name).is_file():
+            return base / name
+    raise FileNotFoundError(f"configs/{name} not found (looked in ./configs and {REPO_CONFIGS}); "
+                            f"run from a clone of the repository or pass the config path explicitly")
 
 
 def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
     """Each baseline: grid search on train+val, scored on test, repeated for ``opts.seeds`` splits."""
     from tqdm.auto import tqdm
 
+    split = opts.split or (1600, 200, 200)
     docs = join_words(words)
-    runs: dict[str, list[dict]] = {name: [] for name in (*opts.baselines, "tfidf_svm_unsegmented")}
+    runs: dict[str, list[dict]] = {name: [] for name in (*BASELINES, "tfidf_svm_unsegmented")}
     mixed: dict[str, list[float]] = {name: [] for name in runs}
     mixed_doc = join_words(segment_many([MIXED_SENTENCE], use_disk_cache=False))
     bar = tqdm(total=opts.seeds * len(runs), desc="baselines", unit="fit", disable=not opts.progress, leave=False)
     for seed in range(opts.seeds):
-        sp = stratified_split(reviews.labels, opts.split, seed=seed)
+        sp = stratified_split(reviews.labels, split, seed=seed)
         fit_idx = np.concatenate([sp.train, sp.val])  # grid-search CV folds stand in for the validation split
         d_fit, y_fit = [docs[i] for i in fit_idx], reviews.labels[fit_idx]
         d_test, y_test = [docs[i] for i in sp.test], reviews.labels[sp.test]
-        for name in opts.baselines:
+        for name in BASELINES:
             res = evaluate_baseline(name, d_fit, y_fit, d_test, y_test, seed=seed, n_jobs=opts.n_jobs)
             mixed[name].append(float(positive_score(res.pop("model"), mixed_doc)[0]))
             runs[name].append(res | {"seed": seed})
@@ -56,23 +73,51 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
         runs["tfidf_svm_unsegmented"].append(res | {"seed": seed})
         bar.update(1)
     bar.close()
-    return {name: {"summary": summarize(r), "runs": r, "mixed_sentence_p_positive": mixed[name]} for name, r in runs.items()}
+    return {name: {"summary": summarize(r), "runs": r, "mixed_sentence_p_positive": mixed[name], "split": list(split)}
+            for name, r in runs.items()}
 
 
 def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False) -> dict:
-    """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence."""
+    """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence and its prefixes."""
     from jaxsenti.pipeline import Predictor, train_on_split
 
-    runs, mixed, seconds = [], [], []
+    runs, mixed, prefix_p, seconds, folders = [], [], [], [], []
     for seed in range(seeds):
         c = dataclasses.replace(cfg, seed=seed)
         sp = stratified_split(reviews.labels, c.data.split, seed=seed)
         outcome = train_on_split(c, reviews, sp, Path(out_dir) / f"{cfg.name}_seed{seed}", words=words, progress=progress)
         runs.append(outcome.test_metrics | {"seed": seed})
-        mixed.append(float(Predictor(outcome.out_dir).predict([MIXED_SENTENCE])[0]))
+        probs = Predictor(outcome.out_dir).predict([*prefixes(MIXED_SENTENCE), MIXED_SENTENCE])
+        prefix_p.append([float(p) for p in probs[:-1]])
+        mixed.append(float(probs[-1]))
         seconds.append(outcome.seconds)
-    return {"summary": summarize(runs), "runs": runs, "mixed_sentence_p_positive": mixed, "seconds": seconds,
-            "config": cfg.name}
+        folders.append(str(outcome.out_dir))
+    return {"summary": summarize(runs), "runs": runs, "mixed_sentence_p_positive": mixed, "prefix_p_positive": prefix_p,
+            "seconds": seconds, "folders": folders, "config": cfg.name, "split": list(cfg.data.split)}
+
+
+def neural_configs(opts: StudyOptions) -> dict:
+    from jaxsenti import config as config_lib
+
+    out = {}
+    for name in ("lstm", "bert"):
+        if name not in opts.models:
+            continue
+        if name == "lstm":
+            path = opts.lstm_config or find_config("lstm_dianping.py")
+        else:
+            path = opts.bert_config or find_config("bert_dianping.py" if opts.pretrained else "bert_small_random.py")
+        cfg = config_lib.load_config(path)
+        if name == "bert" and opts.pretrained:
+            cfg = dataclasses.replace(cfg, pretrained=opts.pretrained)
+        data = cfg.data
+        if opts.text_column or opts.label_column:
+            data = dataclasses.replace(data, text_column=opts.text_column or data.text_column,
+                                       label_column=opts.label_column or data.label_column)
+        if opts.split:
+            data = dataclasses.replace(data, split=tuple(opts.split))
+        out[name] = dataclasses.replace(cfg, data=data)
+    return out
 
 
 def machine_info() -> dict:
@@ -81,47 +126,67 @@ def machine_info() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count()}
     try:
+        import flax
         import jax
 
-        info |= {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
+        info |= {"jax": jax.__version__, "flax": flax.__version__, "devices": [str(d) for d in jax.devices()]}
     except Exception:  # noqa: BLE001 - report generation must not fail on a missing backend
         pass
     return info
 
 
 def results_table(models: dict) -> list[str]:
-    lines = ["| model | " + " | ".join(METRICS) + " | runs |", "|---" * (len(METRICS) + 2) + "|"]
+    lines = ["| model | " + " | ".join(METRICS) + " | seeds | split |", "|---" * (len(METRICS) + 3) + "|"]
     for name, res in models.items():
         s = res["summary"]
-        lines.append(f"| {name} | " + " | ".join(fmt_mean_std(s[m]) for m in METRICS) + f" | {s['runs']} |")
+        split = "/".join(map(str, res.get("split", [])))
+        lines.append(f"| {name} | " + " | ".join(fmt_mean_std(s[m]) for m in METRICS) + f" | {s['runs']} | {split} |")
     return lines
 
 
+def _bert_note(cfg) -> str:
+    if cfg.pretrained:
+        return f"BERT: fine-tuned from `{cfg.pretrained}`."
+    m = cfg.model
+    return (f"**BERT here is NOT the study's pretrained `bert-base-chinese`**: no pretrained weights were given, so it is a "
+            f"{m.num_hidden_layers}-layer, {m.hidden_size}-wide BERT trained from random initialisation on the training "
+            f"split only (the real bert-base-chinese tokenizer). Pass `--pretrained PATH_OR_ID` for the study's model.")
+
+
 def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | None, models: dict, opts: StudyOptions,
-                 seconds: dict) -> Path:
-    notes = reviews.report.lines()
-    md = [f"# jaxsenti study report", "",
+                 seconds: dict, notes: list[str], figures: dict) -> Path:
+    md = ["# jaxsenti study report", "",
           f"Data: `{data_path}` — {len(reviews)} reviews used ({int(reviews.labels.sum())} positive, "
           f"{int(len(reviews) - reviews.labels.sum())} negative).", ""]
-    if notes:
-        md += ["Input handling:", *[f"- {n}" for n in notes], ""]
-    md += [f"Split {'/'.join(map(str, opts.split))} (train/val/test, stratified), {opts.seeds} seeds (0…{opts.seeds - 1}); "
-           "test-set metrics, mean ± sample std over seeds; precision/recall/F1 of the positive class.", "",
-           "## Results", "", *results_table(models), "",
+    if reviews.report.lines():
+        md += ["Input handling:", *[f"- {n}" for n in reviews.report.lines()], ""]
+    md += [f"Test-set metrics, mean ± sample std over seeds (seed i = split i and initialisation i); precision, recall "
+           f"and F1 of the positive class. Baselines: {opts.seeds} seeds, 5-fold grid search on train+val. "
+           f"LSTM/BERT: {opts.neural_seeds} seeds, best epoch on validation.", "",
+           "## Results", "", *results_table(models), "", *notes, "",
            "`tfidf_svm_unsegmented` feeds raw, unsegmented Chinese into a default `TfidfVectorizer` (the study's setting): "
            "whole clauses become single tokens and few features are shared between reviews, the likely reason the study's "
-           "SVM/NB reported 56–59% while the segmented pipelines above score far higher.", "",
-           f"## 「{MIXED_SENTENCE}」", "", "| model | P(positive), mean over seeds | per seed |", "|---|---|---|"]
+           "SVM/NB reported 56–59% while the segmented pipelines score far higher.", ""]
+    if figures.get("confusion"):
+        md += ["### Confusion matrices (test sets, summed over seeds)", "",
+               " ".join(f"![{n}]({p})" for n, p in figures["confusion"].items()), ""]
+    if figures.get("curves"):
+        md += ["### Training curves (seed 0)", "", " ".join(f"![{n}]({p})" for n, p in figures["curves"].items()), ""]
+    md += [f"## 「{MIXED_SENTENCE}」", "", "| model | P(positive), mean over seeds | per seed |", "|---|---|---|"]
     for name, res in models.items():
         p = res.get("mixed_sentence_p_positive", [])
         if p:
             md.append(f"| {name} | {np.mean(p):.3f} | {', '.join(f'{x:.2f}' for x in p)} |")
-    md += ["", "SVM scores are the sigmoid of the margin, not calibrated probabilities.", "",
-           "## Wall time", "", "| step | seconds |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in seconds.items()], ""]
+    md += ["", "SVM scores are the sigmoid of the margin, not calibrated probabilities.", ""]
+    if figures.get("prefix"):
+        md += ["P(positive) as the sentence grows (neural models, mean over seeds):", "", f"![prefixes]({figures['prefix']})", ""]
+    if figures.get("tsne"):
+        md += ["## LSTM word embeddings (t-SNE, seed 0)", "", f"![t-SNE]({figures['tsne']})", ""]
+    md += ["## Wall time", "", "| step | seconds |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in seconds.items()], ""]
     if eda is not None:
-        md += ["## Exploratory analysis", "", "See [eda/eda.md](eda/eda.md).", "",
+        md += ["## Exploratory analysis", "", "Details: [eda/eda.md](eda/eda.md).", "",
                "![labels](eda/label_distribution.png) ![lengths](eda/length_distribution.png)", "",
-               "![log-ratio](eda/log_ratio_words.png)", ""]
+               "![top words](eda/top_words_all.png)", "", "![log-ratio](eda/log_ratio_words.png)", ""]
     md += ["## Machine", "", "```", json.dumps(machine_info(), indent=2), "```", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(md), encoding="utf-8")
@@ -130,23 +195,50 @@ def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | No
 
 def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: StudyOptions = StudyOptions(), *, eda: bool = True) -> dict:
     from jaxsenti.eda import run_eda
+    from jaxsenti.plotting import plot_confusion_matrix
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seconds = {}
+    seconds, models, notes, figures = {}, {}, [], {"confusion": {}, "curves": {}}
+    cfgs = neural_configs(opts)  # fail on a missing config before any training
     t = time.perf_counter()
     words = segment_many(reviews.texts, progress=opts.progress)
     seconds["jieba segmentation"] = time.perf_counter() - t
     eda_summary = None
     if eda:
         t = time.perf_counter()
-        eda_summary = run_eda(reviews, words, out_dir / "eda")
+        eda_summary = run_eda(reviews, words, out_dir / "eda", dataset_name=Path(data_path).name)
         seconds["EDA"] = time.perf_counter() - t
-    t = time.perf_counter()
-    models = run_baselines(reviews, words, opts)
-    seconds["baselines (all seeds, grid search)"] = time.perf_counter() - t
-    report = write_report(out_dir, data_path, reviews, eda_summary, models, opts, seconds)
+    if "baselines" in opts.models:
+        t = time.perf_counter()
+        models |= run_baselines(reviews, words, opts)
+        seconds[f"baselines ({opts.seeds} seeds × 4 models, grid search)"] = time.perf_counter() - t
+    for name, cfg in cfgs.items():
+        t = time.perf_counter()
+        models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir / "models", progress=opts.progress)
+        seconds[f"{name} ({opts.neural_seeds} seeds, {cfg.name})"] = time.perf_counter() - t
+        if name == "bert":
+            notes.append(_bert_note(cfg))
+        seed0 = Path(models[name]["folders"][0])
+        if (seed0 / "training_curves.png").exists():
+            figures["curves"][name] = str((seed0 / "training_curves.png").relative_to(out_dir))
+    for name, res in models.items():
+        if name in cfgs or name in BASELINES:
+            p = plot_confusion_matrix(np.asarray(res["summary"]["confusion_matrix"]), ["negative", "positive"],
+                                      out_dir / "figures" / f"confusion_{name}.png", title=f"{name} (summed over seeds)")
+            figures["confusion"][name] = str(p.relative_to(out_dir))
+    curves = {n: np.mean(models[n]["prefix_p_positive"], axis=0).tolist() for n in cfgs}
+    if curves:
+        figures["prefix"] = str(plot_prefix_probabilities(curves, prefixes(MIXED_SENTENCE), out_dir / "figures" / "mixed_sentence_prefixes.png").relative_to(out_dir))
+    if "lstm" in cfgs:
+        emb, vocab = lstm_embeddings(models["lstm"]["folders"][0])
+        tsne = embedding_tsne(emb, vocab)
+        figures["tsne"] = str(plot_tsne(tsne, out_dir / "figures" / "lstm_embedding_tsne.png").relative_to(out_dir))
+        if tsne["missing"]:
+            notes.append(f"t-SNE: not in the LSTM vocabulary: {', '.join(tsne['missing'])}.")
+    report = write_report(out_dir, data_path, reviews, eda_summary, models, opts, seconds, notes, figures)
     results = {"data": data_path, "n_reviews": len(reviews), "load_report": reviews.report.to_dict(),
-               "options": dataclasses.asdict(opts), "models": models, "seconds": seconds, "machine": machine_info()}
+               "options": dataclasses.asdict(opts), "models": models, "seconds": seconds, "notes": notes,
+               "figures": figures, "machine": machine_info()}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results | {"report": str(report)}

@@ -48,13 +48,34 @@ def test_train_then_predict(tiny_csv, tmp_path, capsys):
 
 
 def test_study_writes_report(tiny_csv, tmp_path, capsys):
+    cfg = tmp_path / "tiny.py"
+    cfg.write_text(TINY_LSTM, encoding="utf-8")
     out = tmp_path / "study"
-    assert main(["study", "--data", str(tiny_csv), "--out", str(out), "--seeds", "2", "--split", "0.6/0.2/0.2", "--quiet"]) == 0
+    argv = ["study", "--data", str(tiny_csv), "--out", str(out), "--seeds", "2", "--split", "0.6/0.2/0.2",
+            "--models", "baselines,lstm", "--lstm-config", str(cfg), "--neural-seeds", "2", "--quiet"]
+    assert main(argv) == 0
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "| tfidf_svm |" in report and "这家的环境不差" in report
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " ± " in line]
+    names = [r.split("|")[1].strip() for r in rows]
+    assert names == ["tfidf_svm", "naive_bayes", "knn", "tfidf_svm_unsegmented", "lstm"]
+    for r in rows:
+        cells = [c.strip() for c in r.split("|")[2:6]]
+        for c in cells:
+            mean, std = (float(x) for x in c.split(" ± "))
+            assert 0.0 <= mean <= 1.0 and 0.0 <= std <= 1.0
+    assert "这家的环境不差" in report
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert res["models"]["naive_bayes"]["summary"]["runs"] == 2
-    assert (out / "eda" / "log_ratio_words.png").is_file()
+    assert len(res["models"]["lstm"]["prefix_p_positive"][0]) == 15  # one per CJK character of the sentence
+    for rel in [*res["figures"]["confusion"].values(), *res["figures"]["curves"].values(), res["figures"]["prefix"],
+                res["figures"]["tsne"], "eda/log_ratio_words.png"]:
+        assert (out / rel).is_file() and (out / rel).read_bytes()[:4] == b"\x89PNG", rel
+        assert f"]({rel})" in report or rel.startswith("eda/")
+
+
+def test_study_rejects_unknown_model(tiny_csv, tmp_path):
+    with pytest.raises(SystemExit, match="unknown --models"):
+        main(["study", "--data", str(tiny_csv), "--out", str(tmp_path), "--models", "baselines,gpt"])
 
 
 @pytest.mark.parametrize("content, message", [
@@ -63,7 +84,7 @@ def test_study_writes_report(tiny_csv, tmp_path, capsys):
 ])
 def test_bad_data_exits_2_with_message(write_csv, tmp_path, capsys, content, message):
     p = write_csv(content)
-    assert main(["study", "--data", str(p), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert main(["study", "--data", str(p), "--out", str(tmp_path / "o"), "--models", "baselines", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert str(p) in err and message in err
 

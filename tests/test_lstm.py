@@ -12,7 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig, LSTMLayer, lstm_recurrence
+from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig, LSTMLayer, lstm_direction
 from jaxsenti.training.steps import create_train_state, jit_train_step, train_step
 
 torch = pytest.importorskip("torch")
@@ -247,38 +247,47 @@ def test_layer_gradients_match_torch(bidirectional):
         np.testing.assert_allclose(np.asarray(gd["b"][...]), tg("bias_ih"), atol=1e-5)
 
 
-def test_recurrence_vjp_matches_autodiff_of_plain_scan():
-    def reference(xproj, mask, w_hh):
+def test_direction_vjp_matches_autodiff_of_plain_scan():
+    """The hand-written VJP of lstm_direction against jax.grad of a textbook masked LSTM scan."""
+
+    def reference(x, mask, w_ih, w_hh, b):
         hidden = w_hh.shape[0]
 
         def step(carry, inp):
             h, c = carry
-            xg, m = inp
-            z = xg + h @ w_hh
+            xt, m = inp
+            z = xt @ w_ih + b + h @ w_hh
             i, f, g, o = jnp.split(z, 4, axis=-1)
             c2 = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
             h2 = jax.nn.sigmoid(o) * jnp.tanh(c2)
             h2, c2 = jnp.where(m, h2, h), jnp.where(m, c2, c)
             return (h2, c2), (h2, c2)
 
-        zeros = jnp.zeros((xproj.shape[1], hidden))
-        return jax.lax.scan(step, (zeros, zeros), (xproj, mask))[1]
+        zeros = jnp.zeros((x.shape[1], hidden))
+        return jax.lax.scan(step, (zeros, zeros), (x, mask))[1]
 
-    k = jax.random.split(jax.random.key(0), 4)
-    seq, bsz, h = 8, 3, 4
-    xproj = jax.random.normal(k[0], (seq, bsz, 4 * h))
-    w_hh = 0.5 * jax.random.normal(k[1], (h, 4 * h))
+    k = jax.random.split(jax.random.key(0), 7)
+    seq, bsz, d_in, h = 8, 3, 5, 4
+    x = jax.random.normal(k[0], (seq, bsz, d_in))
+    w_ih = 0.5 * jax.random.normal(k[1], (d_in, 4 * h))
+    w_hh = 0.5 * jax.random.normal(k[2], (h, 4 * h))
+    b = 0.5 * jax.random.normal(k[3], (4 * h,))
     mask = (jnp.arange(seq)[:, None] < jnp.array([8, 3, 0])[None, :])[..., None]
-    ct = (jax.random.normal(k[2], (seq, bsz, h)), jax.random.normal(k[3], (seq, bsz, h)))
+    ct = (jax.random.normal(k[4], (seq, bsz, h)), jax.random.normal(k[5], (seq, bsz, h)))
 
     def loss(fn):
-        return lambda x, w: sum(jnp.sum(a * b) for a, b in zip(fn(x, mask, w), ct))
+        return lambda *args: sum(jnp.sum(a * c) for a, c in zip(fn(args[0], mask, *args[1:]), ct))
 
+    args = (x, w_ih, w_hh, b)
+    ref_out = reference(x, mask, w_ih, w_hh, b)
+    ref = jax.grad(loss(reference), argnums=(0, 1, 2, 3))(*args)
     for unroll in (1, 3):
-        ours = jax.grad(loss(lambda x, m, w: lstm_recurrence(x, m, w, unroll)), (0, 1))(xproj, w_hh)
-        ref = jax.grad(loss(reference), (0, 1))(xproj, w_hh)
-        for a, b in zip(ours, ref):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+        ours_out = lstm_direction(x, mask, w_ih, w_hh, b, unroll)
+        for a, r in zip(ours_out, ref_out):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(r), atol=1e-5)
+        ours = jax.grad(loss(lambda x, m, *w: lstm_direction(x, m, *w, unroll)), argnums=(0, 1, 2, 3))(*args)
+        for name, a, r in zip(("x", "w_ih", "w_hh", "b"), ours, ref):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(r), atol=1e-5, err_msg=name)
 
 
 def test_stacked_classifier_features_match_torch():

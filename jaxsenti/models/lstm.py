@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["LSTMConfig", "LSTMDirection", "LSTMLayer", "LSTMClassifier", "lstm_recurrence"]
+__all__ = ["LSTMConfig", "LSTMDirection", "LSTMLayer", "LSTMClassifier", "lstm_direction"]
 
 POOLINGS = ("last", "mean", "max")
 
@@ -88,8 +88,8 @@ def _activate(z, hidden):
     return jax.nn.sigmoid(z * scale) * scale - (scale - 1.0)
 
 
-def _forward_scan(xproj, mask, w_hh, unroll, save):
-    """xproj [T,B,4H] f32 (bias included), mask [T,B,1] bool, w_hh [H,4H] (compute dtype)."""
+def _forward_scan(xproj, b, mask, w_hh, unroll, save):
+    """xproj [T,B,4H] f32 (no bias), b [4H] f32, mask [T,B,1] bool, w_hh [H,4H] (compute dtype)."""
     _, batch, four_h = xproj.shape
     hidden = four_h // 4
     zeros = jnp.zeros((batch, hidden), jnp.float32)
@@ -97,7 +97,7 @@ def _forward_scan(xproj, mask, w_hh, unroll, save):
     def step(carry, inp):
         h, c = carry
         xg, m = inp
-        z = xg + jnp.dot(h.astype(w_hh.dtype), w_hh, preferred_element_type=jnp.float32)
+        z = xg + b + jnp.dot(h.astype(w_hh.dtype), w_hh, preferred_element_type=jnp.float32)
         act = _activate(z, hidden)
         i, f, g, o = (act[:, k * hidden : (k + 1) * hidden] for k in range(4))
         c_new = jnp.where(m, f * c + i * g, c)
@@ -108,38 +108,48 @@ def _forward_scan(xproj, mask, w_hh, unroll, save):
     return ys
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def lstm_recurrence(xproj, mask, w_hh, unroll=1):
-    """Run the LSTM recurrence from a zero state.
+def _project(x, w):
+    """[T, B, D] @ [D, G] -> float32[T, B, G] as one 2-D matmul."""
+    seq_len, batch, d = x.shape
+    y = jnp.dot(x.reshape(seq_len * batch, d), w, preferred_element_type=jnp.float32)
+    return y.reshape(seq_len, batch, w.shape[1])
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5,))
+def lstm_direction(x, mask, w_ih, w_hh, b, unroll=1):
+    """One LSTM direction over a time-major sequence, from a zero state.
 
     Args:
-      xproj: float32[T, B, 4H] input projections ``x_t @ w_ih + b`` (gate order i, f, g, o).
-      mask:  bool[T, B, 1]; where False the carry is frozen (padding after a row's length).
-      w_hh:  [H, 4H] recurrent weights, in the compute dtype.
+      x:    [T, B, D] inputs, in the compute dtype.
+      mask: bool[T, B, 1]; where False the carry is frozen (padding after a row's length).
+      w_ih: [D, 4H] input weights, w_hh: [H, 4H] recurrent weights (compute dtype), gate order
+            i, f, g, o; b: float32[4H] bias.
       unroll: scan unroll factor (static).
 
     Returns:
       (hs, cs): float32[T, B, H] hidden and cell states after each step (frozen past the length,
       so ``hs[-1], cs[-1]`` is each row's final state at its true length).
+
+    The input projection is one [T*B, D] @ [D, 4H] matmul before the scan; the scan does one fused
+    [B, H] @ [H, 4H] matmul per step. The backward pass (hand-written) runs a reverse scan that only
+    does ``dz @ w_hh.T`` per step, then forms dx, dW_ih, dW_hh and db with one big matmul each.
     """
-    return _forward_scan(xproj, mask, w_hh, unroll, save=False)
+    return _forward_scan(_project(x, w_ih), b, mask, w_hh, unroll, save=False)
 
 
-def _recurrence_fwd(xproj, mask, w_hh, unroll):
-    hs, cs, acts = _forward_scan(xproj, mask, w_hh, unroll, save=True)
-    return (hs, cs), (hs, cs, acts, mask, w_hh)
+def _direction_fwd(x, mask, w_ih, w_hh, b, unroll):
+    hs, cs, acts = _forward_scan(_project(x, w_ih), b, mask, w_hh, unroll, save=True)
+    return (hs, cs), (x, hs, cs, acts, mask, w_ih, w_hh)
 
 
-def _recurrence_bwd(unroll, res, cts):
-    hs, cs, acts, mask, w_hh = res
+def _direction_bwd(unroll, res, cts):
+    x, hs, cs, acts, mask, w_ih, w_hh = res
     dhs, dcs = cts
     seq_len, batch, four_h = acts.shape
     hidden = four_h // 4
     is_g, _ = _block_consts(hidden)
     zeros = jnp.zeros((batch, hidden), jnp.float32)
-    # State entering step t (the zero initial state before t = 0).
-    hs_prev = jnp.concatenate([zeros[None], hs[:-1]], axis=0)
-    cs_prev = jnp.concatenate([zeros[None], cs[:-1]], axis=0)
+    cs_prev = jnp.concatenate([zeros[None], cs[:-1]], axis=0)  # cell state entering step t
     w_hh_t = w_hh.T
 
     def step(carry, inp):
@@ -157,19 +167,23 @@ def _recurrence_bwd(unroll, res, cts):
         dh_prev = jnp.dot(dz.astype(w_hh_t.dtype), w_hh_t, preferred_element_type=jnp.float32)
         dh_prev = dh_prev + jnp.where(m, 0.0, dh)
         dc_prev = jnp.where(m, dc_tot * f, dc)
-        return (dh_prev, dc_prev), dz
+        return (dh_prev, dc_prev), dz.astype(w_hh.dtype)
 
     _, dz = jax.lax.scan(step, (zeros, zeros), (dhs, dcs, acts, cs, cs_prev, mask), reverse=True, unroll=unroll)
+    d_in = x.shape[-1]
+    dz2 = dz.reshape(seq_len * batch, four_h)
+    dx = jnp.dot(dz2, w_ih.T, preferred_element_type=jnp.float32).astype(x.dtype).reshape(x.shape)
+    dw_ih = jnp.dot(x.reshape(-1, d_in).T, dz2, preferred_element_type=jnp.float32).astype(w_ih.dtype)
+    # The state entering step 0 is zero, so dW_hh = sum_{t>=1} h_{t-1}^T dz_t (no padding copy).
     dw_hh = jnp.dot(
-        hs_prev.reshape(seq_len * batch, hidden).astype(w_hh.dtype).T,
-        dz.reshape(seq_len * batch, four_h).astype(w_hh.dtype),
-        preferred_element_type=jnp.float32,
+        hs[:-1].reshape(-1, hidden).astype(w_hh.dtype).T, dz[1:].reshape(-1, four_h), preferred_element_type=jnp.float32
     ).astype(w_hh.dtype)
+    db = jnp.sum(dz2.astype(jnp.float32), axis=0)
     mask_ct = np.zeros(mask.shape, dtype=jax.dtypes.float0)
-    return dz, mask_ct, dw_hh
+    return dx, mask_ct, dw_ih, dw_hh, db
 
 
-lstm_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+lstm_direction.defvjp(_direction_fwd, _direction_bwd)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,9 +230,9 @@ class LSTMDirection(nnx.Module):
     def __call__(self, x, mask):
         """x [T, B, D], mask bool[T, B, 1] -> (hs float32[T, B, H], (h_final, c_final))."""
         dt = jnp.dtype(self.dtype)
-        xproj = jnp.einsum("tbd,dg->tbg", x.astype(dt), self.w_ih[...].astype(dt), preferred_element_type=jnp.float32)
-        xproj = xproj + self.b[...]
-        hs, cs = lstm_recurrence(xproj, mask, self.w_hh[...].astype(dt), self.unroll)
+        hs, cs = lstm_direction(
+            x.astype(dt), mask, self.w_ih[...].astype(dt), self.w_hh[...].astype(dt), self.b[...], self.unroll
+        )
         return hs, (hs[-1], cs[-1])
 
 
