@@ -1,6 +1,7 @@
 """Train-step throughput: jaxsenti's Flax NNX LSTM vs an equivalent PyTorch model, same machine.
 
-    python benchmarks/lstm_throughput.py [--batch 64 --seq 128 --steps 20 --json out.json]
+    python benchmarks/lstm_throughput.py [--batch 64 --seq 128 --steps 12 --rounds 2 --json out.json]
+                                         [--dtype bfloat16]   # JAX bf16 compute vs torch CPU autocast
 
 Both sides: Embedding(vocab, emb) -> 2-layer LSTM(hidden) -> last step -> Dropout -> Linear(1),
 Adam(1e-3), sigmoid BCE, dropout 0.5 between LSTM layers and before the head, train mode.
@@ -8,8 +9,9 @@ The JAX side is the project's real ``create_train_state`` + ``train_step`` jitte
 donated (``jaxsenti.training.steps.jit_train_step``). Both see the same token batches; all rows are
 full length so the torch model (no packing) does the same work and "last step" means the same.
 
-Each framework runs in its own subprocess so that peak RSS (``ru_maxrss``) is separated; torch
-keeps its default intra-op threads. Reported: JAX compile time (first call), steady-state median
+Each framework runs in its own subprocess so that peak RSS (``ru_maxrss``) is separated, and the
+two alternate over ``--rounds`` so both see the same background load; torch keeps its default
+intra-op threads. No XLA flags are set. Reported: JAX compile time (first call), steady-state median
 step time and tokens/s, and the JAX/torch tokens/s ratio.
 """
 
@@ -54,7 +56,6 @@ def peak_rss_mib() -> float:
 def run_jax(a) -> dict:
     sys.path.insert(0, ROOT)
     import jax
-    import jax.numpy as jnp
     import flax
     import optax
     from flax import nnx
@@ -62,7 +63,8 @@ def run_jax(a) -> dict:
     from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
     from jaxsenti.training.steps import create_train_state, jit_train_step
 
-    cfg_kw = dict(vocab_size=a.vocab, embed_dim=a.embed, hidden_dim=a.hidden, num_layers=a.layers, dropout=a.dropout)
+    cfg_kw = dict(vocab_size=a.vocab, embed_dim=a.embed, hidden_dim=a.hidden, num_layers=a.layers, dropout=a.dropout,
+                  dtype=a.dtype)
     if a.unroll:
         cfg_kw["unroll"] = a.unroll
     cfg = LSTMConfig(**cfg_kw)
@@ -139,9 +141,13 @@ def run_torch(a) -> dict:
         for b in make_batches(n_batches, a.batch, a.seq, a.vocab)
     ]
 
+    autocast = a.dtype != "float32"
+
     def step(tokens, labels):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(tokens), labels)
+        with torch.autocast("cpu", dtype=getattr(torch, a.dtype), enabled=autocast):
+            logits = model(tokens)
+        loss = loss_fn(logits.float(), labels)
         loss.backward()
         opt.step()
         return loss
@@ -159,6 +165,7 @@ def run_torch(a) -> dict:
     return {
         "framework": "torch",
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
+        "autocast": a.dtype if autocast else None,
         "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "compile_plus_first_step_s": first_call,
@@ -181,7 +188,7 @@ def cpu_model() -> str:
 
 def worker_cmd(a, which):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", which]
-    for k in ("batch", "seq", "steps", "warmup", "vocab", "embed", "hidden", "layers", "dropout", "unroll"):
+    for k in ("batch", "seq", "steps", "warmup", "vocab", "embed", "hidden", "layers", "dropout", "unroll", "dtype"):
         cmd += [f"--{k}", str(getattr(a, k))]
     return cmd
 
@@ -205,6 +212,8 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute dtype: JAX LSTMConfig.dtype; torch runs the forward under torch.autocast(cpu, dtype)")
     p.add_argument("--unroll", type=int, default=0, help="override LSTMConfig.unroll (0 = config default)")
     p.add_argument("--only", choices=("jax", "torch"), default=None, help="run one framework only")
     p.add_argument("--json", default=None, help="write the results here")
@@ -245,7 +254,7 @@ def main(argv=None):
         summarise(res, tokens_per_step)
 
     print(f"LSTM train step  B={a.batch} T={a.seq} vocab={a.vocab} emb={a.embed} hidden={a.hidden} "
-          f"layers={a.layers} dropout={a.dropout}  ({cpu_model()}, {os.cpu_count()} CPUs)")
+          f"layers={a.layers} dropout={a.dropout} dtype={a.dtype}  ({cpu_model()}, {os.cpu_count()} CPUs)")
     print(f"{'framework':<10}{'median step ms':>16}{'tokens/s':>12}{'first call s':>14}{'peak RSS MiB':>14}")
     for name, r in results.items():
         print(f"{name:<10}{r['median_step_s'] * 1e3:>16.1f}{r['tokens_per_s']:>12.0f}"
