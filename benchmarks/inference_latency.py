@@ -1,0 +1,241 @@
+"""Inference latency of the project's real prediction path: ``jaxsenti.pipeline.Predictor(folder).predict(texts)``.
+
+    python benchmarks/inference_latency.py [--models lstm,bert] [--quick] [--json out.json]
+
+For each model a model folder is written exactly as training writes it (``config.json``, the encoder,
+``checkpoints/best``), but with **randomly initialised parameters** (seed 0) instead of trained ones:
+latency does not depend on the weight values, and this skips minutes of training. The LSTM is
+``configs/lstm_dianping.py`` (vocabulary built from the dianping reviews), the BERT is
+``configs/bert_small_random.py`` (2 x 128, real bert-base-chinese tokenizer). The folder is then loaded
+with ``Predictor`` and timed on real dianping reviews:
+
+* ``single``: one review per call (``predict([text])``, batch shape 1), a different review each call;
+  every bucket shape is compiled before timing, so the timed calls are steady state.
+* ``batch``: 256 reviews per call (``predict(texts)``; the predictor buckets them by length and pads
+  each bucket to 256 rows, one jitted call per bucket), the same 256 reviews each call.
+* ``model_only``: just the jitted forward on an already padded ``[B, 128]`` batch (B = 1 and 256),
+  i.e. without jieba/tokenizer, bucketing and host transfers; the same function body as
+  ``Predictor._predict`` under a fresh ``jax.jit`` so that ``compile_s`` (an explicit ``lower(...).compile()``)
+  is a real compilation and not a cache hit from the predict calls.
+* ``encode``: just the encoder (jieba + vocab, or the WordPiece tokenizer) on the 256 reviews.
+
+``first_call_s`` is the first call of a shape: XLA compilation plus one run (jieba's dictionary and
+the tokenizer are loaded beforehand, so they are not in it). jieba's in-process memo cache is cleared
+before every call so repeated texts are really re-segmented. Reported per mode: p50, p99, mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (ROOT, Stopwatch, base_argparser, data_path, machine_info, peak_rss_mib, time_calls,  # noqa: E402
+                    write_json)
+
+CONFIGS = {"lstm": ROOT / "configs" / "lstm_dianping.py", "bert": ROOT / "configs" / "bert_small_random.py"}
+
+
+def _clear_segment_cache(_i=None) -> None:
+    from jaxsenti.data import text as text_mod
+
+    fn = getattr(text_mod, "_segment_cached", None)
+    if fn is not None and hasattr(fn, "cache_clear"):
+        fn.cache_clear()
+
+
+def write_random_model_folder(kind: str, folder: Path, vocab_texts, *, tiny: bool = False, seed: int = 0):
+    """A Predictor-loadable model folder for ``kind`` with random parameters; returns the completed config."""
+    import jax
+    from flax import nnx
+
+    from jaxsenti import config as config_lib
+    from jaxsenti.pipeline import make_encoder, make_model
+    from jaxsenti.training.loop import Checkpoints
+
+    cfg = config_lib.load_config(CONFIGS[kind])
+    if tiny:  # for tests: same code path, toy sizes
+        small = {"lstm": dict(embed_dim=16, hidden_dim=16, num_layers=1),
+                 "bert": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)}[kind]
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **small))
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder = make_encoder(cfg, list(vocab_texts))
+    model, cfg = make_model(cfg, encoder, seed)
+    encoder.save(folder)
+    config_lib.dump(cfg, folder / "config.json")
+    _, params = nnx.split(model, nnx.Param)
+    ckpt = Checkpoints(folder / "checkpoints")
+    try:
+        ckpt.save_best(params)
+    finally:
+        ckpt.close()
+    jax.block_until_ready(params)
+    return cfg
+
+
+def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repeats: int, batch_size: int = 256,
+                model_only_repeats: int = 10, batch_warmup: int = 1, tiny: bool = False,
+                workdir: Path | None = None) -> dict:
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from jaxsenti.data.text import segment
+    from jaxsenti.pipeline import Predictor
+    from jaxsenti.training.batching import bucket_for
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="jaxsenti-latency-"))
+    folder = workdir / f"{kind}_random"
+    with Stopwatch() as sw_folder:
+        cfg = write_random_model_folder(kind, folder, texts, tiny=tiny)
+    with Stopwatch() as sw_load:
+        pred = Predictor(folder)
+    segment("预热结巴分词")  # load jieba's dictionary outside the timed first call
+    pred.encoder.encode(["预热"])  # and the tokenizer
+    n_params = int(sum(x.size for x in jax.tree.leaves(pred.params)))
+
+    # single review: different review each call; compile every bucket at batch 1 before timing
+    lengths = [len(s) for s in pred.encoder.encode(texts)]
+    buckets = pred.buckets
+    by_bucket = {}
+    for t, n in zip(texts, lengths):
+        by_bucket.setdefault(bucket_for(n, buckets), t)
+    order = sorted(by_bucket)
+    single_first = {}
+    for b in order:
+        _clear_segment_cache()
+        t0 = time.perf_counter()
+        pred.predict([by_bucket[b]])
+        single_first[str(b)] = time.perf_counter() - t0
+    pool = texts[: max(single_repeats, 1)]
+    single = time_calls(lambda i: pred.predict([pool[i % len(pool)]]), repeats=single_repeats, warmup=1,
+                        first_call=False, before=_clear_segment_cache)
+    single["first_call_s"] = single_first[str(order[0])]
+    single["first_call_by_bucket_s"] = single_first
+    single["mean_review_chars"] = float(np.mean([len(t) for t in pool]))
+
+    # batch of 256: same reviews each call
+    batch_texts = texts[:batch_size]
+    batch_buckets = sorted({bucket_for(n, buckets) for n in lengths[:batch_size]})
+    batch = time_calls(lambda i: pred.predict(batch_texts), repeats=batch_repeats, warmup=batch_warmup,
+                       before=_clear_segment_cache)
+    batch |= {"batch_size": len(batch_texts), "buckets_used": batch_buckets, "jitted_calls_per_predict": len(batch_buckets),
+              "reviews_per_s": len(batch_texts) / batch["median_s"]}
+
+    encode = time_calls(lambda i: pred.encoder.encode(batch_texts), repeats=max(3, batch_repeats), warmup=1,
+                        first_call=False, before=_clear_segment_cache)
+    encode["reviews_per_s"] = len(batch_texts) / encode["median_s"]
+
+    # model-only forward at fixed shapes
+    model_only = {}
+    # Same body as Predictor._predict but a fresh jit, so that its compilation is not already in jax's caches
+    # from the predict calls above (lower().compile() of an already used shape is served from an in-memory cache).
+    graphdef = pred.graphdef
+    forward = jax.jit(lambda p, t, n: nnx.merge(graphdef, p)(t, n, deterministic=True))
+    T = min(128, max(buckets))
+    rng = np.random.default_rng(0)
+    vocab_n = pred.model_cfg.vocab_size
+    for B in (1, batch_size):
+        tokens = jax.device_put(rng.integers(1, vocab_n, size=(B, T), dtype=np.int32))
+        lens = jax.device_put(np.full((B,), T, np.int32))
+        t0 = time.perf_counter()
+        forward.lower(pred.params, tokens, lens).compile()
+        compile_s = time.perf_counter() - t0
+        r = time_calls(lambda i: jax.block_until_ready(forward(pred.params, tokens, lens)),
+                       repeats=model_only_repeats if B == 1 else max(3, model_only_repeats // 3), warmup=1)
+        r |= {"compile_s": compile_s, "batch": B, "seq": T, "seq_per_s": B / r["median_s"], "tokens_per_s": B * T / r["median_s"]}
+        model_only[f"b{B}"] = r
+
+    return {
+        "model": kind,
+        "config_file": str(CONFIGS[kind].relative_to(ROOT)),
+        "model_config": dataclasses.asdict(cfg.model),
+        "max_len": cfg.max_len,
+        "buckets": list(buckets),
+        "n_params": n_params,
+        "weights": "random init (seed 0), untrained: latency does not depend on weight values",
+        "tiny": tiny,
+        "write_folder_s": sw_folder.seconds,
+        "predictor_load_s": sw_load.seconds,
+        "single": single,
+        "batch": batch,
+        "encode_batch": encode,
+        "model_only": model_only,
+    }
+
+
+def run(models=("lstm", "bert"), *, texts=None, single_repeats: int = 50, batch_repeats: int = 8,
+        batch_size: int = 256, model_only_repeats: int = 20, batch_warmup: int = 1, tiny: bool = False,
+        workdir=None) -> dict:
+    from jaxsenti.data import load_reviews
+
+    if texts is None:
+        name = "dianping"
+        reviews = load_reviews(data_path(name), "comment", "sentiment")
+        texts = reviews.texts
+    else:
+        name = "given"
+    t0 = time.perf_counter()
+    out = {"benchmark": "inference_latency", "data": name, "n_texts": len(texts), "models": {}}
+    for kind in models:
+        out["models"][kind] = bench_model(kind, list(texts), single_repeats=single_repeats, batch_repeats=batch_repeats,
+                                          batch_size=batch_size, model_only_repeats=model_only_repeats,
+                                          batch_warmup=batch_warmup, tiny=tiny,
+                                          workdir=workdir)
+    out["peak_rss_mib"] = peak_rss_mib()
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def print_summary(res: dict) -> None:
+    for kind, r in res["models"].items():
+        s, b = r["single"], r["batch"]
+        print(f"{kind}: {r['n_params'] / 1e6:.2f}M params (random init)")
+        print(f"  single review : first call {s['first_call_s']:.2f}s, p50 {s['p50_s'] * 1e3:.1f} ms, p99 {s['p99_s'] * 1e3:.1f} ms")
+        print(f"  batch of {b['batch_size']}: first call {b['first_call_s']:.2f}s, p50 {b['p50_s'] * 1e3:.0f} ms, "
+              f"p99 {b['p99_s'] * 1e3:.0f} ms ({b['reviews_per_s']:.0f} reviews/s, {b['jitted_calls_per_predict']} jitted calls)")
+        for k, m in r["model_only"].items():
+            print(f"  model only {k} x{m['seq']}: compile {m['compile_s']:.2f}s, p50 {m['p50_s'] * 1e3:.1f} ms")
+    print(f"peak RSS {res['peak_rss_mib']:.0f} MiB, wall {res['wall_s']:.0f}s")
+
+
+def main(argv=None) -> int:
+    ap = base_argparser(__doc__)
+    ap.add_argument("--models", default="lstm,bert", help="comma-separated: lstm, bert")
+    ap.add_argument("--single-repeats", type=int, default=None, help="timed single-review calls (default 50; quick 10)")
+    ap.add_argument("--batch-repeats", type=int, default=None, help="timed 256-review calls (default 8; quick 2)")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--tiny", action="store_true", help="toy model sizes (for tests)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N dianping reviews")
+    a = ap.parse_args(argv)
+    models = [m for m in a.models.split(",") if m]
+    for m in models:
+        if m not in CONFIGS:
+            ap.error(f"unknown model {m!r}; choose from {sorted(CONFIGS)}")
+    texts = None
+    if a.limit:
+        from jaxsenti.data import load_reviews
+
+        texts = load_reviews(data_path("dianping"), "comment", "sentiment").texts[: a.limit]
+    res = run(models, texts=texts,
+              single_repeats=a.single_repeats or (10 if a.quick else 50),
+              batch_repeats=a.batch_repeats or (2 if a.quick else 8),
+              batch_size=a.batch_size, model_only_repeats=6 if a.quick else 20, batch_warmup=0 if a.quick else 1,
+              tiny=a.tiny)
+    res["machine"] = machine_info()
+    res["argv"] = sys.argv[1:] if argv is None else list(argv)
+    print_summary(res)
+    if a.json:
+        write_json(a.json, res)
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())

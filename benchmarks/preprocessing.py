@@ -1,0 +1,154 @@
+"""Data preprocessing throughput (reviews/s) of the project's input pipeline, per dataset.
+
+    python benchmarks/preprocessing.py [--datasets dianping,online_shopping] [--limit N] [--quick] [--json out.json]
+
+Stages, each timed on its own (median of ``--repeats`` runs; the slow jieba stage on > 10k reviews once):
+
+* ``load_validate``: ``load_reviews`` (read + decode + CSV parse + validation + de-duplication) of the whole file;
+* ``cjk_filter``: ``cjk_only`` on every review;
+* ``cjk_jieba``: ``segment_many(texts, use_disk_cache=False)`` = CJK filter + jieba; jieba's in-process memo
+  cache is cleared before every run and its dictionary is loaded beforehand (``jieba_init_s``, reported apart);
+* ``vocab_build``: ``Vocab.build`` on the segmented reviews; ``vocab_encode``: ``Vocab.encode(words, 256)`` per review;
+* ``bert_tokenize``: ``BertEncoder(tokenizer, 128).encode(texts)`` (the fast bert-base-chinese WordPiece tokenizer,
+  batch call, truncation to 128, ``TOKENIZERS_PARALLELISM`` as set in the environment).
+
+``--limit N`` keeps the first N reviews (after loading) for the stages after ``load_validate``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DATA_FILES, base_argparser, data_path, machine_info, peak_rss_mib, time_calls, write_json  # noqa: E402
+
+
+def _clear_segment_cache(_i=None) -> None:
+    from jaxsenti.data import text as text_mod
+
+    fn = getattr(text_mod, "_segment_cached", None)
+    if fn is not None and hasattr(fn, "cache_clear"):
+        fn.cache_clear()
+
+
+def _stage(n_items: int, timing: dict, **extra) -> dict:
+    return timing | {"n_reviews": n_items, "reviews_per_s": n_items / timing["median_s"]} | extra
+
+
+def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | None = None, repeats: int = 3,
+                  slow_repeats: int | None = None, tokenizer_dir: str | None = None, max_len_words: int = 256,
+                  max_len_bert: int = 128) -> dict:
+    from jaxsenti.data import Vocab, cjk_only, load_reviews, segment_many
+    from jaxsenti.data.text import _jieba
+
+    out: dict = {"path": str(path), "file_mib": path.stat().st_size / 2**20}
+    load = time_calls(lambda i: load_reviews(path, text_col, label_col), repeats=repeats, warmup=0, first_call=False)
+    reviews = load_reviews(path, text_col, label_col)
+    rows = reviews.report.rows_read
+    out["rows_read"], out["rows_kept"] = rows, len(reviews)
+    out["load_validate"] = _stage(rows, load, note="reviews/s counts rows read")
+
+    texts = reviews.texts[:limit] if limit else reviews.texts
+    n = len(texts)
+    out["n_reviews"] = n
+    out["mean_chars"] = sum(map(len, texts)) / max(n, 1)
+    if slow_repeats is None:
+        slow_repeats = 1 if n > 10_000 else repeats
+
+    out["cjk_filter"] = _stage(n, time_calls(lambda i: [cjk_only(t) for t in texts], repeats=repeats, warmup=0,
+                                             first_call=False))
+    t0 = time.perf_counter()
+    _jieba()
+    out["jieba_init_s"] = time.perf_counter() - t0
+    box = {}
+
+    def seg(i):
+        box["words"] = segment_many(texts, use_disk_cache=False, progress=False)
+
+    out["cjk_jieba"] = _stage(n, time_calls(seg, repeats=slow_repeats, warmup=0, first_call=False,
+                                            before=_clear_segment_cache))
+    words = box["words"]
+    n_words = sum(map(len, words))
+    out["cjk_jieba"]["words_per_s"] = n_words / out["cjk_jieba"]["median_s"]
+    out["n_words"] = n_words
+
+    vb = time_calls(lambda i: box.__setitem__("vocab", Vocab.build(words)), repeats=repeats, warmup=0, first_call=False)
+    vocab = box["vocab"]
+    out["vocab_build"] = _stage(n, vb, vocab_size=len(vocab))
+    out["vocab_encode"] = _stage(n, time_calls(lambda i: [vocab.encode(w, max_len_words) for w in words],
+                                               repeats=repeats, warmup=0, first_call=False), max_len=max_len_words)
+    out["vocab_encode"]["words_per_s"] = n_words / out["vocab_encode"]["median_s"]
+
+    if tokenizer_dir:
+        from jaxsenti.models.hf_bert import load_tokenizer
+        from jaxsenti.pipeline import BertEncoder
+
+        t0 = time.perf_counter()
+        enc = BertEncoder(load_tokenizer(tokenizer_dir), max_len_bert)
+        out["bert_tokenizer_load_s"] = time.perf_counter() - t0
+        enc.encode(texts[:8])  # warm-up
+        bt = time_calls(lambda i: box.__setitem__("ids", enc.encode(texts)), repeats=slow_repeats, warmup=0,
+                        first_call=False)
+        n_tok = sum(len(x) for x in box["ids"])
+        out["bert_tokenize"] = _stage(n, bt, max_len=max_len_bert, tokens_per_s=n_tok / bt["median_s"],
+                                      tokenizer=str(tokenizer_dir))
+    return out
+
+
+def run(datasets: dict[str, tuple[Path, str, str]], *, limit: int | None = None, repeats: int = 3,
+        tokenizer_dir: str | None = None, limits: dict | None = None) -> dict:
+    t0 = time.perf_counter()
+    res = {"benchmark": "preprocessing", "datasets": {}}
+    for name, (path, tc, lc) in datasets.items():
+        lim = (limits or {}).get(name, limit)
+        res["datasets"][name] = bench_dataset(Path(path), tc, lc, limit=lim, repeats=repeats, tokenizer_dir=tokenizer_dir)
+    res["peak_rss_mib"] = peak_rss_mib()
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+STAGES = ("load_validate", "cjk_filter", "cjk_jieba", "vocab_build", "vocab_encode", "bert_tokenize")
+
+
+def print_summary(res: dict) -> None:
+    for name, d in res["datasets"].items():
+        print(f"{name}: {d['n_reviews']} reviews (file rows {d['rows_read']}), jieba init {d['jieba_init_s']:.2f}s")
+        for st in STAGES:
+            if st in d:
+                print(f"  {st:<14}{d[st]['reviews_per_s']:>12,.0f} reviews/s   ({d[st]['median_s']:.3f}s for {d[st]['n_reviews']})")
+
+
+def main(argv=None) -> int:
+    ap = base_argparser(__doc__)
+    ap.add_argument("--datasets", default="dianping,online_shopping")
+    ap.add_argument("--limit", type=int, default=None, help="first N reviews per dataset after loading "
+                    "(quick default: 20000 for online_shopping)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tokenizer", default=os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR"),
+                    help="BERT tokenizer folder (default $JAXSENTI_BERT_TOKENIZER_DIR; the stage is skipped without one)")
+    a = ap.parse_args(argv)
+    names = [n for n in a.datasets.split(",") if n]
+    datasets = {}
+    for n in names:
+        if n not in DATA_FILES:
+            ap.error(f"unknown dataset {n!r}; choose from {sorted(DATA_FILES)}")
+        _, tc, lc = DATA_FILES[n]
+        datasets[n] = (data_path(n), tc, lc)
+    limits = {"online_shopping": 20000} if a.quick and a.limit is None else None
+    res = run(datasets, limit=a.limit, repeats=a.repeats if not a.quick else min(a.repeats, 2), tokenizer_dir=a.tokenizer,
+              limits=limits)
+    res["machine"] = machine_info()
+    res["argv"] = sys.argv[1:] if argv is None else list(argv)
+    print_summary(res)
+    if a.json:
+        write_json(a.json, res)
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""Scaling of LSTM training on CPU: train-step throughput vs batch size, and epoch time vs dataset size.
+
+    python benchmarks/scaling.py [--part batch,dataset] [--quick] [--json out.json] [--plots DIR]
+
+* ``batch``: ``benchmarks/lstm_throughput.py --json`` once per batch size (the study's LSTM: vocab 9524,
+  embedding 400, 2 x LSTM(256), T = 128, full-length rows), each framework in its own subprocess, so peak RSS
+  is per batch size too. PyTorch is measured as well unless ``--no-torch`` (``--quick`` implies it).
+* ``dataset``: one epoch of LSTM training through the project's own path (jieba words -> ``Vocab`` ->
+  ``iterate_batches`` with length buckets -> ``jit_train_step``) on 2000 dianping reviews and on random
+  subsets (seed 0) of online_shopping: 20000 and all 62695 (``--quick``: 2000 and 10000). The model is a
+  moderate one so that the 62k epoch stays affordable on 2 cores: embedding 128, 1 x LSTM(128), max_len 128,
+  buckets 32/64/128, batch 64, the study's optimizer (Adam 1e-3, clip 5), vocabulary words with >= 2
+  occurrences capped at 30000, embedding table always 30000 rows (same parameter shapes at every size, so
+  the step compiles once: ``compile_s`` is the real compile for the first size and ~0 after it).
+  Reported per size: preprocessing time (CJK filter + jieba, no disk cache; vocab build + encode), compile
+  time (one step per bucket shape, before the epoch), epoch time, reviews/s and real tokens/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (HERE, base_argparser, data_path, machine_info, peak_rss_mib, read_json, run_script,  # noqa: E402
+                    write_json)
+
+
+# ----------------------------------------------------------------------------------------------
+# batch-size scaling (subprocesses of lstm_throughput.py)
+# ----------------------------------------------------------------------------------------------
+
+
+def lstm_throughput_summary(res: dict) -> dict:
+    """The fields we use from lstm_throughput.py's JSON, tolerant of missing keys."""
+    out = {"tokens_per_step": res.get("tokens_per_step"), "jax_over_torch": res.get("jax_over_torch_tokens_per_s")}
+    for fw, r in (res.get("results") or {}).items():
+        out[fw] = {k: r.get(k) for k in ("median_step_s", "tokens_per_s", "compile_plus_first_step_s", "peak_rss_mib")}
+        if r.get("median_step_s") and res.get("args", {}).get("batch"):
+            out[fw]["seq_per_s"] = res["args"]["batch"] / r["median_step_s"]
+    return out
+
+
+def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, warmup: int = 2, torch: bool = True,
+                  workdir: Path | None = None, log=print) -> dict:
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="jaxsenti-scaling-"))
+    rows = []
+    for b in batches:
+        jpath = workdir / f"lstm_b{b}.json"
+        cmd = [sys.executable, str(HERE / "lstm_throughput.py"), "--batch", str(b), "--seq", str(seq),
+               "--steps", str(steps), "--warmup", str(warmup), "--rounds", "1", "--json", str(jpath)]
+        if not torch:
+            cmd += ["--only", "jax"]
+        r = run_script(cmd, jpath)
+        s = lstm_throughput_summary(r["result"])
+        rows.append({"batch": b, "seq": seq, "wall_s": r["wall_s"], **s})
+        j = s.get("jax", {})
+        log(f"  B={b:<4} jax {j.get('tokens_per_s') or float('nan'):>8.0f} tok/s"
+            + (f"  torch {s['torch']['tokens_per_s']:>8.0f} tok/s  ratio {s['jax_over_torch']:.2f}x" if "torch" in s else ""))
+    return {"model": "study LSTM: vocab 9524, emb 400, 2 x LSTM(256), dropout 0.5, Adam", "seq": seq,
+            "steps": steps, "warmup": warmup, "torch": torch, "rows": rows}
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset-size scaling (in process)
+# ----------------------------------------------------------------------------------------------
+
+MODERATE = dict(embed_dim=128, hidden_dim=128, num_layers=1, dropout=0.5, pooling="last")
+
+
+def _clear_segment_cache() -> None:
+    from jaxsenti.data import text as text_mod
+
+    fn = getattr(text_mod, "_segment_cached", None)
+    if fn is not None and hasattr(fn, "cache_clear"):
+        fn.cache_clear()
+
+
+def load_size(n: int, seed: int = 0) -> tuple[str, list[str], "object"]:
+    """n <= 2000: dianping's first n reviews; otherwise a random subset of online_shopping (all of it if n is larger)."""
+    import numpy as np
+
+    from jaxsenti.data import load_reviews
+
+    if n <= 2000:
+        r = load_reviews(data_path("dianping"), "comment", "sentiment")
+        return "dianping", r.texts[:n], r.labels[:n]
+    r = load_reviews(data_path("online_shopping"), "review", "label")
+    if n >= len(r):
+        return "online_shopping", r.texts, r.labels
+    idx = np.sort(np.random.default_rng(seed).choice(len(r), n, replace=False))
+    return "online_shopping", [r.texts[i] for i in idx], r.labels[idx]
+
+
+_TX_CACHE: dict = {}
+
+
+def _study_optimizer():
+    """The study's optimizer, built once so that its (static) identity lets jit reuse compiled steps across sizes."""
+    if "tx" not in _TX_CACHE:
+        from jaxsenti import config as config_lib
+        from jaxsenti.training.optim import make_optimizer
+
+        study = config_lib.load_config(Path(__file__).resolve().parents[1] / "configs" / "lstm_dianping.py")
+        if getattr(study.optim, "schedule", "constant") not in (None, "constant"):
+            raise ValueError("the dataset-scaling benchmark assumes a constant learning rate")
+        _TX_CACHE["tx"] = make_optimizer(study.optim, 1)
+    return _TX_CACHE["tx"]
+
+
+def epoch_benchmark(texts, labels, *, model_kw=None, batch_size: int = 64, max_len: int = 128,
+                    buckets=(32, 64, 128), min_freq: int = 2, vocab_cap: int = 30000, seed: int = 0) -> dict:
+    import jax
+    import numpy as np
+
+    from jaxsenti.data import Vocab, segment_many
+    from jaxsenti.data.text import _jieba
+    from jaxsenti.models import build_model
+    from jaxsenti.models.lstm import LSTMConfig
+    from jaxsenti.training.batching import iterate_batches, num_batches, pad_batch
+    from jaxsenti.training.steps import create_train_state, jit_train_step
+    from flax import nnx
+
+    _jieba()
+    _clear_segment_cache()
+    t0 = time.perf_counter()
+    words = segment_many(list(texts), use_disk_cache=False, progress=False)
+    seg_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vocab = Vocab.build(words, min_freq=min_freq, max_size=vocab_cap)
+    seqs = [vocab.encode(w, max_len) for w in words]
+    encode_s = time.perf_counter() - t0
+    labels = np.asarray(labels, np.int32)
+
+    # The embedding always has vocab_cap rows (ids beyond the real vocabulary are never used), so that every
+    # size trains the same parameter shapes: the jitted step compiles once, for the first size only.
+    mcfg = LSTMConfig(vocab_size=vocab_cap, **(model_kw or MODERATE))
+    model = build_model("lstm", mcfg, rngs=nnx.Rngs(params=seed))
+    n_steps = num_batches(seqs, batch_size, buckets)
+    state = create_train_state(model, _study_optimizer(), seed=seed)
+    del model
+
+    keys = ("tokens", "lengths", "labels", "weights")
+    used = sorted({min((b for b in buckets if len(s) <= b), default=buckets[-1]) for s in seqs})
+    t0 = time.perf_counter()
+    for b in used:  # compile every bucket shape before the timed epoch
+        batch = pad_batch(seqs[:batch_size], labels[:batch_size], batch_size, b)
+        state, m = jit_train_step(state, {k: batch[k] for k in keys})
+    jax.block_until_ready(state.params)
+    compile_s = time.perf_counter() - t0
+
+    sums = None
+    t0 = time.perf_counter()
+    for batch in iterate_batches(seqs, labels, batch_size, buckets, shuffle=True, seed=seed, epoch=0):
+        state, m = jit_train_step(state, {k: batch[k] for k in keys})
+        sums = m if sums is None else jax.tree.map(lambda a, b: a + b, sums, m)
+    jax.block_until_ready((state.params, sums))
+    epoch_s = time.perf_counter() - t0
+    sums = {k: float(v) for k, v in jax.device_get(sums).items()}
+    n = len(seqs)
+    real_tokens = int(sum(len(s) for s in seqs))
+    return {
+        "n_reviews": n, "vocab_size": len(vocab), "embedding_rows": vocab_cap, "n_steps": n_steps, "buckets_used": used,
+        "segment_s": seg_s, "vocab_encode_s": encode_s, "preprocess_s": seg_s + encode_s,
+        "compile_s": compile_s, "epoch_s": epoch_s, "train_reviews_per_s": n / epoch_s,
+        "real_tokens_per_s": real_tokens / epoch_s, "mean_tokens": real_tokens / n,
+        "epoch_train_loss": sums["loss_sum"] / max(sums["count"], 1.0),
+        "epoch_train_accuracy": sums["correct"] / max(sums["count"], 1.0),
+    }
+
+
+def dataset_scaling(sizes=(2000, 20000, 62695), *, log=print, **kw) -> dict:
+    rows = []
+    for n in sizes:
+        name, texts, labels = load_size(n)
+        r = epoch_benchmark(texts, labels, **kw)
+        rows.append({"requested": n, "data": name, **r})
+        log(f"  n={r['n_reviews']:<6} ({name}) preprocess {r['preprocess_s']:.1f}s  compile {r['compile_s']:.1f}s  "
+            f"epoch {r['epoch_s']:.1f}s  ({r['train_reviews_per_s']:.0f} reviews/s, {r['n_steps']} steps)")
+    model_kw = kw.get("model_kw") or MODERATE
+    return {"model": {**model_kw, "batch_size": kw.get("batch_size", 64), "max_len": kw.get("max_len", 128),
+                      "buckets": list(kw.get("buckets", (32, 64, 128))), "min_freq": kw.get("min_freq", 2),
+                      "vocab_cap": kw.get("vocab_cap", 30000),
+                      "optimizer": "adam 1e-3, clip_norm 5 (configs/lstm_dianping.py)"},
+            "rows": rows}
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
+# ----------------------------------------------------------------------------------------------
+
+
+def plot_batch(res: dict, path) -> Path:
+    from jaxsenti.plotting import new_figure, save_figure
+
+    rows = res["rows"]
+    fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
+    bs = [r["batch"] for r in rows]
+    for fw, style in (("jax", "o-"), ("torch", "s--")):
+        pts = [(r["batch"], r[fw]) for r in rows if r.get(fw) and r[fw].get("tokens_per_s")]
+        if pts:
+            ax1.plot([b for b, _ in pts], [v["tokens_per_s"] for _, v in pts], style, label=fw)
+            ax2.plot([b for b, _ in pts], [v["median_step_s"] * 1e3 for _, v in pts], style, label=fw)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(bs, [str(b) for b in bs])
+        ax.set_xlabel("batch size")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_ylabel("tokens / s (train step)")
+    ax2.set_ylabel("median step time (ms)")
+    ax1.set_title(f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)")
+    ax2.set_title("step time vs batch size")
+    return save_figure(fig, path)
+
+
+def plot_dataset(res: dict, path) -> Path:
+    from jaxsenti.plotting import new_figure, save_figure
+
+    rows = res["rows"]
+    fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
+    n = [r["n_reviews"] for r in rows]
+    ax1.plot(n, [r["epoch_s"] for r in rows], "o-", label="one training epoch")
+    ax1.plot(n, [r["preprocess_s"] for r in rows], "s--", label="jieba + vocab encode")
+    ax1.plot(n, [r["compile_s"] for r in rows], "^:", label="compile (all buckets)")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("reviews")
+    ax1.set_ylabel("seconds")
+    ax1.set_title("LSTM (moderate config) time vs dataset size")
+    ax1.legend()
+    ax1.grid(alpha=0.3, which="both")
+    ax2.plot(n, [r["train_reviews_per_s"] for r in rows], "o-", label="training reviews/s")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("reviews")
+    ax2.set_ylabel("reviews / s")
+    ax2.set_title("training throughput")
+    ax2.grid(alpha=0.3, which="both")
+    ax2.set_ylim(bottom=0)
+    return save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    ap = base_argparser(__doc__)
+    ap.add_argument("--part", default="batch,dataset", help="comma-separated: batch, dataset")
+    ap.add_argument("--batches", default=None, help="batch sizes (default 16,32,64,128; quick 16,32,64)")
+    ap.add_argument("--sizes", default=None, help="dataset sizes (default 2000,20000,62695; quick 2000,10000)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 6; quick 3)")
+    ap.add_argument("--no-torch", action="store_true", help="batch scaling: JAX only")
+    ap.add_argument("--plots", default=None, help="write scaling_batch.png / scaling_dataset.png into this folder")
+    a = ap.parse_args(argv)
+    parts = [p for p in a.part.split(",") if p]
+    res = {"benchmark": "scaling"}
+    t0 = time.perf_counter()
+    if "batch" in parts:
+        batches = [int(x) for x in (a.batches or ("16,32,64" if a.quick else "16,32,64,128")).split(",")]
+        print("batch-size scaling (lstm_throughput.py per batch size):", flush=True)
+        res["batch"] = batch_scaling(batches, steps=a.steps or (3 if a.quick else 6), warmup=1 if a.quick else 2,
+                                     torch=not (a.no_torch or a.quick))
+    if "dataset" in parts:
+        sizes = [int(x) for x in (a.sizes or ("2000,10000" if a.quick else "2000,20000,62695")).split(",")]
+        print("dataset-size scaling (one epoch, moderate LSTM):", flush=True)
+        res["dataset"] = dataset_scaling(sizes)
+    res["peak_rss_mib"] = peak_rss_mib()
+    res["wall_s"] = time.perf_counter() - t0
+    res["machine"] = machine_info()
+    res["argv"] = sys.argv[1:] if argv is None else list(argv)
+    if a.plots:
+        if "batch" in res:
+            print("wrote", plot_batch(res["batch"], Path(a.plots) / "scaling_batch.png"))
+        if "dataset" in res:
+            print("wrote", plot_dataset(res["dataset"], Path(a.plots) / "scaling_dataset.png"))
+    if a.json:
+        write_json(a.json, res)
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

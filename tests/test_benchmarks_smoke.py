@@ -1,0 +1,267 @@
+"""Behaviour of the benchmark helpers and a tiny end-to-end run of two benchmarks (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+import run_all  # noqa: E402
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+# ----------------------------------------------------------------------------------------------
+# timing helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 99, 100])
+def test_percentile_matches_numpy_linear(q):
+    xs = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 21.0]
+    assert common.percentile(xs, q) == pytest.approx(np.percentile(xs, q))
+
+
+def test_percentile_rejects_bad_input():
+    with pytest.raises(ValueError):
+        common.percentile([], 50)
+    with pytest.raises(ValueError):
+        common.percentile([1.0], 101)
+
+
+def test_time_calls_separates_first_call_and_warmup_on_fake_clock():
+    clock = FakeClock()
+    # call 0: compile (10 s); calls 1-2: warm-up; calls 3..102: durations 1..100 ms
+    durations = [10.0, 7.0, 7.0] + [i / 1000 for i in range(1, 101)]
+    seen = []
+
+    def fn(i):
+        seen.append(i)
+        clock.now += durations[i]
+
+    cleared = []
+    r = common.time_calls(fn, repeats=100, warmup=2, clock=clock, before=cleared.append)
+    assert seen == list(range(103)) and cleared == list(range(103))
+    assert r["first_call_s"] == pytest.approx(10.0)
+    assert r["n"] == 100
+    timed = durations[3:]
+    assert r["median_s"] == pytest.approx(0.0505)
+    assert r["p50_s"] == pytest.approx(np.percentile(timed, 50))
+    assert r["p99_s"] == pytest.approx(np.percentile(timed, 99))  # 99.01 ms
+    assert r["min_s"] == pytest.approx(0.001) and r["max_s"] == pytest.approx(0.1)
+    assert len(r["times_s"]) == 100
+
+
+def test_time_calls_without_first_call():
+    clock = FakeClock()
+    r = common.time_calls(lambda i: setattr(clock, "now", clock.now + 2.0), repeats=3, warmup=0, first_call=False, clock=clock)
+    assert "first_call_s" not in r and r["median_s"] == pytest.approx(2.0) and r["n"] == 3
+
+
+def test_write_json_is_strict_and_maps_nonfinite_to_null(tmp_path):
+    p = common.write_json(tmp_path / "sub" / "x.json", {"a": float("nan"), "b": [np.float32(1.5), float("inf")],
+                                                         "c": np.arange(3), "d": tmp_path})
+    d = json.loads(p.read_text())  # strict: would fail on NaN literals with a strict parser below
+    json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
+    assert d["a"] is None and d["b"] == [1.5, None] and d["c"] == [0, 1, 2] and d["d"] == str(tmp_path)
+
+
+def test_machine_info_has_cpu_and_versions():
+    m = common.machine_info()
+    assert m["cpu_model"] and m["cpu_count"] >= 1
+    assert {"jax", "flax", "torch", "numpy"} <= set(m["versions"])
+
+
+# ----------------------------------------------------------------------------------------------
+# RESULTS.md writer
+# ----------------------------------------------------------------------------------------------
+
+
+def _timing(med, first=None):
+    r = {"n": 5, "median_s": med, "p50_s": med, "p90_s": med * 1.1, "p99_s": med * 1.2, "mean_s": med, "min_s": med,
+         "max_s": med * 1.2}
+    if first is not None:
+        r["first_call_s"] = first
+    return r
+
+
+def fake_results(tmp_path: Path) -> dict:
+    out = tmp_path / "results"
+    out.mkdir(exist_ok=True)
+    (out / "scaling_batch.png").write_bytes(b"png")
+    fw = {"compile_plus_first_step_s": 2.5, "median_step_s": 0.5, "tokens_per_s": 16384.0, "peak_rss_mib": 800.0}
+    lstm = {"args": {"batch": 64, "seq": 128, "embed": 400, "hidden": 256, "layers": 2, "dtype": "float32"},
+            "tokens_per_step": 8192, "jax_over_torch_tokens_per_s": 0.9,
+            "results": {"jax": dict(fw), "torch": dict(fw, median_step_s=0.45)}}
+    bert_fw = {"compile_s": 7.0, "median_step_s": 1.8, "seq_per_s": 17.7, "tokens_per_s": 2270.0, "mfu": 0.5}
+    bert = {"config": "small", "layers": 4, "hidden": 256, "batch": 32, "seq": 128, "jax_dtype": "float32",
+            "peak_flops": 8e10, "jax": bert_fw, "torch": dict(bert_fw, median_step_s=4.0), "jax_over_torch": 2.2}
+    model = {"n_params": 5_000_000, "config_file": "configs/lstm_dianping.py", "buckets": [32, 64, 128, 256],
+             "weights": "random init", "single": _timing(0.002, 0.6),
+             "batch": _timing(2.0, 7.0) | {"batch_size": 256, "jitted_calls_per_predict": 4, "buckets_used": [32, 64],
+                                           "reviews_per_s": 128.0},
+             "encode_batch": _timing(0.1) | {"reviews_per_s": 2560.0},
+             "model_only": {"b1": _timing(0.01, 0.1) | {"compile_s": 0.5, "batch": 1, "seq": 128, "seq_per_s": 100.0},
+                            "b256": _timing(1.4, 2.0) | {"compile_s": 1.5, "batch": 256, "seq": 128, "seq_per_s": 180.0}}}
+    stage = _timing(0.5) | {"n_reviews": 2000, "reviews_per_s": 4000.0}
+    pre = {"datasets": {"dianping": {"rows_read": 2000, "rows_kept": 2000, "n_reviews": 2000, "jieba_init_s": 0.9,
+                                     **{k: dict(stage) for k, _ in run_all.PRE_STAGES},
+                                     "cjk_jieba": dict(stage, words_per_s=1e5)}}}
+    scaling = {"batch": {"model": "LSTM", "seq": 128, "steps": 3, "rows": [
+        {"batch": b, "jax": {"median_step_s": 0.1 * b / 16, "tokens_per_s": 2e4, "seq_per_s": 160.0, "peak_rss_mib": 700.0},
+         "torch": {"median_step_s": 0.1, "tokens_per_s": 2e4, "peak_rss_mib": 600.0}, "jax_over_torch": 1.0}
+        for b in (16, 32)]},
+        "dataset": {"model": {"embed_dim": 128, "hidden_dim": 128, "num_layers": 1, "batch_size": 64, "max_len": 128,
+                              "buckets": [32, 64, 128], "vocab_cap": 30000},
+                    "rows": [{"n_reviews": n, "data": "dianping", "vocab_size": 5000, "n_steps": n // 64,
+                              "preprocess_s": n / 3000, "compile_s": 9.0 if n == 2000 else 0.1, "epoch_s": n / 800,
+                              "train_reviews_per_s": 800.0, "real_tokens_per_s": 3e4} for n in (2000, 10000)]}}
+    summary = {k: {"mean": 0.85, "std": 0.02, "values": [0.84, 0.86]} for k in ("precision", "recall", "accuracy", "f1")}
+    part = lambda name, r, rss=900.0: [{"file": str(out / f"{name}.json"), "command": f"python benchmarks/{name}.py",  # noqa: E731
+                                        "wall_s": 10.0, "peak_rss_mib": rss, "result": r}]
+    return {
+        "command": "python benchmarks/run_all.py --quick", "quick": True, "machine": common.machine_info(),
+        "wall_s": 123.0, "skipped": ["bert_base"], "errors": {},
+        "parts": {"lstm": part("lstm_throughput", lstm), "bert": part("bert_throughput_small", bert),
+                  "latency": part("inference_latency_lstm", {"models": {"lstm": model}, "peak_rss_mib": 1000.0}),
+                  "preprocessing": part("preprocessing", pre), "scaling": part("scaling", scaling)},
+        "accuracy": {"lstm_accuracy.json": {"file": "x", "result": {"summary": summary | {"runs": 2}, "config": "lstm_dianping",
+                                                                    "split": [1600, 200, 200], "data": "/d/dianping.csv",
+                                                                    "mixed_sentence_p_positive": [0.4, 0.6]}}},
+    }
+
+
+def parse_tables(md: str) -> list[list[list[str]]]:
+    tables, cur = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            cur.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])])
+        elif cur:
+            tables.append(cur)
+            cur = []
+    return tables
+
+
+def test_render_markdown_tables_parse_and_numbers_are_finite(tmp_path):
+    res = fake_results(tmp_path)
+    md = run_all.render_markdown(res, tmp_path / "RESULTS.md")
+    assert "python benchmarks/run_all.py --quick" in md
+    assert "No GPU numbers were measured" in md and "CPU numbers" in md
+    for title in ("Machine", "Compile time vs steady state", "Training throughput", "Inference latency",
+                  "Preprocessing throughput", "Scaling", "Accuracy"):
+        assert f"## {title}" in md, title
+    assert "![train-step throughput vs batch size](results/scaling_batch.png)" in md
+    assert "scaling_dataset.png" not in md  # not on disk, so not embedded
+    tables = parse_tables(md)
+    assert len(tables) >= 8
+    n_numbers = 0
+    for t in tables:
+        header, sep, rows = t[0], t[1], t[2:]
+        assert all(set(c) <= set("-") and c for c in sep) and len(sep) == len(header)
+        assert rows
+        for r in rows:
+            assert len(r) == len(header), (header, r)
+            for c in r:
+                s = c.replace(",", "")
+                try:
+                    x = float(s)
+                except ValueError:
+                    assert "nan" not in c.lower() and "inf" not in c.lower().replace("info", ""), c
+                    continue
+                assert math.isfinite(x)
+                n_numbers += 1
+    assert n_numbers > 50
+    # the JAX/PyTorch ratio and the latency p99 made it into the tables
+    assert "0.9" in md and "2.4" in md  # p99 of the single review: 2 ms * 1.2
+
+
+def test_render_only_cli_rewrites_results_md(tmp_path):
+    res = fake_results(tmp_path)
+    common.write_json(tmp_path / "results" / "results.json", res)
+    md_path = tmp_path / "RESULTS.md"
+    assert run_all.main(["--render-only", "--out", str(tmp_path / "results"), "--md", str(md_path)]) == 0
+    assert "## Training throughput" in md_path.read_text()
+    assert json.loads((tmp_path / "results" / "results.json").read_text())["command"] == res["command"]
+
+
+def test_plan_quick_skips_bert_base_and_honours_skip(tmp_path):
+    parts = [p for p, _ in run_all.plan(True, tmp_path, {"bert"}, False, 5)]
+    assert parts == ["lstm", "latency", "preprocessing", "scaling"]
+    full = dict(run_all.plan(False, tmp_path, set(), True, 3))
+    assert "bert_base" in full and "accuracy" in full
+    for _, jobs in full.items():
+        for json_path, cmd in jobs:
+            assert cmd[-2:] == ["--json", str(json_path)]
+
+
+def test_scaling_plots_from_results(tmp_path):
+    import scaling
+
+    res = fake_results(tmp_path)["parts"]["scaling"][0]["result"]
+    for f in (scaling.plot_batch(res["batch"], tmp_path / "b.png"), scaling.plot_dataset(res["dataset"], tmp_path / "d.png")):
+        assert f.is_file() and f.stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# tiny end-to-end runs
+# ----------------------------------------------------------------------------------------------
+
+
+def _all_finite(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_all_finite(v) for v in obj)
+    return not isinstance(obj, float) or math.isfinite(obj)
+
+
+TEXTS = ["这家店的菜很好吃，服务也很热情", "太难吃了，再也不来了", "环境一般，价格偏贵", "非常满意，下次还来",
+         "排队时间太长，体验很差", "味道不错，分量也足"]
+
+
+def test_preprocessing_tiny_end_to_end(tmp_path, write_csv):
+    import preprocessing
+
+    rows = "\n".join(f"{t}{i},{i % 2}" for i, t in enumerate(TEXTS * 5))
+    path = write_csv("comment,sentiment\n" + rows + "\n")
+    tok = os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR")
+    tok = tok if tok and Path(tok).is_dir() else None
+    res = preprocessing.run({"tiny": (path, "comment", "sentiment")}, repeats=2, tokenizer_dir=tok)
+    p = common.write_json(tmp_path / "pre.json", res)
+    d = json.loads(p.read_text())["datasets"]["tiny"]
+    assert d["rows_read"] == 30 and d["n_reviews"] == 30
+    for st in ("load_validate", "cjk_filter", "cjk_jieba", "vocab_build", "vocab_encode") + (("bert_tokenize",) if tok else ()):
+        assert d[st]["reviews_per_s"] > 0 and d[st]["n"] == 2
+    assert _all_finite(d)
+
+
+def test_inference_latency_tiny_end_to_end(tmp_path):
+    import inference_latency
+
+    texts = [f"{t}{'好' * (i % 3)}" for i, t in enumerate(TEXTS * 3)]
+    res = inference_latency.run(["lstm"], texts=texts, single_repeats=3, batch_repeats=2, batch_size=8,
+                                model_only_repeats=3, tiny=True, workdir=tmp_path)
+    p = common.write_json(tmp_path / "lat.json", res)
+    m = json.loads(p.read_text())["models"]["lstm"]
+    assert m["tiny"] and "random init" in m["weights"]
+    assert m["single"]["n"] == 3 and m["batch"]["n"] == 2 and m["batch"]["batch_size"] == 8
+    assert m["single"]["first_call_s"] > 0 and m["batch"]["first_call_s"] > 0
+    assert m["model_only"]["b8"]["compile_s"] > 0 and m["model_only"]["b1"]["seq"] == 128
+    assert (tmp_path / "lstm_random" / "config.json").is_file()
+    assert _all_finite(m)
