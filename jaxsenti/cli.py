@@ -236,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "study", "lr-find"):
+        from jaxsenti.training.sharding import maybe_initialize_distributed
+
+        maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
     try:
         return args.func(args)
     except DataError as e:

@@ -53,6 +53,10 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+    # scaling (docs/scaling.md): batch_size is the *global* batch, split over the devices of a ("data",) mesh
+    grad_accum_steps: int = 1  # microbatches per optimizer step, summed inside the jitted step (same maths, less memory)
+    mesh_devices: int | None = None  # devices to train on; None = every visible device (all hosts)
+    fsdp: bool = False  # shard large params and their optimizer state over the devices instead of replicating
     # LSTM: vocabulary from the training split
     min_freq: int = 1
     # BERT: tokenizer and pretrained weights (local folder or hub id; None = random init)

@@ -157,27 +157,33 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
                    resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> TrainOutcome:
     """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder."""
     from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
+    from jaxsenti.training.sharding import maybe_initialize_distributed
 
+    maybe_initialize_distributed()  # multi-host launches only; must precede any jax computation
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg, reviews, split, words=words)
     cfg, encoder, model, train, val, test = prep.cfg, prep.encoder, prep.model, prep.train, prep.val, prep.test
-    encoder.save(out_dir)
-    config_lib.dump(cfg, out_dir / "config.json")
+    primary = jax.process_index() == 0  # on a multi-host run only one host writes shared files
+    if primary:
+        encoder.save(out_dir)
+        config_lib.dump(cfg, out_dir / "config.json")
     total = num_batches(train.seqs, cfg.batch_size, cfg.buckets) * cfg.epochs
-    state = create_train_state(model, make_optimizer(cfg.optim, total), seed=cfg.seed)
+    state = create_train_state(model, make_optimizer(cfg.optim, total), seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
     del model
     result = fit(state, train, val, epochs=cfg.epochs, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
                  buckets=cfg.buckets, seed=cfg.seed, out_dir=out_dir, patience=cfg.patience, monitor=cfg.monitor,
                  log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume,
-                 stop_after_steps=stop_after_steps, progress=progress)
+                 stop_after_steps=stop_after_steps, progress=progress, mesh_devices=cfg.mesh_devices, fsdp=cfg.fsdp)
     if result.interrupted:
         return TrainOutcome(cfg, out_dir, {}, result.history, time.perf_counter() - t0, True)
     best = result.state.replace(params=result.best_params)
     _, probs = evaluate(best, test, cfg.eval_batch_size, cfg.buckets)
     metrics = classification_metrics(test.labels, (probs > 0.5).astype(int))
     metrics |= {"best_epoch": result.best_epoch, "steps": result.steps, "train_seconds": result.seconds}
+    if not primary:
+        return TrainOutcome(cfg, out_dir, metrics, result.history, time.perf_counter() - t0)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out_dir / "history.json").write_text(json.dumps(result.history, indent=2))
     if result.history:
@@ -212,16 +218,22 @@ class Predictor:
             ckpt.close()
         self._predict = jax.jit(lambda p, t, n: nnx.merge(self.graphdef, p)(t, n, deterministic=True))
 
+    BATCH_SIZES = (1, 8, 64, 256)  # few shapes to compile; a batch is padded to the smallest that fits
+
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """P(positive) for each text."""
-        from jaxsenti.training.batching import iterate_batches
+        """P(positive) for each text.
+
+        Texts are grouped by length bucket and each group is padded only to the smallest of
+        ``BATCH_SIZES`` that holds it, so 3 long reviews in a batch of 256 cost a 8-row call,
+        not a 256-row one.
+        """
+        from jaxsenti.training.batching import batch_plan, pad_batch
 
         seqs = self.encoder.encode(texts)
-        # A few fixed batch sizes: one review is not padded to 256 rows, and shapes stay few.
-        batch_size = next((b for b in (1, 8, 64) if b >= len(seqs)), batch_size)
         probs = np.zeros(len(seqs), np.float32)
-        for batch in iterate_batches(seqs, np.zeros(len(seqs), np.int32), batch_size, self.buckets):
-            logits = np.asarray(self._predict(self.params, batch["tokens"], batch["lengths"]))
-            keep = batch["index"] >= 0
-            probs[batch["index"][keep]] = 1.0 / (1.0 + np.exp(-logits[keep]))
+        for bucket, idx in batch_plan([len(s) for s in seqs], batch_size, self.buckets, shuffle=False):
+            rows = next((b for b in self.BATCH_SIZES if b >= len(idx)), len(idx))
+            batch = pad_batch([seqs[i] for i in idx], np.zeros(len(idx), np.int32), rows, bucket)
+            logits = np.asarray(self._predict(self.params, batch["tokens"], batch["lengths"]))[: len(idx)]
+            probs[idx] = 1.0 / (1.0 + np.exp(-logits))
         return probs

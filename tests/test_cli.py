@@ -1,6 +1,8 @@
 """End to end through the command line: study, train → predict, clear errors on bad data."""
 
 import csv
+
+import numpy as np
 import json
 
 import pytest
@@ -92,3 +94,21 @@ def test_bad_data_exits_2_with_message(write_csv, tmp_path, capsys, content, mes
 def test_predict_on_a_folder_that_is_not_a_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a trained model folder"):
         main(["predict", "--model", str(tmp_path), "好吃"])
+
+
+def test_predictor_pads_each_bucket_to_a_small_batch(tiny_csv, tmp_path):
+    from jaxsenti.pipeline import Predictor
+
+    cfg = tmp_path / "tiny.py"
+    cfg.write_text(TINY_LSTM, encoding="utf-8")
+    out = tmp_path / "model"
+    assert main(["train", "lstm", "--config", str(cfg), "--data", str(tiny_csv), "--out", str(out), "--quiet"]) == 0
+    p = Predictor(out)
+    shapes = []
+    inner = p._predict
+    p._predict = lambda params, t, n: (shapes.append(t.shape), inner(params, t, n))[1]
+    texts = ["好吃"] * 10 + ["很好吃，" * 20]  # 10 short reviews and one long one
+    probs = p.predict(texts)
+    assert sorted(shapes) == [(1, 32), (64, 8)]  # 1 long review: 1 row; 10 short: the 64-row size
+    assert probs.shape == (11,) and np.allclose(probs[:10], probs[0])
+    assert np.allclose(p.predict(texts[::-1])[::-1], probs, atol=1e-6)  # order does not matter
