@@ -242,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
     try:
         return args.func(args)
-    except DataError as e:
+    except (DataError, OSError, ValueError) as e:  # bad input, missing files/weights, bad checkpoints: no traceback
         print(f"jaxsenti: error: {e}", file=sys.stderr)
+        if args.command in ("train", "lr-find") and getattr(args, "model", None) == "bert" and isinstance(e, OSError):
+            print("jaxsenti: without pretrained weights, use --pretrained none or configs/bert_small_random.py", file=sys.stderr)
         return 2
 
 

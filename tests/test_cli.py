@@ -91,9 +91,9 @@ def test_bad_data_exits_2_with_message(write_csv, tmp_path, capsys, content, mes
     assert str(p) in err and message in err
 
 
-def test_predict_on_a_folder_that_is_not_a_model(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a trained model folder"):
-        main(["predict", "--model", str(tmp_path), "好吃"])
+def test_predict_on_a_folder_that_is_not_a_model(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path), "好吃"]) == 2
+    assert "not a trained model folder" in capsys.readouterr().err
 
 
 def test_predictor_pads_each_bucket_to_a_small_batch(tiny_csv, tmp_path):
