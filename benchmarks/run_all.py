@@ -245,7 +245,7 @@ def latency_section(results: dict) -> list[str]:
                              _ms(mo.get("p99_s")), mo.get("seq_per_s"), None))
             notes.append(f"{kind}: `{m.get('config_file')}`, buckets {m.get('buckets')}; {m.get('weights')}. "
                          f"The {b.get('batch_size')}-review call ran {b.get('jitted_calls_per_predict')} jitted calls "
-                         f"(buckets {b.get('buckets_used')}), each padded to {b.get('batch_size')} rows.")
+                         f"(buckets {b.get('buckets_used')}), each padded to the smallest of `Predictor.BATCH_SIZES` that holds it.")
     if not rows:
         return []
     return md_table(["model", "mode", "calls timed", "p50 (ms)", "p99 (ms)", "reviews/s at p50", "peak RSS (MiB)"],
@@ -337,7 +337,9 @@ def accuracy_section(results: dict) -> list[str]:
         r = a["result"]
         s = r["summary"]
         mixed = r.get("mixed_sentence_p_positive") or []
-        rows.append((r.get("config") or name, Path(str(r.get("data", ""))).name, s.get("runs"),
+        pooling = ((r.get("config_dict") or {}).get("model") or {}).get("pooling")
+        label = (r.get("config") or name) + (f" (pooling={pooling})" if pooling else "")
+        rows.append((label, Path(str(r.get("data", ""))).name, s.get("runs"),
                      "/".join(map(str, r.get("split", []))),
                      *(fmt_mean_std(s[k]) if k in s else "–" for k in ("accuracy", "f1", "precision", "recall")),
                      sum(mixed) / len(mixed) if mixed else None, r.get("total_seconds"), name))

@@ -4,10 +4,10 @@
     jaxsenti train lstm --config configs/lstm_dianping.py --set model.pooling=last   # the study's last-state head
 
 Split 1600/200/200 (stratified, seed 0); best epoch chosen on validation loss.
-Expected: test accuracy ≈ 0.85 (mean ± std over 5 seeds in benchmarks/RESULTS.md, from
+Expected: test accuracy 0.838 ± 0.025 (5 seeds, benchmarks/RESULTS.md, from
 `python benchmarks/accuracy.py configs/lstm_dianping.py --seeds 5`), 1–2 minutes per run on a 2-core CPU.
-Mean pooling is the default because the last valid state scored lower here: 0.824 ± 0.021 over
-5 seeds with `model.pooling=last` versus 0.850 (2 seeds, 0.86/0.84) with mean pooling.
+Mean pooling is the default because the last valid state scored lower: 0.824 ± 0.021 over the
+same 5 seeds with `--set model.pooling=last`.
 """
 
 from jaxsenti.config import DataConfig, OptimConfig, TrainConfig
