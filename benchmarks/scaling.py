@@ -18,9 +18,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (HERE, base_argparser, data_path, machine_info, peak_rss_mib, read_json, run_script,  # noqa: E402
+from common import (HERE, base_argparser, data_path, machine_info, peak_rss_mib, run_script,  # noqa: E402
                     write_json)
 
 
