@@ -354,6 +354,8 @@ def from_pretrained(
 
 def load_tokenizer(path_or_hub_id: str | os.PathLike):
     """``transformers.BertTokenizerFast`` from a local folder (vocab.txt / tokenizer.json) or a hub id."""
+    # We use transformers for tokenizers only; its import-time "PyTorch was not found" warning is noise here.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from transformers import BertTokenizerFast
 
     s = os.fspath(path_or_hub_id)
