@@ -205,6 +205,18 @@ def _clean(obj):
     return str(obj)
 
 
+def finish(res: dict, args, argv, print_summary) -> int:
+    """Common end of a benchmark script: add machine info and argv, print, write ``--json`` if asked."""
+    res["machine"] = machine_info()
+    res["argv"] = sys.argv[1:] if argv is None else list(argv)
+    if print_summary is not None:
+        print_summary(res)
+    if args.json:
+        write_json(args.json, res)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     """Write ``obj`` as strict JSON (no NaN), creating parent folders, atomically."""
     path = Path(path)

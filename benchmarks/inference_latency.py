@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ROOT, Stopwatch, base_argparser, data_path, machine_info, peak_rss_mib, time_calls,  # noqa: E402
-                    write_json)
+from common import (ROOT, Stopwatch, base_argparser, data_path, peak_rss_mib, time_calls,  # noqa: E402
+                    finish)
 
 CONFIGS = {"lstm": ROOT / "configs" / "lstm_dianping.py", "bert": ROOT / "configs" / "bert_small_random.py"}
 
@@ -227,13 +227,7 @@ def main(argv=None) -> int:
               batch_repeats=a.batch_repeats or (2 if a.quick else 8),
               batch_size=a.batch_size, model_only_repeats=6 if a.quick else 20, batch_warmup=0 if a.quick else 1,
               tiny=a.tiny)
-    res["machine"] = machine_info()
-    res["argv"] = sys.argv[1:] if argv is None else list(argv)
-    print_summary(res)
-    if a.json:
-        write_json(a.json, res)
-        print(f"wrote {a.json}")
-    return 0
+    return finish(res, a, argv, print_summary)
 
 
 if __name__ == "__main__":

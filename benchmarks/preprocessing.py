@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DATA_FILES, base_argparser, data_path, machine_info, peak_rss_mib, time_calls, write_json  # noqa: E402
+from common import DATA_FILES, base_argparser, data_path, peak_rss_mib, time_calls, finish  # noqa: E402
 
 
 def _clear_segment_cache(_i=None) -> None:
@@ -141,13 +141,7 @@ def main(argv=None) -> int:
     limits = {"online_shopping": 20000} if a.quick and a.limit is None else None
     res = run(datasets, limit=a.limit, repeats=a.repeats if not a.quick else min(a.repeats, 2), tokenizer_dir=a.tokenizer,
               limits=limits)
-    res["machine"] = machine_info()
-    res["argv"] = sys.argv[1:] if argv is None else list(argv)
-    print_summary(res)
-    if a.json:
-        write_json(a.json, res)
-        print(f"wrote {a.json}")
-    return 0
+    return finish(res, a, argv, print_summary)
 
 
 if __name__ == "__main__":

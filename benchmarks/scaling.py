@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (HERE, base_argparser, data_path, machine_info, peak_rss_mib, run_script,  # noqa: E402
-                    write_json)
+from common import (HERE, base_argparser, data_path, peak_rss_mib, run_script,  # noqa: E402
+                    finish)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,17 +266,12 @@ def main(argv=None) -> int:
         res["dataset"] = dataset_scaling(sizes)
     res["peak_rss_mib"] = peak_rss_mib()
     res["wall_s"] = time.perf_counter() - t0
-    res["machine"] = machine_info()
-    res["argv"] = sys.argv[1:] if argv is None else list(argv)
     if a.plots:
         if "batch" in res:
             print("wrote", plot_batch(res["batch"], Path(a.plots) / "scaling_batch.png"))
         if "dataset" in res:
             print("wrote", plot_dataset(res["dataset"], Path(a.plots) / "scaling_dataset.png"))
-    if a.json:
-        write_json(a.json, res)
-        print(f"wrote {a.json}")
-    return 0
+    return finish(res, a, argv, None)
 
 
 if __name__ == "__main__":

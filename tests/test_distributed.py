@@ -32,16 +32,10 @@ RTOL = 1e-5
 
 
 def _data(n, seed):
-    """Same learnable toy task as tests/test_training_loop.py."""
-    from jaxsenti.training.loop import Encoded
+    """The learnable toy task of tests/test_training_loop.py, imported here so jax starts in the worker."""
+    from tests.test_training_loop import _data as toy_data
 
-    rng = np.random.default_rng(seed)
-    seqs, labels = [], []
-    for _ in range(n):
-        s = rng.integers(3, 12, size=rng.integers(2, 16)).astype(np.int32)
-        seqs.append(s)
-        labels.append(int((s == 3).sum() > (s == 4).sum()))
-    return Encoded(seqs, np.asarray(labels, np.int32))
+    return toy_data(n, seed)
 
 
 def _state(dropout=0.1, accum=1, total=100):
