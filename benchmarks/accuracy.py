@@ -42,6 +42,9 @@ def main(argv=None) -> int:
     print(f"{cfg.name} on {path.name}, {args.seeds} seeds:")
     for m in METRICS:
         print(f"  {m:9s} {fmt_mean_std(s[m])}   {', '.join(f'{v:.3f}' for v in s[m]['values'])}")
+    val = [r["val_accuracy"] for r in res["runs"] if "val_accuracy" in r]
+    if val:
+        print(f"  val acc   {sum(val) / len(val):.3f} (mean at the chosen epoch; select settings on this, not on test)")
     print(f"  mixed sentence P(positive): {', '.join(f'{p:.3f}' for p in res['mixed_sentence_p_positive'])}")
     print(f"  wall time {res['total_seconds']:.0f}s")
     if args.json:

@@ -7,6 +7,8 @@ Parts (each runs in its own subprocess, so peak memory is per part; its JSON lan
   lstm           LSTM train-step throughput, JAX vs PyTorch    benchmarks/lstm_throughput.py --json
   bert           BERT train-step throughput, small config       benchmarks/bert_throughput.py --json
   bert_base      ... bert-base-sized config (skipped by --quick)
+  gemm_floor     the LSTM / small-BERT steps' matrix products alone, JAX vs PyTorch   benchmarks/gemm_floor.py --json
+  dropout        dropout-mask cost, threefry vs the models' hashed masks            benchmarks/dropout_masks.py --json
   latency        Predictor.predict latency, LSTM and small BERT  benchmarks/inference_latency.py --json
   preprocessing  load/validate, jieba, vocab, tokenizer          benchmarks/preprocessing.py --json
   scaling        throughput vs batch size, epoch vs data size   benchmarks/scaling.py --json --plots
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import HERE, ROOT, fmt_num, machine_info, md_table, read_json, run_script, write_json  # noqa: E402
 
-PARTS = ("lstm", "bert", "bert_base", "latency", "preprocessing", "scaling", "accuracy")
+PARTS = ("lstm", "bert", "bert_base", "gemm_floor", "dropout", "latency", "preprocessing", "scaling", "accuracy")
 ACCURACY_CONFIGS = ("configs/lstm_dianping.py", "configs/bert_small_random.py")
 PY = sys.executable
 
@@ -67,6 +69,12 @@ def plan(quick: bool, out: Path, skip: set[str], accuracy: bool, seeds: int) -> 
         steps.append(("bert", [("bert_throughput_small.json", [PY, f"{bm}/bert_throughput.py", "--config", "small", *extra])]))
     if "bert_base" not in skip and not quick:
         steps.append(("bert_base", [("bert_throughput_base.json", [PY, f"{bm}/bert_throughput.py", "--config", "base"])]))
+    if "gemm_floor" not in skip:
+        extra = ["--rounds", "2", "--reps", "1"] if quick else []
+        steps.append(("gemm_floor", [("gemm_floor.json", [PY, f"{bm}/gemm_floor.py", *extra])]))
+    if "dropout" not in skip:
+        steps.append(("dropout", [("dropout_masks.json", [PY, f"{bm}/dropout_masks.py",
+                                                          *(["--rounds", "2"] if quick else [])])]))
     if "latency" not in skip:
         q = ["--quick"] if quick else []
         steps.append(("latency", [(f"inference_latency_{m}.json", [PY, f"{bm}/inference_latency.py", "--models", m, *q])
@@ -227,6 +235,46 @@ def train_section(results: dict) -> list[str]:
     return lines + [""] + [f"- {n}" for n in notes]
 
 
+def gemm_floor_section(results: dict) -> list[str]:
+    g = _first(results, "gemm_floor")
+    if not g:
+        return []
+    steps = {}
+    lstm = _first(results, "lstm")
+    if lstm:
+        steps["lstm"] = {fw: _get(lstm, "result", "results", fw, "median_step_s") for fw in ("jax", "torch")}
+    bert = _first(results, "bert")
+    if bert:
+        steps["bert"] = {fw: _get(bert, "result", fw, "median_step_s") for fw in ("jax", "torch")}
+    rows = []
+    for name, r in (g["result"].get("results") or {}).items():
+        st = steps.get(name, {})
+        jax_gemm, torch_step = r.get("jax_gemm_ms"), _ms(st.get("torch"))
+        best = torch_step / jax_gemm if jax_gemm and torch_step else None
+        rows.append((name, fmt_num(r.get("gemm_flops", 0) / 1e9), r.get("n_products"), jax_gemm, r.get("jax_gflops"),
+                     r.get("torch_gemm_ms"), r.get("torch_gflops"), _ms(st.get("jax")), torch_step, best))
+    lines = md_table(["model", "GFLOP/step", "products", "JAX GEMMs (ms)", "JAX GFLOP/s", "PyTorch GEMMs (ms)",
+                      "PyTorch GFLOP/s", "JAX whole step (ms)", "PyTorch whole step (ms)",
+                      "JAX/PyTorch ceiling = PyTorch step / JAX GEMMs"], rows)
+    return lines + ["", "- Every matrix product of one train step (forward, input and weight gradients, the LSTM's "
+                    "128-step recurrent chains as dependent loops, BERT's batched attention products), timed alone "
+                    "in float32; `benchmarks/gemm_floor.py`. The whole-step columns are from the throughput table "
+                    "above (a separate run). A step cannot be faster than its GEMMs, so the last column is the best "
+                    "JAX/PyTorch speed ratio reachable with the GEMM kernels XLA calls on this CPU."]
+
+
+def dropout_section(results: dict) -> list[str]:
+    d = _first(results, "dropout")
+    if not d:
+        return []
+    r = d["result"]
+    rows = [(k, r["median_ms"][k], r["ns_per_element"][k]) for k in ("threefry", "hash")]
+    return md_table(["mask", "median (ms)", "ns/element"], rows) + [
+        "", f"- `where(mask, x * scale, 0)` on {fmt_num(r['elements'])} elements (shape {r['shape']}, one BERT-small "
+            f"attention-probability tensor), rate {r['rate']}; the hashed mask (`jaxsenti/models/dropout.py`, used by "
+            f"both models) is {fmt_num(r['speedup_hash_over_threefry'])}x faster than `jax.random.bernoulli`."]
+
+
 def latency_section(results: dict) -> list[str]:
     rows, notes = [], []
     for lat in (results.get("parts", {}).get("latency") or []):
@@ -375,6 +423,8 @@ def render_markdown(results: dict, md_path: str | os.PathLike) -> str:
     sections = (
         ("Compile time vs steady state", compile_section(results)),
         ("Training throughput (train step: forward + backward + optimizer)", train_section(results)),
+        ("How much of a step is GEMMs (the reachable speed ratio)", gemm_floor_section(results)),
+        ("Dropout masks", dropout_section(results)),
         ("Inference latency (`Predictor.predict`)", latency_section(results)),
         ("Preprocessing throughput", preprocessing_section(results)),
         ("Scaling", scaling_section(results, md_dir)),

@@ -1,13 +1,16 @@
-"""The study's LSTM on dianping: embedding 400 → 2×LSTM(256) → mean over valid steps → logit.
+"""The study's LSTM on dianping: embedding 400 → 2×LSTM(256) → last valid state → logit.
 
     jaxsenti train lstm --config configs/lstm_dianping.py
-    jaxsenti train lstm --config configs/lstm_dianping.py --set model.pooling=last   # the study's last-state head
+    jaxsenti train lstm --config configs/lstm_dianping.py --set model.pooling=mean   # mean over valid steps
 
 Split 1600/200/200 (stratified, seed 0); best epoch chosen on validation loss.
-Expected: test accuracy 0.838 ± 0.025 (5 seeds, benchmarks/RESULTS.md, from
-`python benchmarks/accuracy.py configs/lstm_dianping.py --seeds 5`), 1–2 minutes per run on a 2-core CPU.
-Mean pooling is the default because the last valid state scored lower: 0.824 ± 0.021 over the
-same 5 seeds with `--set model.pooling=last`.
+Expected: test accuracy 0.840 ± 0.016 (5 seeds, benchmarks/RESULTS.md, from
+`python benchmarks/accuracy.py configs/lstm_dianping.py --seeds 5`), about a minute per run on a 2-core CPU.
+That is below the 0.85 the LSTM issue hoped for. Dropout 0.3 on the embedded tokens was chosen on
+*validation* accuracy (5 seeds) over no embedding dropout, 0.5, lr 5e-4, min_freq 2 and a
+bidirectional LSTM (`--set model.embed_dropout=...`, `optim.lr=`, `min_freq=`, `model.bidirectional=`); their
+validation means differed by about as much as seeds do (±0.01). With it, the study's last-state head
+and mean pooling score the same within noise (mean: 0.834 ± 0.024), so the default is the study's.
 """
 
 from jaxsenti.config import DataConfig, OptimConfig, TrainConfig
@@ -18,7 +21,7 @@ def get_config() -> TrainConfig:
     return TrainConfig(
         name="lstm_dianping",
         model_name="lstm",
-        model=LSTMConfig(embed_dim=400, hidden_dim=256, num_layers=2, dropout=0.5, pooling="mean"),
+        model=LSTMConfig(embed_dim=400, hidden_dim=256, num_layers=2, dropout=0.5, embed_dropout=0.3, pooling="last"),
         data=DataConfig(split=(1600, 200, 200)),
         optim=OptimConfig(name="adam", lr=1e-3, clip_norm=5.0),
         batch_size=64,

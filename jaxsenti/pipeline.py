@@ -182,6 +182,8 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
     _, probs = evaluate(best, test, cfg.eval_batch_size, cfg.buckets)
     metrics = classification_metrics(test.labels, (probs > 0.5).astype(int))
     metrics |= {"best_epoch": result.best_epoch, "steps": result.steps, "train_seconds": result.seconds}
+    if result.best_epoch >= 1:  # what the epoch was chosen on: tune hyperparameters on this, not on test
+        metrics["val_accuracy"] = result.history[result.best_epoch - 1]["val_accuracy"]
     if not primary:
         return TrainOutcome(cfg, out_dir, metrics, result.history, time.perf_counter() - t0)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

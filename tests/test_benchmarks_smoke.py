@@ -140,7 +140,14 @@ def fake_results(tmp_path: Path) -> dict:
         "wall_s": 123.0, "skipped": ["bert_base"], "errors": {},
         "parts": {"lstm": part("lstm_throughput", lstm), "bert": part("bert_throughput_small", bert),
                   "latency": part("inference_latency_lstm", {"models": {"lstm": model}, "peak_rss_mib": 1000.0}),
-                  "preprocessing": part("preprocessing", pre), "scaling": part("scaling", scaling)},
+                  "preprocessing": part("preprocessing", pre), "scaling": part("scaling", scaling),
+                  "gemm_floor": part("gemm_floor", {"results": {"lstm": {
+                      "gemm_flops": 5.9e10, "n_products": 520, "jax_gemm_ms": 400.0, "jax_gflops": 147.0,
+                      "torch_gemm_ms": 380.0, "torch_gflops": 155.0}}}),
+                  "dropout": part("dropout_masks", {"shape": [2, 4], "elements": 8, "rate": 0.1,
+                                                    "median_ms": {"threefry": 10.0, "hash": 0.5},
+                                                    "ns_per_element": {"threefry": 5.0, "hash": 0.25},
+                                                    "speedup_hash_over_threefry": 20.0})},
         "accuracy": {"lstm_accuracy.json": {"file": "x", "result": {"summary": summary | {"runs": 2}, "config": "lstm_dianping",
                                                                     "split": [1600, 200, 200], "data": "/d/dianping.csv",
                                                                     "mixed_sentence_p_positive": [0.4, 0.6]}}},
@@ -163,7 +170,9 @@ def test_render_markdown_tables_parse_and_numbers_are_finite(tmp_path):
     md = run_all.render_markdown(res, tmp_path / "RESULTS.md")
     assert "python benchmarks/run_all.py --quick" in md
     assert "No GPU numbers were measured" in md and "CPU numbers" in md
-    for title in ("Machine", "Compile time vs steady state", "Training throughput", "Inference latency",
+    for title in ("Machine", "Compile time vs steady state", "Training throughput", "How much of a step is GEMMs",
+                  "Dropout masks",
+                  "Inference latency",
                   "Preprocessing throughput", "Scaling", "Accuracy"):
         assert f"## {title}" in md, title
     assert "![train-step throughput vs batch size](results/scaling_batch.png)" in md
@@ -189,6 +198,9 @@ def test_render_markdown_tables_parse_and_numbers_are_finite(tmp_path):
     assert n_numbers > 50
     # the JAX/PyTorch ratio and the latency p99 made it into the tables
     assert "0.9" in md and "2.4" in md  # p99 of the single review: 2 ms * 1.2
+    # GEMM ceiling = PyTorch's whole LSTM step (450 ms) / JAX's GEMMs (400 ms)
+    gemm = next(t for t in tables if "JAX GEMMs (ms)" in t[0])
+    assert gemm[2][-1] == "1.12"
 
 
 def test_render_only_cli_rewrites_results_md(tmp_path):
@@ -202,12 +214,31 @@ def test_render_only_cli_rewrites_results_md(tmp_path):
 
 def test_plan_quick_skips_bert_base_and_honours_skip(tmp_path):
     parts = [p for p, _ in run_all.plan(True, tmp_path, {"bert"}, False, 5)]
-    assert parts == ["lstm", "latency", "preprocessing", "scaling"]
+    assert parts == ["lstm", "gemm_floor", "dropout", "latency", "preprocessing", "scaling"]
     full = dict(run_all.plan(False, tmp_path, set(), True, 3))
     assert "bert_base" in full and "accuracy" in full
     for _, jobs in full.items():
         for json_path, cmd in jobs:
             assert cmd[-2:] == ["--json", str(json_path)]
+
+
+def test_gemm_floor_counts_the_same_flops_as_the_throughput_benchmarks():
+    import bert_throughput
+    import gemm_floor
+
+    cfg = bert_throughput.bert_config("small", "float32")
+    assert gemm_floor.flops(*gemm_floor.bert_gemms()) == bert_throughput.train_flops(cfg, 32, 128)
+    # LSTM: forward 2*T*B*4H*(D+H) per layer, backward twice that (dx and dW), D = 400 then 256
+    T, B, H = 128, 64, 256
+    assert gemm_floor.flops(*gemm_floor.lstm_gemms()) == sum(3 * 2 * T * B * 4 * H * (d + H) for d in (400, H))
+
+
+def test_gemm_floor_runs_tiny_shapes_in_both_frameworks(tmp_path):
+    import gemm_floor
+
+    big, chains, batched = [(8, 4, 16)], [(3, 2, 4, 16), (3, 2, 16, 4)], [(2, 3, 4, 5)]
+    for runner in (gemm_floor.jax_runner, gemm_floor.torch_runner):
+        assert math.isfinite(float(runner(big, chains, batched)()))
 
 
 def test_scaling_plots_from_results(tmp_path):
@@ -265,3 +296,13 @@ def test_inference_latency_tiny_end_to_end(tmp_path):
     assert m["model_only"]["b8"]["compile_s"] > 0 and m["model_only"]["b1"]["seq"] == 128
     assert (tmp_path / "lstm_random" / "config.json").is_file()
     assert _all_finite(m)
+
+
+def test_dropout_masks_benchmark_tiny(tmp_path, capsys):
+    import dropout_masks
+
+    out = tmp_path / "d.json"
+    assert dropout_masks.main(["--shape", "8,16", "--rounds", "1", "--reps", "2", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["elements"] == 128 and set(res["median_ms"]) == {"threefry", "hash"}
+    assert res["speedup_hash_over_threefry"] > 0

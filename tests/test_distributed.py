@@ -183,7 +183,7 @@ def test_eight_devices_match_one_device():
     assert ref["mesh"] == 1 and eight["d8"]["mesh"] == 8
     assert ref["shapes"] == [[12, 8], [12, 16]] and eight["d8"]["shapes"] == [[16, 8], [16, 16]]
     assert len(ref["losses"]) == len(eight["d8"]["losses"]) == 14  # 2 epochs x 7 batches
-    # dropout masks do not depend on the sharding (threefry is partitionable): even with dropout they agree
+    # dropout masks do not depend on the sharding (a hash of the global element index): even with dropout they agree
     _close(eight["d8"]["losses"], ref["losses"])
     _close_params(eight["d8"]["params"], ref["params"])
     assert eight["d1mesh"]["losses"] == ref["losses"]  # a 1-device mesh inside the 8-device process: bitwise

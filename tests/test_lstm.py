@@ -95,6 +95,8 @@ def test_config_defaults_hashable_and_validated():
         LSTMConfig(pooling="attention")
     with pytest.raises(ValueError):
         LSTMConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="embed_dropout"):
+        LSTMConfig(embed_dropout=-0.1)
     with pytest.raises(TypeError):
         LSTMConfig(dtype="not-a-dtype")
 
@@ -326,6 +328,18 @@ def test_dropout_uses_call_time_rngs():
     assert not np.allclose(np.asarray(a), np.asarray(det)) and not np.allclose(np.asarray(a), np.asarray(c))
     with pytest.raises(Exception):
         model(tokens, lengths, deterministic=False)
+
+
+def test_embed_dropout_acts_only_in_training():
+    tokens, lengths = random_batch([8, 5, 3, 8], 8, seed=9)
+    tokens, lengths = jnp.asarray(tokens), jnp.asarray(lengths)
+    plain, with_ed = make_model(dropout=0.0), make_model(dropout=0.0, embed_dropout=0.5)
+    rngs = lambda: nnx.Rngs(dropout=jax.random.key(3))  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(plain(tokens, lengths)), np.asarray(with_ed(tokens, lengths)))
+    np.testing.assert_array_equal(np.asarray(plain(tokens, lengths, deterministic=False, rngs=rngs())),
+                                  np.asarray(plain(tokens, lengths)))
+    assert not np.allclose(np.asarray(with_ed(tokens, lengths, deterministic=False, rngs=rngs())),
+                           np.asarray(with_ed(tokens, lengths)))
 
 
 def _train_batch(seed, lengths=(9, 4, 0, 7), seq=9):
