@@ -10,6 +10,7 @@ This is why ``jaxsenti/models/dropout.py`` exists.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -34,9 +35,7 @@ def main(argv=None) -> int:
     from jaxsenti.models.dropout import dropout_keep_mask, keep_scale
 
     shape = tuple(int(s) for s in a.shape.split(","))
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     x = jnp.ones(shape, jnp.float32)
     key = jax.random.key(0)
     fns = {

@@ -29,7 +29,8 @@ from common import finish  # noqa: E402
 
 
 def lstm_gemms(B=64, T=128, E=400, H=256, layers=2):
-    """(big, chains): big = [(m, k, n)] one-off products; chains = [(steps, m, k, n)] dependent per-step products."""
+    """(big, chains, batched): big = [(m, k, n)] one-off products; chains = [(steps, m, k, n)] dependent per-step
+    products; batched = [] (no attention)."""
     big, chains = [], []
     for layer in range(layers):
         d = E if layer == 0 else H
@@ -74,7 +75,7 @@ def jax_runner(big, chains, batched):
     import jax
     import jax.numpy as jnp
 
-    keys = iter(jax.random.split(jax.random.key(0), 64 + 3 * len(big) + 3 * len(batched) + 3 * len(chains)))
+    keys = iter(jax.random.split(jax.random.key(0), 2 * (len(big) + len(chains) + len(batched))))  # two per product
     normal = lambda shape: jax.random.normal(next(keys), shape, jnp.float32) * 0.05  # noqa: E731
     args = ([(normal((m, k)), normal((k, n))) for m, k, n in big],
             [(normal((m, k)), normal((k, n))) for _, m, k, n in chains],

@@ -154,6 +154,11 @@ def machine_section(results: dict) -> list[str]:
     return md_table(["", ""], [(k, "–" if val is None else (val if isinstance(val, str) else fmt_num(val))) for k, val in rows])
 
 
+def _per_framework(result: dict, fw: str) -> dict | None:
+    """One framework's numbers in a throughput JSON (lstm_throughput nests them under "results", bert_throughput does not)."""
+    return _get(result, "results", fw) if "results" in result else result.get(fw)
+
+
 def compile_section(results: dict) -> list[str]:
     rows = []
     lstm = _first(results, "lstm")
@@ -162,7 +167,7 @@ def compile_section(results: dict) -> list[str]:
         a = r.get("args", {})
         shape = f"B={a.get('batch')} T={a.get('seq')}"
         for fw, what in (("jax", "compile + first step"), ("torch", "first step (eager)")):
-            x = _get(r, "results", fw)
+            x = _per_framework(r, fw)
             if x:
                 rows.append((f"LSTM train step ({shape})", fw, what, x.get("compile_plus_first_step_s"),
                              _ms(x.get("median_step_s"))))
@@ -172,8 +177,9 @@ def compile_section(results: dict) -> list[str]:
             r = b["result"]
             shape = f"B={r.get('batch')} T={r.get('seq')}"
             for fw, what in (("jax", "lower + compile"), ("torch", "first step (eager)")):
-                if fw in r:
-                    rows.append((f"{label} train step ({shape})", fw, what, r[fw].get("compile_s"), _ms(r[fw].get("median_step_s"))))
+                x = _per_framework(r, fw)
+                if x:
+                    rows.append((f"{label} train step ({shape})", fw, what, x.get("compile_s"), _ms(x.get("median_step_s"))))
     for lat in (results.get("parts", {}).get("latency") or []):
         for kind, m in lat["result"].get("models", {}).items():
             s, b = m["single"], m["batch"]
@@ -202,7 +208,7 @@ def train_section(results: dict) -> list[str]:
         cfg = f"emb {a.get('embed')}, {a.get('layers')}x{a.get('hidden')}, B={a.get('batch')}, T={a.get('seq')}, {a.get('dtype')}"
         ratio = r.get("jax_over_torch_tokens_per_s")
         for fw in ("jax", "torch"):
-            x = _get(r, "results", fw)
+            x = _per_framework(r, fw)
             if x:
                 seq_s = a.get("batch") / x["median_step_s"] if a.get("batch") and x.get("median_step_s") else None
                 rows.append(("LSTM", cfg, fw, _ms(x.get("median_step_s")), x.get("tokens_per_s"), seq_s,
@@ -213,8 +219,8 @@ def train_section(results: dict) -> list[str]:
             r = b["result"]
             cfg = f"{r.get('layers')}x{r.get('hidden')}, B={r.get('batch')}, T={r.get('seq')}, {r.get('jax_dtype')}"
             for fw in ("jax", "torch"):
-                if fw in r:
-                    x = r[fw]
+                x = _per_framework(r, fw)
+                if x:
                     rows.append((label, cfg, fw, _ms(x.get("median_step_s")), x.get("tokens_per_s"), x.get("seq_per_s"),
                                  b.get("peak_rss_mib"), r.get("jax_over_torch") if fw == "jax" else None))
     if not rows:
@@ -239,13 +245,11 @@ def gemm_floor_section(results: dict) -> list[str]:
     g = _first(results, "gemm_floor")
     if not g:
         return []
-    steps = {}
-    lstm = _first(results, "lstm")
-    if lstm:
-        steps["lstm"] = {fw: _get(lstm, "result", "results", fw, "median_step_s") for fw in ("jax", "torch")}
-    bert = _first(results, "bert")
-    if bert:
-        steps["bert"] = {fw: _get(bert, "result", fw, "median_step_s") for fw in ("jax", "torch")}
+    steps = {}  # whole-step medians from the throughput parts; gemm_floor's "bert" is the small config
+    for name in ("lstm", "bert"):
+        part = _first(results, name)
+        if part:
+            steps[name] = {fw: (_per_framework(part["result"], fw) or {}).get("median_step_s") for fw in ("jax", "torch")}
     rows = []
     for name, r in (g["result"].get("results") or {}).items():
         st = steps.get(name, {})

@@ -4,7 +4,8 @@ Why: on CPU, XLA's threefry (``jax.random.bernoulli``) costs ~5 ns per element, 
 dropout masks ~7 % of a BERT training step and ~4 % of an LSTM step. Here the per-call key
 (threefry, as usual: ``rngs.dropout()``, so masks follow ``fold_in(rng, step)`` and are exactly
 reproducible) is hashed once to a 32-bit seed, and each element's 32 random bits are
-``lowbias32(lowbias32(index) ^ seed)`` — a dozen vectorised integer ops (~14x faster here).
+``lowbias32(lowbias32(index) ^ seed)`` — a dozen vectorised integer ops (18–25x faster here,
+``benchmarks/dropout_masks.py``).
 
 ``lowbias32`` is Chris Wellons' 2-round multiply-xorshift bijection (bias ≈ 0.17, among the best
 known for its size). Hashing the index before mixing in the seed means two calls with different
