@@ -34,7 +34,7 @@ def lowbias32(x: jax.Array) -> jax.Array:
 
 
 def _threshold(rate: float) -> int:
-    return min(int(round(rate * 2.0**32)), 2**32 - 1)
+    return min(round(rate * 2.0**32), 2**32 - 1)
 
 
 def dropout_keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
