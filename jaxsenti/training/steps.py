@@ -1,16 +1,16 @@
 """Pure, jit-once train and eval steps over a functional NNX train state.
 
 The model is split into a static ``GraphDef`` and a pytree of parameters; the state carries
-both (the graphdef and optimizer as static fields), so ``jax.jit(train_step, donate_argnums=0)``
-compiles once per batch shape and reuses the state's buffers in place.
+both (the graphdef, optimizer and objective as static fields), so
+``jax.jit(train_step, donate_argnums=0)`` compiles once per batch shape and reuses the state's
+buffers in place.
 
-A batch is a dict of arrays:
-  tokens  int32[B, T]  right-padded token ids (0 = pad)
-  lengths int32[B]     number of valid tokens per row (0 for filler rows)
-  labels  int32[B]     0/1
-  weights float32[B]   1 for real examples, 0 for filler rows that pad a partial batch
-Models are called as ``model(tokens, lengths, deterministic=..., rngs=...)`` and return one
-logit per example (float32[B]); probability of "positive" is ``sigmoid(logit)``.
+What a step computes is the state's ``objective`` (:mod:`jaxsenti.objectives`): it reads the
+batch keys it names, returns the weighted loss *sum*, metric sums and per-row outputs, and says
+how many units (examples, masked tokens) the loss averages over. The step only differentiates,
+averages, applies the optimizer and returns the metric sums, so the caller accumulates them on
+device. ``trace_counts()`` says how often each step was traced (= compiled), a public way to
+check that nothing recompiles per batch.
 
 Two more static fields of the state change how the step runs, not what it computes:
 
@@ -35,12 +35,20 @@ pass, so the gradients flow back through the casts into float32 (tests/test_prec
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
+
+_TRACES: collections.Counter = collections.Counter()  # step name -> times traced (diagnostics only)
+
+
+def trace_counts() -> dict[str, int]:
+    """How many times ``train_step`` and ``eval_step`` have been traced in this process (each trace is a compile)."""
+    return dict(_TRACES)
 
 
 @struct.dataclass
@@ -51,6 +59,7 @@ class TrainState:
     rng: jax.Array
     graphdef: nnx.GraphDef = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    objective: Any = struct.field(pytree_node=False)  # a jaxsenti.objectives.Objective
     layout: Any = struct.field(pytree_node=False, default=None)  # sharding.Layout | None
     grad_accum_steps: int = struct.field(pytree_node=False, default=1)
 
@@ -58,7 +67,7 @@ class TrainState:
         return nnx.merge(self.graphdef, self.params)
 
 
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int = 0, *,
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, objective, *, seed: int = 0,
                        grad_accum_steps: int = 1) -> TrainState:
     if grad_accum_steps < 1:
         raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
@@ -73,6 +82,7 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, seed
         rng=jax.random.PRNGKey(seed),  # raw uint32[2] key data: checkpoints store it as a plain array
         graphdef=graphdef,
         tx=tx,
+        objective=objective,
         grad_accum_steps=int(grad_accum_steps),
     )
 
@@ -82,30 +92,23 @@ def shard_state(state: TrainState, layout) -> TrainState:
     return layout.place(state).replace(layout=layout)
 
 
-def _metric_sums(loss_per_ex, logits, batch) -> dict[str, jax.Array]:
-    w = batch["weights"]
-    correct = ((logits > 0).astype(jnp.int32) == batch["labels"]).astype(jnp.float32)
-    return {"loss_sum": jnp.sum(loss_per_ex * w), "correct": jnp.sum(correct * w), "count": jnp.sum(w)}
-
-
-def _forward(params, state: TrainState, batch, dropout_key):
+def _objective_sum(params, state: TrainState, batch, dropout_key):
+    """The objective's weighted loss sum, with (metric sums, outputs) as aux."""
     model = nnx.merge(state.graphdef, params)
-    logits = model(batch["tokens"], batch["lengths"], deterministic=False, rngs=nnx.Rngs(dropout=dropout_key))
-    logits = logits.astype(jnp.float32)
-    per_ex = optax.sigmoid_binary_cross_entropy(logits, batch["labels"].astype(jnp.float32))
-    return per_ex, logits
+    loss_sum, sums, outputs = state.objective(model, batch, deterministic=False, rngs=nnx.Rngs(dropout=dropout_key))
+    return loss_sum, (sums, outputs)
 
 
 def loss_fn(params, state: TrainState, batch, dropout_key):
-    per_ex, logits = _forward(params, state, batch, dropout_key)
-    loss = jnp.sum(per_ex * batch["weights"]) / jnp.maximum(jnp.sum(batch["weights"]), 1.0)
-    return loss, (per_ex, logits)
+    """The batch's mean loss (loss sum / weight), with the objective's metric sums as aux."""
+    loss_sum, (sums, _) = _objective_sum(params, state, batch, dropout_key)
+    return loss_sum / jnp.maximum(state.objective.weight(batch), 1.0), sums
 
 
 def _accumulated_grads(state: TrainState, batch, dropout_key):
-    """Gradient of the batch's weighted mean loss, summed over ``grad_accum_steps`` strided microbatches."""
+    """Gradient of the batch's mean loss, summed over ``grad_accum_steps`` strided microbatches, and the metric sums."""
     k = state.grad_accum_steps
-    rows = batch["weights"].shape[0]
+    rows = next(iter(batch.values())).shape[0]
     if rows % k:
         raise ValueError(f"a batch of {rows} rows does not split into {k} microbatches")
 
@@ -116,38 +119,36 @@ def _accumulated_grads(state: TrainState, batch, dropout_key):
     if state.layout is not None:
         micro = state.layout.constrain_batch(micro, axis=1)
 
-    def sum_loss(params, mb, key):
-        per_ex, logits = _forward(params, state, mb, key)
-        return jnp.sum(per_ex * mb["weights"]), (per_ex, logits)
-
-    def body(gsum, xs):
+    def body(carry, xs):
+        gsum, msum = carry
         mb, j = xs
-        (_, aux), g = jax.value_and_grad(sum_loss, has_aux=True)(state.params, mb, jax.random.fold_in(dropout_key, j))
-        return jax.tree.map(jnp.add, gsum, g), aux
+        (_, (sums, _)), g = jax.value_and_grad(_objective_sum, has_aux=True)(
+            state.params, state, mb, jax.random.fold_in(dropout_key, j))
+        return (jax.tree.map(jnp.add, gsum, g), jax.tree.map(jnp.add, msum, sums)), None
 
     gsum = jax.tree.map(jnp.zeros_like, state.params)
     if state.layout is not None:
         gsum = state.layout.constrain(gsum)
-    gsum, (per_ex, logits) = jax.lax.scan(body, gsum, (micro, jnp.arange(k)))
-    total = jnp.maximum(jnp.sum(batch["weights"]), 1.0)
-    grads = jax.tree.map(lambda g: g / total, gsum)
-    unsplit = lambda x: jnp.swapaxes(x, 0, 1).reshape(rows)  # noqa: E731
-    return grads, unsplit(per_ex), unsplit(logits)
+    first = jax.tree.map(lambda x: x[0], micro)
+    msum = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: _objective_sum(state.params, state, first, dropout_key)[1][0]))
+    (gsum, sums), _ = jax.lax.scan(body, (gsum, msum), (micro, jnp.arange(k)))
+    total = jnp.maximum(state.objective.weight(batch), 1.0)
+    return jax.tree.map(lambda g: g / total, gsum), sums
 
 
 def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer step; returns metric *sums* so the caller can accumulate on device."""
+    """One optimizer step; returns the objective's metric *sums* (and the gradient norm) for on-device accumulation."""
+    _TRACES["train_step"] += 1
     if state.layout is not None:
         batch = state.layout.constrain_batch(batch)
     dropout_key = jax.random.fold_in(state.rng, state.step)
     if state.grad_accum_steps == 1:
-        (_, (per_ex, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, dropout_key)
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, dropout_key)
     else:
-        grads, per_ex, logits = _accumulated_grads(state, batch, dropout_key)
+        grads, metrics = _accumulated_grads(state, batch, dropout_key)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = _metric_sums(per_ex, logits, batch)
-    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     if state.layout is not None:
         new_state = state.layout.constrain(new_state)
@@ -155,20 +156,15 @@ def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Arra
     return new_state, metrics
 
 
-def predict_logits(graphdef: nnx.GraphDef, params: nnx.State, tokens, lengths) -> jax.Array:
-    return nnx.merge(graphdef, params)(tokens, lengths, deterministic=True).astype(jnp.float32)
-
-
-def eval_step(state: TrainState, batch) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Metric sums and logits for one batch, no dropout (both replicated under a layout)."""
+def eval_step(state: TrainState, batch) -> tuple[dict[str, jax.Array], Any]:
+    """The objective's metric sums and per-row outputs for one batch, no dropout (both replicated under a layout)."""
+    _TRACES["eval_step"] += 1
     if state.layout is not None:
         batch = state.layout.constrain_batch(batch)
-    logits = predict_logits(state.graphdef, state.params, batch["tokens"], batch["lengths"])
-    per_ex = optax.sigmoid_binary_cross_entropy(logits, batch["labels"].astype(jnp.float32))
-    metrics = _metric_sums(per_ex, logits, batch)
+    _, sums, outputs = state.objective(state.model(), batch, deterministic=True, rngs=None)
     if state.layout is not None:
-        metrics, logits = state.layout.constrain_replicated((metrics, logits))
-    return metrics, logits
+        sums, outputs = state.layout.constrain_replicated((sums, outputs))
+    return sums, outputs
 
 
 jit_train_step = jax.jit(train_step, donate_argnums=0)
