@@ -139,7 +139,7 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
     forward = jax.jit(lambda p, t, n: nnx.merge(graphdef, p)(t, n, deterministic=True))
     T = min(128, max(buckets))
     rng = np.random.default_rng(0)
-    vocab_n = pred.model_cfg.vocab_size
+    vocab_n = pred.cfg.model.vocab_size
     for B in (1, batch_size):
         tokens = jax.device_put(rng.integers(1, vocab_n, size=(B, T), dtype=np.int32))
         lens = jax.device_put(np.full((B,), T, np.int32))

@@ -43,7 +43,7 @@ def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | Non
                   slow_repeats: int | None = None, tokenizer_dir: str | None = None, max_len_words: int = 256,
                   max_len_bert: int = 128) -> dict:
     from jaxsenti.data import Vocab, cjk_only, load_reviews, segment_many
-    from jaxsenti.data.text import _jieba
+    from jaxsenti.data.text import jieba_tokenizer
 
     out: dict = {"path": str(path), "file_mib": path.stat().st_size / 2**20}
     load = time_calls(lambda i: load_reviews(path, text_col, label_col), repeats=repeats, warmup=0, first_call=False)
@@ -62,7 +62,7 @@ def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | Non
     out["cjk_filter"] = _stage(n, time_calls(lambda i: [cjk_only(t) for t in texts], repeats=repeats, warmup=0,
                                              first_call=False))
     t0 = time.perf_counter()
-    _jieba()
+    jieba_tokenizer()
     out["jieba_init_s"] = time.perf_counter() - t0
     box = {}
 

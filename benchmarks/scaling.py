@@ -117,14 +117,14 @@ def epoch_benchmark(texts, labels, *, model_kw=None, batch_size: int = 64, max_l
     import numpy as np
 
     from jaxsenti.data import Vocab, segment_many
-    from jaxsenti.data.text import _jieba
+    from jaxsenti.data.text import jieba_tokenizer
     from jaxsenti.models import build_model
     from jaxsenti.models.lstm import LSTMConfig
     from jaxsenti.training.batching import iterate_batches, num_batches, pad_batch
     from jaxsenti.training.steps import create_train_state, jit_train_step
     from flax import nnx
 
-    _jieba()
+    jieba_tokenizer()
     _clear_segment_cache()
     t0 = time.perf_counter()
     words = segment_many(list(texts), use_disk_cache=False, progress=False)

@@ -16,7 +16,6 @@ from jaxsenti.models.bert import BertConfig
 def get_config() -> TrainConfig:
     return TrainConfig(
         name="bert_dianping",
-        model_name="bert",
         model=BertConfig(pooling="cls"),  # dimensions come from the checkpoint's config.json
         data=DataConfig(split=(1620, 180, 200)),
         optim=OptimConfig(name="adamw", lr=2e-5, schedule="linear", warmup_ratio=0.1, weight_decay=0.01, clip_norm=1.0),
@@ -27,5 +26,4 @@ def get_config() -> TrainConfig:
         max_len=128,
         buckets=(32, 64, 128),
         pretrained="bert-base-chinese",
-        tokenizer="bert-base-chinese",
     )

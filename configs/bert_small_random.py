@@ -17,7 +17,6 @@ from jaxsenti.models.bert import BertConfig
 def get_config() -> TrainConfig:
     return TrainConfig(
         name="bert_small_random",
-        model_name="bert",
         model=BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
                          max_position_embeddings=128, pooling="cls"),
         data=DataConfig(split=(1620, 180, 200)),
@@ -29,5 +28,4 @@ def get_config() -> TrainConfig:
         max_len=128,
         buckets=(32, 64, 128),
         pretrained=None,
-        tokenizer=None,  # $JAXSENTI_BERT_TOKENIZER_DIR, else the hub id bert-base-chinese
     )

@@ -20,7 +20,6 @@ from jaxsenti.models.lstm import LSTMConfig
 def get_config() -> TrainConfig:
     return TrainConfig(
         name="lstm_dianping",
-        model_name="lstm",
         model=LSTMConfig(embed_dim=400, hidden_dim=256, num_layers=2, dropout=0.5, embed_dropout=0.3, pooling="last"),
         data=DataConfig(split=(1600, 200, 200)),
         optim=OptimConfig(name="adam", lr=1e-3, clip_norm=5.0),
@@ -29,5 +28,4 @@ def get_config() -> TrainConfig:
         patience=3,
         max_len=256,
         buckets=(32, 64, 128, 256),
-        min_freq=1,
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
+import jax
 import numpy as np
+from sklearn.manifold import TSNE
 
-from jaxsenti.data import Vocab
+from jaxsenti.data import Vocab, cjk_only
+from jaxsenti.plotting import new_figure, save_figure
 
 MIXED_SENTENCE = "这家的环境不差，但是菜不怎么好吃。"
 TSNE_WORDS = ("好吃", "好", "难吃", "极慢", "吃", "菜", "不错", "差", "服务", "环境", "贵", "便宜", "推荐", "失望", "满意", "味道")
@@ -15,8 +17,6 @@ TSNE_WORDS = ("好吃", "好", "难吃", "极慢", "吃", "菜", "不错", "差"
 
 def prefixes(sentence: str) -> list[str]:
     """Growing prefixes, one per character that survives the CJK filter (punctuation adds nothing)."""
-    from jaxsenti.data import cjk_only
-
     out = []
     for i in range(1, len(sentence) + 1):
         if cjk_only(sentence[i - 1]):
@@ -24,15 +24,8 @@ def prefixes(sentence: str) -> list[str]:
     return out
 
 
-def prefix_probabilities(predict: Callable[[Sequence[str]], np.ndarray], sentence: str = MIXED_SENTENCE) -> dict:
-    ps = prefixes(sentence)
-    return {"prefixes": ps, "p_positive": [float(p) for p in predict(ps)]}
-
-
 def plot_prefix_probabilities(curves: Mapping[str, Sequence[float]], prefix_list: Sequence[str], path, title: str | None = None):
     """P(positive) as the sentence grows, one line per model."""
-    from jaxsenti.plotting import new_figure, save_figure
-
     fig, ax = new_figure(figsize=(9, 4.8))
     x = np.arange(len(prefix_list))
     for name, ps in curves.items():
@@ -54,8 +47,6 @@ def embedding_tsne(embeddings: np.ndarray, vocab: Vocab, highlight: Sequence[str
     t-SNE needs more points than the dozen words of interest to form a meaningful neighbourhood
     structure, so frequent words give it context; the words of interest are labelled in the plot.
     """
-    from sklearn.manifold import TSNE
-
     ids = list(range(2, min(len(vocab), top_n + 2)))  # skip <pad>, <unk>; vocab is sorted by frequency
     found = [w for w in highlight if w in vocab.stoi]
     ids += [vocab.stoi[w] for w in found if vocab.stoi[w] not in ids]
@@ -67,8 +58,6 @@ def embedding_tsne(embeddings: np.ndarray, vocab: Vocab, highlight: Sequence[str
 
 
 def plot_tsne(res: dict, path, title: str = "t-SNE of LSTM word embeddings"):
-    from jaxsenti.plotting import new_figure, save_figure
-
     fig, ax = new_figure(figsize=(8, 7))
     xy = np.asarray(res["xy"])
     hl = set(res["highlight"])
@@ -84,22 +73,12 @@ def plot_tsne(res: dict, path, title: str = "t-SNE of LSTM word embeddings"):
     return save_figure(fig, path)
 
 
-def lstm_embeddings(model_dir: str | Path) -> tuple[np.ndarray, Vocab]:
-    """The embedding matrix and vocabulary of a trained LSTM folder."""
-    from jaxsenti.pipeline import Predictor
-
-    pred = Predictor(model_dir)
-    if pred.model_name != "lstm":
-        raise ValueError(f"{model_dir} holds a {pred.model_name} model, not an LSTM")
-    emb = _find_embedding(pred.params)
-    return np.asarray(emb), pred.encoder.vocab
-
-
-def _find_embedding(params) -> np.ndarray:
-    import jax
-
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    for path, leaf in leaves:
-        if "embed" in jax.tree_util.keystr(path).lower() and np.ndim(leaf) == 2:
-            return leaf
-    raise KeyError("no embedding matrix found in the LSTM parameters")
+def word_vectors(predictor) -> tuple[np.ndarray, Vocab]:
+    """The word-embedding matrix and vocabulary of a trained model that embeds jieba words (a ``Predictor``)."""
+    vocab = getattr(predictor.encoder, "vocab", None)
+    if vocab is None:
+        raise ValueError(f"{predictor.folder} holds a {predictor.model_name} model, which has no word vocabulary")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(predictor.params):
+        if "embed" in jax.tree_util.keystr(path).lower() and np.ndim(leaf) == 2 and leaf.shape[0] == len(vocab):
+            return np.asarray(leaf), vocab
+    raise KeyError(f"no [vocab, dim] embedding matrix in the parameters of {predictor.folder}")

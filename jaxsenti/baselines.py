@@ -11,7 +11,6 @@ almost no feature is shared between reviews. ``unsegmented=True`` reproduces tha
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -23,13 +22,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from jaxsenti.metrics import classification_metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineSpec:
-    name: str
-    make: type
-    grid: dict
 
 
 def _pipeline(clf, unsegmented: bool = False) -> Pipeline:

@@ -1,31 +1,39 @@
-"""Command line: ``jaxsenti {study,eda,baselines,train,predict,download}``."""
+"""Command line: ``jaxsenti {study,eda,baselines,train,lr-find,predict,download}``.
+
+Each command imports what it needs when it runs, so ``--help`` and ``download`` start in a
+fraction of a second instead of paying for JAX, Flax and transformers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from jaxsenti.data import DataError
+from jaxsenti import config as config_lib
+from jaxsenti import registry
+from jaxsenti.config import DataConfig
+from jaxsenti.data import DataError, load_reviews, resolve_dataset
+from jaxsenti.data.io import print_report
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="CSV file (default: dianping.csv from $JAXSENTI_DATA_DIR, then data/)")
     p.add_argument("--text-column", default=None, help="column holding the review text (default: comment)")
     p.add_argument("--label-column", default=None, help="column holding the 0/1 label (default: sentiment)")
-    p.add_argument("--max-chars", type=int, default=5000, help="truncate longer reviews (counted in the load report)")
+    p.add_argument("--max-chars", type=int, default=None,
+                   help="truncate longer reviews, counted in the load report (default: the config's data.max_chars, 5000)")
     p.add_argument("--strict", action="store_true", help="treat empty and non-Chinese reviews as errors instead of dropping them")
 
 
-def _load(args, text_column="comment", label_column="sentiment"):
-    from jaxsenti.data import load_reviews, resolve_dataset
-    from jaxsenti.data.io import print_report
-
+def _load(args, data: DataConfig = DataConfig()):
+    """The reviews named by the command line, with ``data``'s columns and limits where it names none."""
     path = resolve_dataset(args.data)
-    reviews = load_reviews(path, args.text_column or text_column, args.label_column or label_column,
-                           max_chars=args.max_chars, strict=args.strict)
+    reviews = load_reviews(path, args.text_column or data.text_column, args.label_column or data.label_column,
+                           max_chars=args.max_chars or data.max_chars, strict=args.strict)
     print_report(reviews.report)
     print(f"[jaxsenti] {path}: {len(reviews)} reviews ({int(reviews.labels.sum())} positive)", file=sys.stderr)
     return path, reviews
@@ -43,18 +51,33 @@ def _split(raw: str) -> tuple:
     return tuple(parts)
 
 
+def _model_pairs(values: list[str], what: str, default_model: str | None = None) -> tuple:
+    """``MODEL=VALUE`` pairs (a bare VALUE belongs to ``default_model``), models checked against the registry."""
+    out = {}
+    for v in values:
+        model, sep, value = v.partition("=")
+        if not sep:
+            if default_model is None:
+                raise SystemExit(f"{what} {v!r} must look like MODEL=VALUE (models: {', '.join(registry.names())})")
+            model, value = default_model, v
+        registry.get(model.strip())  # unknown model: error listing the known ones
+        out[model.strip()] = value.strip()
+    return tuple(out.items())
+
+
 def cmd_study(args) -> int:
     from jaxsenti.study import StudyOptions, run_study
 
     path, reviews = _load(args)
     models = tuple(m.strip() for m in args.models.split(",")) if getattr(args, "models", None) else ("baselines",)
-    unknown = set(models) - {"baselines", "lstm", "bert"}
+    unknown = set(models) - {"baselines", *registry.names()}
     if unknown:
-        raise SystemExit(f"unknown --models entries {sorted(unknown)}; choose from baselines, lstm, bert")
+        raise SystemExit(f"unknown --models entries {sorted(unknown)}; choose from baselines, {', '.join(registry.names())}")
     opts = StudyOptions(seeds=args.seeds, neural_seeds=getattr(args, "neural_seeds", 3), split=args.split, models=models,
-                        lstm_config=getattr(args, "lstm_config", None), bert_config=getattr(args, "bert_config", None),
-                        pretrained=getattr(args, "pretrained", None), text_column=args.text_column,
-                        label_column=args.label_column, n_jobs=args.jobs, progress=_progress(args))
+                        configs=_model_pairs(getattr(args, "config", []), "--config"),
+                        pretrained=_model_pairs(getattr(args, "pretrained", []), "--pretrained", default_model="bert"),
+                        text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
+                        progress=_progress(args))
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda)
     print(Path(res["report"]).read_text(encoding="utf-8").split("## Wall time")[0])
     print(f"report: {res['report']}\nresults: {Path(args.out) / 'results.json'}")
@@ -80,10 +103,10 @@ def cmd_train(args) -> int:
     from jaxsenti.pipeline import train_on_split
 
     cfg = _train_config(args)
-    _, reviews = _load(args, cfg.data.text_column, cfg.data.label_column)
+    _, reviews = _load(args, cfg.data)
     split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed)
     out = Path(args.out or f"runs/{cfg.name}")
-    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=_progress(args))
+    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=_progress(args), label=f"{cfg.model_name}: ")
     m = res.test_metrics
     print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
           f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
@@ -92,14 +115,10 @@ def cmd_train(args) -> int:
 
 
 def _train_config(args):
-    import dataclasses
-
-    from jaxsenti import config as config_lib
-
-    cfg_path = args.config or f"configs/{args.model}_dianping.py"
-    cfg = config_lib.apply_overrides(config_lib.load_config(cfg_path), args.set)
+    spec = registry.get(args.model)
+    cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.default_config), args.set)
     if cfg.model_name != args.model:
-        raise SystemExit(f"{cfg_path} configures model {cfg.model_name!r}, not {args.model!r}")
+        raise SystemExit(f"{args.config} configures model {cfg.model_name!r}, not {args.model!r}")
     if args.pretrained is not None:
         cfg = dataclasses.replace(cfg, pretrained=None if args.pretrained.lower() == "none" else args.pretrained)
     if args.seed is not None:
@@ -110,14 +129,17 @@ def _train_config(args):
 
 def cmd_lr_find(args) -> int:
     from jaxsenti.data import stratified_split
+    from jaxsenti.objectives import Classification
     from jaxsenti.pipeline import prepare
+    from jaxsenti.training.batching import LabelledBatches
     from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
 
     cfg = _train_config(args)
-    _, reviews = _load(args, cfg.data.text_column, cfg.data.label_column)
+    _, reviews = _load(args, cfg.data)
     prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed))
-    res = find_lr(prep.model, cfg.optim, prep.train, batch_size=cfg.batch_size, buckets=cfg.buckets, seed=cfg.seed,
-                  lr_min=args.lr_min, lr_max=args.lr_max, steps=args.steps)
+    train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
+    res = find_lr(prep.model, cfg.optim, Classification(), train, seed=cfg.seed, lr_min=args.lr_min, lr_max=args.lr_max,
+                  steps=args.steps)
     out = Path(args.out or f"runs/{cfg.name}_lr_find.png")
     plot_lr_finder(res, out, title=f"{cfg.name}: learning-rate range test")
     print(f"suggested learning rate: {res.suggestion:.2e} (steepest descent of the smoothed loss)\nplot: {out}")
@@ -169,10 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/study")
     p.add_argument("--seeds", type=int, default=5, help="seeds for the baselines")
     p.add_argument("--neural-seeds", type=int, default=3, help="seeds for the LSTM and BERT")
-    p.add_argument("--models", default="baselines,lstm,bert", help="comma-separated subset of baselines,lstm,bert")
-    p.add_argument("--lstm-config")
-    p.add_argument("--bert-config")
-    p.add_argument("--pretrained", help="BERT weights (folder or hub id); without it a small random-init BERT is trained")
+    names = ",".join(registry.names())
+    p.add_argument("--models", default=f"baselines,{names}", help=f"comma-separated subset of baselines,{names}")
+    p.add_argument("--config", action="append", default=[], metavar="MODEL=CONFIG",
+                   help="experiment config for a model (packaged name or file), e.g. lstm=lstm_dianping; repeatable")
+    p.add_argument("--pretrained", action="append", default=[], metavar="[MODEL=]WEIGHTS",
+                   help="start a model from these weights (a bare value is BERT's: folder or hub id); without it BERT is "
+                        "a small random-init model")
     p.add_argument("--split", type=_split, default=None,
                    help="train/val/test counts or fractions (default: the study's, 1600/200/200; BERT 1620/180/200)")
     p.add_argument("--jobs", type=int, default=1, help="parallel grid-search jobs")
@@ -194,9 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_baselines)
 
-    p = sub.add_parser("train", help="train the LSTM or BERT")
-    p.add_argument("model", choices=["lstm", "bert"])
-    p.add_argument("--config", help="experiment config (default: configs/<model>_dianping.py)")
+    p = sub.add_parser("train", help="train a model: " + ", ".join(registry.names()))
+    p.add_argument("model", choices=registry.names())
+    p.add_argument("--config", help="experiment config: a packaged name (e.g. lstm_dianping) or a file "
+                                    "(default: the model's, " + ", ".join(f"{s.name}: {s.default_config}" for s in registry.MODELS.values()) + ")")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set optim.lr=3e-4")
     p.add_argument("--pretrained", help="BERT: local folder or hub id, or 'none' for random init")
     p.add_argument("--seed", type=int)
@@ -207,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lr-find", help="learning-rate range test: loss vs LR plot and a suggestion")
-    p.add_argument("model", choices=["lstm", "bert"])
+    p.add_argument("model", choices=registry.names())
     p.add_argument("--config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--pretrained")

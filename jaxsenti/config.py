@@ -1,18 +1,71 @@
-"""Frozen experiment configs: one ``configs/<experiment>.py`` defines ``get_config()``.
+"""Frozen experiment configs: ``configs/<experiment>.py`` defines ``get_config() -> TrainConfig``.
+
+The experiment configs ship inside the package (``jaxsenti.configs``), so ``--config lstm_dianping``
+works from any folder; ``--config path/to/file.py`` loads any other file. A config file is Python
+that gets executed: only load files you trust.
 
 Overrides from the command line use dotted keys, ``--set optim.lr=3e-4 --set model.hidden_dim=128``;
 values are parsed as Python literals. Everything is a frozen dataclass, so a config can't be
-changed after it is built, only replaced.
+changed after it is built, only replaced, and every field is checked when it is built: a wrong
+type or range is one line naming the field.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.resources
 import importlib.util
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
+
+from jaxsenti import registry
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot be built or loaded; the message names the field or file."""
+
+
+def _require(ok: bool, field: str, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"config field {field}: {what}")
+
+
+def _allowed(tp) -> tuple[type, ...] | None:
+    """Runtime types a dataclass annotation admits (None: anything)."""
+    if tp is Any or isinstance(tp, typing.TypeVar):
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        out = []
+        for a in typing.get_args(tp):
+            t = _allowed(a)
+            if t is None:
+                return None
+            out += t
+        return tuple(out)
+    if tp is type(None):
+        return (type(None),)
+    if tp is float:
+        return (float, int)
+    return (origin or tp,) if isinstance(origin or tp, type) else None
+
+
+def _check_types(obj, prefix: str = "") -> None:
+    """Each field's value has the type its annotation names (bools are not numbers here)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        allowed = _allowed(hints[f.name])
+        v = getattr(obj, f.name)
+        if allowed is None:
+            continue
+        bad = not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)
+        if bad:
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            raise ConfigError(f"config field {prefix}{f.name}: expected {names}, got {v!r} ({type(v).__name__})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +74,13 @@ class DataConfig:
     text_column: str = "comment"
     label_column: str = "sentiment"
     split: tuple = (1600, 200, 200)  # counts (the study's) or fractions
-    max_chars: int = 5000
+    max_chars: int = 5000  # longer reviews are truncated when loaded (counted in the load report)
+
+    def __post_init__(self):
+        _check_types(self, "data.")
+        _require(self.max_chars >= 1, "data.max_chars", "must be >= 1")
+        _require(len(self.split) == 3 and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in self.split),
+                 "data.split", f"must be three positive numbers (train/val/test counts or fractions), got {self.split}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,45 +94,102 @@ class OptimConfig:
     b1: float = 0.9
     b2: float = 0.999
 
+    def __post_init__(self):
+        _check_types(self, "optim.")
+        _require(self.name in ("adamw", "adam", "sgd"), "optim.name", "must be adamw, adam or sgd")
+        _require(self.schedule in ("constant", "linear", "cosine"), "optim.schedule", "must be constant, linear or cosine")
+        _require(self.lr > 0, "optim.lr", "must be > 0")
+        _require(0 <= self.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)")
+        _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        _require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", "must be > 0 or None")
+        _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "optim.b1/b2", "must be in [0, 1)")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     name: str  # experiment name, used for the output folder
-    model_name: str  # "lstm" | "bert"
-    model: Any  # LSTMConfig | BertConfig (vocab size / pretrained dims are filled in from data and checkpoint)
+    model: Any  # hyperparameters of a registered model (LSTMConfig, BertConfig, ...); vocab size is filled in from data
+    encoder: Any = None  # the model's encoder config (WordVocabConfig, WordPieceConfig); None: its defaults
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     batch_size: int = 64
     eval_batch_size: int = 128
     epochs: int = 10
     patience: int = 3  # epochs without validation improvement before stopping; 0 disables
-    monitor: str = "val_loss"  # val_loss (lower is better) | val_accuracy
+    monitor: str = "val_loss"  # val_<name> of the objective's monitors: val_loss (lower is better) | val_accuracy
     max_len: int = 256
-    buckets: tuple = (32, 64, 128, 256)
+    buckets: tuple = (32, 64, 128, 256)  # padded lengths; strictly increasing, the last >= max_len
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
-    # scaling (docs/scaling.md): batch_size is the *global* batch, split over the devices of a ("data",) mesh
+    # scaling (README "Scaling out"): batch_size is the *global* batch, split over the devices of a ("data",) mesh
     grad_accum_steps: int = 1  # microbatches per optimizer step, summed inside the jitted step (same maths, less memory)
     mesh_devices: int | None = None  # devices to train on; None = every visible device (all hosts)
     fsdp: bool = False  # shard large params and their optimizer state over the devices instead of replicating
-    # LSTM: vocabulary from the training split
-    min_freq: int = 1
-    # BERT: tokenizer and pretrained weights (local folder or hub id; None = random init)
-    tokenizer: str | None = None
-    pretrained: str | None = None
+    pretrained: str | None = None  # weights to start from (read by the model's registered loader); None: random init
+
+    def __post_init__(self):
+        spec = registry.spec_for(self.model)
+        if self.encoder is None:
+            object.__setattr__(self, "encoder", spec.encoder_config())
+        _require(isinstance(self.encoder, spec.encoder_config), "encoder",
+                 f"must be a {spec.encoder_config.__name__} for model {spec.name!r}")
+        _check_types(self)
+        _check_types(self.model, "model.")
+        _check_types(self.encoder, "encoder.")
+        for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):
+            _require(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("patience", "checkpoint_every"):
+            _require(getattr(self, name) >= 0, name, "must be >= 0")
+        _require(self.mesh_devices is None or self.mesh_devices >= 1, "mesh_devices", "must be >= 1 or None")
+        b = self.buckets
+        _require(len(b) >= 1 and all(isinstance(x, int) and x >= 1 for x in b), "buckets", "must be positive integers")
+        _require(all(x < y for x, y in zip(b, b[1:])), "buckets", f"must be strictly increasing, got {b}")
+        _require(b[-1] >= self.max_len, "buckets", f"the last bucket ({b[-1]}) must be >= max_len ({self.max_len})")
+        _require(self.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss or val_accuracy")
+
+    @property
+    def model_name(self) -> str:
+        return registry.spec_for(self.model).name
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
+# --------------------------------------------------------------------------------------------------
+# loading, overrides, saving
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Experiment configs shipped with the package: name → file."""
+    folder = importlib.resources.files("jaxsenti.configs")
+    return {p.name[:-3]: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".py") and not p.name.startswith("_")}
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, else a packaged config by name (``lstm_dianping`` or ``lstm_dianping.py``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    known = packaged_configs()
+    stem = p.name[:-3] if p.name.endswith(".py") else p.name
+    if stem in known and (len(p.parts) == 1 or p.parent.name == "configs"):
+        return known[stem]
+    raise ConfigError(f"config {str(name_or_path)!r} not found: not a file, and not one of the packaged configs "
+                      f"({', '.join(sorted(known))})")
+
+
+def load_config(name_or_path: str | Path) -> TrainConfig:
+    path = resolve_config(name_or_path)
     spec = importlib.util.spec_from_file_location(f"jaxsenti_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"{path}: line {e.lineno}: syntax error: {e.msg}") from None
     if not hasattr(module, "get_config"):
-        raise AttributeError(f"{path} must define get_config()")
-    return module.get_config()
+        raise ConfigError(f"{path} must define get_config()")
+    try:
+        return module.get_config()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def _parse_value(raw: str):
@@ -88,31 +204,71 @@ def override(cfg, key: str, value, _full: str | None = None):
     head, _, rest = key.partition(".")
     if not dataclasses.is_dataclass(cfg) or head not in {f.name for f in dataclasses.fields(cfg)}:
         fields = [f.name for f in dataclasses.fields(cfg)] if dataclasses.is_dataclass(cfg) else []
-        raise KeyError(f"unknown config key {_full or key!r}; valid here: {fields}")
+        raise ConfigError(f"unknown config key {_full or key!r}; valid here: {fields}")
     if rest:
-        return dataclasses.replace(cfg, **{head: override(getattr(cfg, head), rest, value, _full or key)})
-    old = getattr(cfg, head)
-    if isinstance(old, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    return dataclasses.replace(cfg, **{head: value})
+        value = override(getattr(cfg, head), rest, value, _full or key)
+    else:
+        old = getattr(cfg, head)
+        if isinstance(old, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+    try:
+        return dataclasses.replace(cfg, **{head: value})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # a model config's own checks (e.g. dropout range)
+        raise ConfigError(f"config field {_full or key}: {e}") from None
 
 
 def apply_overrides(cfg, pairs: list[str]):
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
-            raise ValueError(f"override {pair!r} must look like key=value")
+            raise ConfigError(f"override {pair!r} must look like key=value")
         cfg = override(cfg, key.strip(), _parse_value(raw.strip()))
     return cfg
 
 
-def to_dict(cfg) -> dict:
+def to_dict(cfg: TrainConfig) -> dict:
     d = dataclasses.asdict(cfg)
-    if dataclasses.is_dataclass(cfg.model):
-        d["model"] = {"type": type(cfg.model).__name__, **dataclasses.asdict(cfg.model)}
-    return d
+    d["model"] = {"type": type(cfg.model).__name__, **d["model"]}
+    d["encoder"] = {"type": type(cfg.encoder).__name__, **d["encoder"]}
+    return {"model_name": cfg.model_name, **d}
+
+
+def _build(cls, d: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names - {"type"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} for {cls.__name__}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+
+
+def from_dict(d: dict, where: str = "config.json") -> TrainConfig:
+    """Rebuild a config written by :func:`to_dict`; every field must be there (``where`` names the file in errors).
+
+    Folders written before the encoder configs existed (top-level ``min_freq``/``tokenizer``) still load.
+    """
+    try:
+        d = dict(d)
+        spec = registry.get(d.pop("model_name", None) or d["model"]["type"])
+        legacy = {k: d.pop(k) for k in ("min_freq", "tokenizer") if k in d}
+        missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in d and f.name != "encoder"]
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {missing}")
+        d["model"] = _build(spec.config, d["model"], where)
+        enc = d.get("encoder") or {k: v for k, v in legacy.items() if k in {f.name for f in dataclasses.fields(spec.encoder_config)}}
+        d["encoder"] = _build(spec.encoder_config, enc, where)
+        d["data"] = _build(DataConfig, d["data"], where)
+        d["optim"] = _build(OptimConfig, d["optim"], where)
+        return _build(TrainConfig, d, where)
+    except KeyError as e:
+        raise ConfigError(f"{where}: missing key {e.args[0]!r}") from None
+    except ConfigError as e:
+        raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def dump(cfg, path: str | Path) -> None:

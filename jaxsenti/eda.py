@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsenti.data.io import Reviews
+from jaxsenti.data.io import Reviews, load_reviews, print_report, resolve_dataset
 from jaxsenti.data.stopwords import STOPWORDS
+from jaxsenti.data.text import segment_many
+from jaxsenti.plotting import new_figure, plot_bar_words, plot_diverging_words, save_figure, setup_matplotlib
 
 LABEL_NAMES = {0: "negative", 1: "positive"}
 LABEL_COLORS = {0: "tab:red", 1: "tab:green"}
@@ -105,8 +107,6 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def _plot_labels(counts: dict[int, int], path: Path) -> None:
-    from jaxsenti.plotting import new_figure, save_figure
-
     fig, ax = new_figure((5.0, 3.8))
     labels = sorted(counts)
     names = [f"{LABEL_NAMES.get(k, k)} ({k})" for k in labels]
@@ -122,8 +122,6 @@ def _plot_labels(counts: dict[int, int], path: Path) -> None:
 
 
 def _plot_lengths(lengths: np.ndarray, labels: np.ndarray, max_len: int, path: Path) -> None:
-    from jaxsenti.plotting import new_figure, save_figure
-
     fig, ax = new_figure((7.5, 4.2))
     # Long tail: bin up to the 99th percentile (at least past the cut-off) and say how many are beyond.
     upper = max(float(np.percentile(lengths, 99)), max_len * 1.25) if lengths.size else max_len * 2
@@ -179,13 +177,9 @@ def run_eda(
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     if words is None:
-        from jaxsenti.data.text import segment_many
-
         words = segment_many(texts)
     if len(words) != len(texts):
         raise ValueError(f"words has {len(words)} entries but there are {len(texts)} reviews")
-
-    from jaxsenti.plotting import plot_bar_words, plot_diverging_words, setup_matplotlib
 
     font = setup_matplotlib()
 
@@ -351,8 +345,6 @@ def _markdown(s: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jaxsenti.data.io import load_reviews, print_report, resolve_dataset
-
     p = argparse.ArgumentParser(prog="python -m jaxsenti.eda", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="CSV file (default: $JAXSENTI_DATA_DIR/dianping.csv or data/)")
     p.add_argument("--text-column", default="comment")

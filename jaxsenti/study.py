@@ -9,48 +9,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from jaxsenti.analysis import MIXED_SENTENCE, embedding_tsne, lstm_embeddings, plot_prefix_probabilities, plot_tsne, prefixes
+from jaxsenti import config as config_lib
+from jaxsenti import registry
+from jaxsenti.analysis import MIXED_SENTENCE, embedding_tsne, plot_prefix_probabilities, plot_tsne, prefixes, word_vectors
 from jaxsenti.baselines import evaluate_baseline, fit_unsegmented_svm, join_words, positive_score
 from jaxsenti.data import Reviews, segment_many, stratified_split
+from jaxsenti.eda import run_eda
+from jaxsenti.machine import machine_info
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
+from jaxsenti.pipeline import Predictor, train_on_split
+from jaxsenti.plotting import plot_confusion_matrix
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyOptions:
     seeds: int = 5  # baselines: cheap, so the study's 5
-    neural_seeds: int = 3  # LSTM and BERT: ≥ 3 keeps the default study under 15 minutes on 2 CPU cores
+    neural_seeds: int = 3  # neural models: ≥ 3 keeps the default study under 15 minutes on 2 CPU cores
     split: tuple | None = None  # None: each model's study split (1600/200/200; BERT 1620/180/200)
-    models: tuple = ("baselines", "lstm", "bert")
-    lstm_config: str | None = None  # default configs/lstm_dianping.py
-    bert_config: str | None = None  # default: configs/bert_dianping.py with --pretrained, else configs/bert_small_random.py
-    pretrained: str | None = None
+    models: tuple = ("baselines", "lstm", "bert")  # "baselines" and registered model names
+    configs: tuple = ()  # (model name, config name or path) pairs; default: the registry's study configs
+    pretrained: tuple = ()  # (model name, weights) pairs: start that model from these weights
     text_column: str | None = None
     label_column: str | None = None
     n_jobs: int = 1
     progress: bool = True
 
 
-def find_config(name: str) -> Path:
-    for base in (Path("configs"), REPO_CONFIGS):
-        if (base / name).is_file():
-            return base / name
-    raise FileNotFoundError(f"configs/{name} not found (looked in ./configs and {REPO_CONFIGS}); "
-                            f"run from a clone of the repository or pass the config path explicitly")
-
-
 def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
     """Each baseline: grid search on train+val, scored on test, repeated for ``opts.seeds`` splits."""
-    from tqdm.auto import tqdm
-
     split = opts.split or (1600, 200, 200)
     docs = join_words(words)
     runs: dict[str, list[dict]] = {name: [] for name in (*BASELINES, "tfidf_svm_unsegmented")}
@@ -77,15 +71,16 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
             for name, r in runs.items()}
 
 
-def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False) -> dict:
+def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False,
+               folder_name: str | None = None) -> dict:
     """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence and its prefixes."""
-    from jaxsenti.pipeline import Predictor, train_on_split
-
     runs, mixed, prefix_p, seconds, folders = [], [], [], [], []
     for seed in range(seeds):
         c = dataclasses.replace(cfg, seed=seed)
         sp = stratified_split(reviews.labels, c.data.split, seed=seed)
-        outcome = train_on_split(c, reviews, sp, Path(out_dir) / f"{cfg.name}_seed{seed}", words=words, progress=progress)
+        folder = Path(out_dir) / f"{folder_name or cfg.name}_seed{seed}"
+        outcome = train_on_split(c, reviews, sp, folder, words=words, progress=progress,
+                                 label=f"{cfg.model_name} seed {seed}: ")
         runs.append(outcome.test_metrics | {"seed": seed})
         probs = Predictor(outcome.out_dir).predict([*prefixes(MIXED_SENTENCE), MIXED_SENTENCE])
         prefix_p.append([float(p) for p in probs[:-1]])
@@ -97,19 +92,17 @@ def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progr
 
 
 def neural_configs(opts: StudyOptions) -> dict:
-    from jaxsenti import config as config_lib
-
+    """Model name → experiment config for every neural model in ``opts.models``, with the study's overrides."""
+    chosen, pretrained = dict(opts.configs), dict(opts.pretrained)
     out = {}
-    for name in ("lstm", "bert"):
-        if name not in opts.models:
+    for name in opts.models:
+        if name == "baselines":
             continue
-        if name == "lstm":
-            path = opts.lstm_config or find_config("lstm_dianping.py")
-        else:
-            path = opts.bert_config or find_config("bert_dianping.py" if opts.pretrained else "bert_small_random.py")
-        cfg = config_lib.load_config(path)
-        if name == "bert" and opts.pretrained:
-            cfg = dataclasses.replace(cfg, pretrained=opts.pretrained)
+        spec = registry.get(name)
+        weights = pretrained.get(name)
+        cfg = config_lib.load_config(chosen.get(name) or (spec.study_pretrained_config if weights else spec.study_config))
+        if weights:
+            cfg = dataclasses.replace(cfg, pretrained=weights)
         data = cfg.data
         if opts.text_column or opts.label_column:
             data = dataclasses.replace(data, text_column=opts.text_column or data.text_column,
@@ -118,21 +111,6 @@ def neural_configs(opts: StudyOptions) -> dict:
             data = dataclasses.replace(data, split=tuple(opts.split))
         out[name] = dataclasses.replace(cfg, data=data)
     return out
-
-
-def machine_info() -> dict:
-    import os
-
-    info = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count()}
-    try:
-        import flax
-        import jax
-
-        info |= {"jax": jax.__version__, "flax": flax.__version__, "devices": [str(d) for d in jax.devices()]}
-    except Exception:  # noqa: BLE001 - report generation must not fail on a missing backend
-        pass
-    return info
 
 
 def results_table(models: dict) -> list[str]:
@@ -144,13 +122,15 @@ def results_table(models: dict) -> list[str]:
     return lines
 
 
-def _bert_note(cfg) -> str:
+def init_note(name: str, cfg) -> str:
+    """How the model's weights started, for the report."""
     if cfg.pretrained:
-        return f"BERT: fine-tuned from `{cfg.pretrained}`."
-    m = cfg.model
-    return (f"**BERT here is NOT the study's pretrained `bert-base-chinese`**: no pretrained weights were given, so it is a "
-            f"{m.num_hidden_layers}-layer, {m.hidden_size}-wide BERT trained from random initialisation on the training "
-            f"split only (the real bert-base-chinese tokenizer). Pass `--pretrained PATH_OR_ID` for the study's model.")
+        return f"{name}: fine-tuned from `{cfg.pretrained}`."
+    return registry.get(name).random_init_note.format(cfg=cfg)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | None, models: dict, opts: StudyOptions,
@@ -160,9 +140,13 @@ def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | No
           f"{int(len(reviews) - reviews.labels.sum())} negative).", ""]
     if reviews.report.lines():
         md += ["Input handling:", *[f"- {n}" for n in reviews.report.lines()], ""]
+    ran = [m for m in opts.models if m != "baselines"]
     md += [f"Test-set metrics, mean ± sample std over seeds (seed i = split i and initialisation i); precision, recall "
-           f"and F1 of the positive class. Baselines: {opts.seeds} seeds, 5-fold grid search on train+val. "
-           f"LSTM/BERT: {opts.neural_seeds} seeds, best epoch on validation.", "",
+           f"and F1 of the positive class."
+           + (f" Baselines: {_count(opts.seeds, 'seed')}, 5-fold grid search on train+val." if "baselines" in opts.models else "")
+           + (f" {'/'.join(ran)}: {_count(opts.neural_seeds, 'seed')}, best epoch on validation." if ran else "")
+           + (" With one seed there is no spread: ± 0.000 means one run, not zero variance." if min(
+              [opts.seeds] * ("baselines" in opts.models) + [opts.neural_seeds] * bool(ran), default=2) == 1 else ""), "",
            "## Results", "", *results_table(models), "", *notes, "",
            "`tfidf_svm_unsegmented` feeds raw, unsegmented Chinese into a default `TfidfVectorizer` (the study's setting): "
            "whole clauses become single tokens and few features are shared between reviews, the likely reason the study's "
@@ -180,23 +164,20 @@ def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | No
     md += ["", "SVM scores are the sigmoid of the margin, not calibrated probabilities.", ""]
     if figures.get("prefix"):
         md += ["P(positive) as the sentence grows (neural models, mean over seeds):", "", f"![prefixes]({figures['prefix']})", ""]
-    if figures.get("tsne"):
-        md += ["## LSTM word embeddings (t-SNE, seed 0)", "", f"![t-SNE]({figures['tsne']})", ""]
+    for name, path in figures.get("tsne", {}).items():
+        md += [f"## {name} word embeddings (t-SNE, seed 0)", "", f"![t-SNE]({path})", ""]
     md += ["## Wall time", "", "| step | seconds |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in seconds.items()], ""]
     if eda is not None:
         md += ["## Exploratory analysis", "", "Details: [eda/eda.md](eda/eda.md).", "",
                "![labels](eda/label_distribution.png) ![lengths](eda/length_distribution.png)", "",
                "![top words](eda/top_words_all.png)", "", "![log-ratio](eda/log_ratio_words.png)", ""]
-    md += ["## Machine", "", "```", json.dumps(machine_info(), indent=2), "```", ""]
+    md += ["## Machine", "", "```", json.dumps(machine_info(devices=True), indent=2), "```", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(md), encoding="utf-8")
     return path
 
 
 def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: StudyOptions = StudyOptions(), *, eda: bool = True) -> dict:
-    from jaxsenti.eda import run_eda
-    from jaxsenti.plotting import plot_confusion_matrix
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds, models, notes, figures = {}, {}, [], {"confusion": {}, "curves": {}}
@@ -215,10 +196,11 @@ def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: Study
         seconds[f"baselines ({opts.seeds} seeds × 4 models, grid search)"] = time.perf_counter() - t
     for name, cfg in cfgs.items():
         t = time.perf_counter()
-        models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir / "models", progress=opts.progress)
+        models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir / "models", progress=opts.progress,
+                                  folder_name=f"{name}_{Path(data_path).stem}")
         seconds[f"{name} ({opts.neural_seeds} seeds, {cfg.name})"] = time.perf_counter() - t
-        if name == "bert":
-            notes.append(_bert_note(cfg))
+        if note := init_note(name, cfg):
+            notes.append(note)
         seed0 = Path(models[name]["folders"][0])
         if (seed0 / "training_curves.png").exists():
             figures["curves"][name] = str((seed0 / "training_curves.png").relative_to(out_dir))
@@ -230,15 +212,17 @@ def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: Study
     curves = {n: np.mean(models[n]["prefix_p_positive"], axis=0).tolist() for n in cfgs}
     if curves:
         figures["prefix"] = str(plot_prefix_probabilities(curves, prefixes(MIXED_SENTENCE), out_dir / "figures" / "mixed_sentence_prefixes.png").relative_to(out_dir))
-    if "lstm" in cfgs:
-        emb, vocab = lstm_embeddings(models["lstm"]["folders"][0])
-        tsne = embedding_tsne(emb, vocab)
-        figures["tsne"] = str(plot_tsne(tsne, out_dir / "figures" / "lstm_embedding_tsne.png").relative_to(out_dir))
-        if tsne["missing"]:
-            notes.append(f"t-SNE: not in the LSTM vocabulary: {', '.join(tsne['missing'])}.")
+    figures["tsne"] = {}
+    for name in cfgs:  # models that embed jieba words: does the embedding carry meaning?
+        if registry.get(name).encoder.uses_words:
+            tsne = embedding_tsne(*word_vectors(Predictor(models[name]["folders"][0])))
+            path = plot_tsne(tsne, out_dir / "figures" / f"{name}_embedding_tsne.png", title=f"t-SNE of {name} word embeddings")
+            figures["tsne"][name] = str(path.relative_to(out_dir))
+            if tsne["missing"]:
+                notes.append(f"t-SNE: not in the {name} vocabulary: {', '.join(tsne['missing'])}.")
     report = write_report(out_dir, data_path, reviews, eda_summary, models, opts, seconds, notes, figures)
     results = {"data": data_path, "n_reviews": len(reviews), "load_report": reviews.report.to_dict(),
                "options": dataclasses.asdict(opts), "models": models, "seconds": seconds, "notes": notes,
-               "figures": figures, "machine": machine_info()}
+               "figures": figures, "machine": machine_info(devices=True)}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return results | {"report": str(report)}

@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 from jaxsenti.models.bert import BertClassifier, BertConfig, BertModel
+from jaxsenti.objectives import Classification
 from jaxsenti.training.steps import create_train_state, jit_train_step
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_max_position_embeddings_enforced():
 def test_one_train_step_changes_every_parameter_and_stays_finite():
     model = BertClassifier(TINY, rngs=nnx.Rngs(5))
     # plain Adam (no weight decay), so a parameter can only move if it received a gradient
-    state = create_train_state(model, optax.adam(1e-3), seed=0)
+    state = create_train_state(model, optax.adam(1e-3), Classification(), seed=0)
     before = jax.tree.map(np.asarray, state.params)
     toks, lens = _batch(np.random.default_rng(5), [5, 12, 0, 8], 12)
     batch = {
@@ -213,7 +214,7 @@ def test_bf16_compute_close_to_fp32():
     assert l16.dtype == np.float32 and np.all(np.isfinite(l16))
     np.testing.assert_allclose(l16, l32, atol=0.02)
     # training in bf16 also runs and stays finite
-    state = create_train_state(m16, optax.adamw(1e-3))
+    state = create_train_state(m16, optax.adamw(1e-3), Classification())
     batch = {"tokens": jnp.asarray(toks), "lengths": jnp.asarray(lens),
              "labels": jnp.asarray([1, 0, 1, 0], jnp.int32), "weights": jnp.ones(4, jnp.float32)}
     state, metrics = jit_train_step(state, batch)

@@ -20,7 +20,7 @@ from jaxsenti.models.lstm import LSTMConfig
 
 
 def get_config():
-    return TrainConfig(name="tiny", model_name="lstm",
+    return TrainConfig(name="tiny",
                        model=LSTMConfig(embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.0),
                        data=DataConfig(split=(0.6, 0.2, 0.2)), optim=OptimConfig(name="adam", lr=1e-2),
                        batch_size=8, eval_batch_size=16, epochs=2, patience=0, max_len=32, buckets=(8, 32))
@@ -54,7 +54,7 @@ def test_study_writes_report(tiny_csv, tmp_path, capsys):
     cfg.write_text(TINY_LSTM, encoding="utf-8")
     out = tmp_path / "study"
     argv = ["study", "--data", str(tiny_csv), "--out", str(out), "--seeds", "2", "--split", "0.6/0.2/0.2",
-            "--models", "baselines,lstm", "--lstm-config", str(cfg), "--neural-seeds", "2", "--quiet"]
+            "--models", "baselines,lstm", "--config", f"lstm={cfg}", "--neural-seeds", "2", "--quiet"]
     assert main(argv) == 0
     report = (out / "report.md").read_text(encoding="utf-8")
     rows = [line for line in report.splitlines() if line.startswith("| ") and " ± " in line]
@@ -70,7 +70,7 @@ def test_study_writes_report(tiny_csv, tmp_path, capsys):
     assert res["models"]["naive_bayes"]["summary"]["runs"] == 2
     assert len(res["models"]["lstm"]["prefix_p_positive"][0]) == 15  # one per CJK character of the sentence
     for rel in [*res["figures"]["confusion"].values(), *res["figures"]["curves"].values(), res["figures"]["prefix"],
-                res["figures"]["tsne"], "eda/log_ratio_words.png"]:
+                *res["figures"]["tsne"].values(), "eda/log_ratio_words.png"]:
         assert (out / rel).is_file() and (out / rel).read_bytes()[:4] == b"\x89PNG", rel
         assert f"]({rel})" in report or rel.startswith("eda/")
 

@@ -43,11 +43,12 @@ def _state(dropout=0.1, accum=1, total=100):
 
     from jaxsenti.config import OptimConfig
     from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+    from jaxsenti.objectives import Classification
     from jaxsenti.training import steps
     from jaxsenti.training.optim import make_optimizer
 
     model = LSTMClassifier(LSTMConfig(vocab_size=12, embed_dim=8, hidden_dim=8, num_layers=1, dropout=dropout), rngs=nnx.Rngs(0))
-    return steps.create_train_state(model, make_optimizer(OptimConfig(name="adam", lr=1e-2), total), seed=0,
+    return steps.create_train_state(model, make_optimizer(OptimConfig(name="adam", lr=1e-2), total), Classification(), seed=0,
                                     grad_accum_steps=accum)
 
 
@@ -60,6 +61,10 @@ def _params(state) -> list:
 
 
 def _fit(out_dir, *, devices=None, fsdp_min_size=None, epochs=3, batch_size=12, **kw):
+    import dataclasses
+
+    from tests.test_training_loop import LOOP, _batches
+
     from jaxsenti.training.loop import fit
     from jaxsenti.training.sharding import Layout
     from jaxsenti.training.steps import shard_state
@@ -67,9 +72,8 @@ def _fit(out_dir, *, devices=None, fsdp_min_size=None, epochs=3, batch_size=12, 
     state = _state()
     if fsdp_min_size is not None:
         state = shard_state(state, Layout.create(devices, fsdp=True, fsdp_min_size=fsdp_min_size))
-    res = fit(state, _data(80, 0), _data(30, 1), epochs=epochs, batch_size=batch_size, eval_batch_size=12, buckets=BUCKETS,
-              seed=0, out_dir=Path(out_dir), patience=0, progress=False, mesh_devices=devices, **kw)
-    return res
+    cfg = dataclasses.replace(LOOP, epochs=epochs, batch_size=batch_size, eval_batch_size=12, mesh_devices=devices)
+    return fit(state, *_batches(cfg, _data(80, 0), _data(30, 1)), cfg, out_dir=Path(out_dir), progress=False, **kw)
 
 
 def _history(res) -> list:
@@ -79,18 +83,18 @@ def _history(res) -> list:
 def _trajectory(devices, accum=1, dropout=0.1, epochs=2, batch_size=12):
     """Per-step losses of the real loop pieces (shard_state, padded/sharded batches, jit_train_step)."""
     from jaxsenti.training.batching import iterate_batches
-    from jaxsenti.training.loop import _device_batch
+    from jaxsenti.training.loop import device_batch
     from jaxsenti.training.sharding import Layout, fetch
-    from jaxsenti.training.steps import jit_train_step, shard_state
+    from jaxsenti.training.steps import jit_train_step, shard_state, trace_counts
 
     state = shard_state(_state(dropout, accum), Layout.create(devices))
-    before = jit_train_step._cache_size()
+    before = trace_counts().get("train_step", 0)
     train = _data(80, 0)
     losses, counts, shapes = [], [], set()
     for epoch in range(epochs):
         count = 0.0
         for batch in iterate_batches(train.seqs, train.labels, batch_size, BUCKETS, shuffle=True, seed=0, epoch=epoch):
-            dev = _device_batch(batch, state, train=True)
+            dev = device_batch(state, batch, train=True)
             shapes.add(dev["tokens"].shape)
             state, m = jit_train_step(state, dev)
             m = fetch(m)
@@ -99,13 +103,14 @@ def _trajectory(devices, accum=1, dropout=0.1, epochs=2, batch_size=12):
         counts.append(count)
     shardings = {str(x.sharding.spec) for x in __import__("jax").tree.leaves(state)}
     return {"losses": losses, "counts": counts, "shapes": sorted(shapes), "params": _params(state), "specs": sorted(shardings),
-            "mesh": state.layout.num_devices, "compiles": jit_train_step._cache_size() - before}
+            "mesh": state.layout.num_devices, "compiles": trace_counts()["train_step"] - before}
 
 
 def _scenario(name: str, kw: dict) -> dict:
     import jax
 
     from jaxsenti.training import steps
+    from jaxsenti.training.batching import LabelledBatches
     from jaxsenti.training.loop import evaluate
     from jaxsenti.training.sharding import Layout
 
@@ -123,8 +128,8 @@ def _scenario(name: str, kw: dict) -> dict:
     elif name == "evaluate":
         state = steps.shard_state(_state(), Layout.create(kw.get("devices")))
         val = _data(37, 2)
-        metrics, probs = evaluate(state, val, 12, BUCKETS)  # 37 = 12 + 12 + 12 + 1; rows padded to 16 on 8 devices
-        out |= {"metrics": metrics, "probs": probs.tolist(), "labels": val.labels.tolist()}
+        metrics, logits = evaluate(state, LabelledBatches(val, 12, BUCKETS))  # 37 = 12 + 12 + 12 + 1; rows padded to 16 on 8 devices
+        out |= {"metrics": metrics, "probs": (1 / (1 + np.exp(-logits))).tolist(), "labels": val.labels.tolist()}
         out["train"] = _trajectory(kw.get("devices"), epochs=1)
     elif name == "fits":  # several fits in one process, in order
         out["fits"] = [_scenario("fit", args) for args in kw["runs"]]
@@ -199,7 +204,7 @@ def test_partial_batches_are_padded_and_masked_not_dropped():
     assert ev["train"]["counts"] == [80.0]  # batches of 12 padded to 16: every training example weighs in once per epoch
     probs, labels = np.asarray(ev["probs"]), np.asarray(ev["labels"])
     assert probs.shape == (37,) and np.all((probs > 0) & (probs < 1))  # every example scored, filler rows dropped
-    assert ev["metrics"]["eval_accuracy"] == pytest.approx(float(np.mean((probs > 0.5) == labels)), abs=1e-6)
+    assert ev["metrics"]["accuracy"] == pytest.approx(float(np.mean((probs > 0.5) == labels)), abs=1e-6)
 
 
 def test_checkpoints_move_between_eight_and_one_device(tmp_path):

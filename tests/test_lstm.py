@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig, LSTMLayer, lstm_direction
+from jaxsenti.objectives import Classification
 from jaxsenti.training.steps import create_train_state, jit_train_step, train_step
 
 torch = pytest.importorskip("torch")
@@ -357,7 +358,7 @@ def _train_batch(seed, lengths=(9, 4, 0, 7), seq=9):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_train_step_changes_every_parameter_and_stays_finite(bidirectional):
     model = make_model(bidirectional=bidirectional, pooling="mean")
-    state = create_train_state(model, optax.adam(1e-2), seed=0)
+    state = create_train_state(model, optax.adam(1e-2), Classification(), seed=0)
     before = jax.tree.map(lambda x: np.array(x), state.params)
     state, metrics = jit_train_step(state, _train_batch(0))
     for name, value in metrics.items():
@@ -374,7 +375,7 @@ def test_train_step_changes_every_parameter_and_stays_finite(bidirectional):
 
 def test_no_retrace_across_batches_of_the_same_shape():
     model = make_model(bidirectional=True)
-    state = create_train_state(model, optax.adam(1e-3), seed=0)
+    state = create_train_state(model, optax.adam(1e-3), Classification(), seed=0)
     counted = chex.assert_max_traces(train_step, n=1)
     step = jax.jit(counted, donate_argnums=0)
     for seed in range(3):
@@ -409,7 +410,7 @@ def test_bfloat16_compute_close_to_float32(bidirectional):
     assert out16.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(out16)))
     np.testing.assert_allclose(np.asarray(out16), np.asarray(out32), atol=3e-2, rtol=3e-2)
     # ... and it trains (gradients flow back into float32 params).
-    state = create_train_state(m16, optax.adam(1e-3))
+    state = create_train_state(m16, optax.adam(1e-3), Classification())
     state, metrics = jit_train_step(state, _train_batch(1, lengths=(12, 5, 0, 9), seq=12))
     assert np.isfinite(float(metrics["grad_norm"])) and float(metrics["grad_norm"]) > 0
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))

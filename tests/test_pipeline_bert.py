@@ -18,17 +18,18 @@ TINY_BERT = '''"""Tiny BERT for tests.
 Expected: runs in seconds.
 """
 from jaxsenti.config import DataConfig, OptimConfig, TrainConfig
+from jaxsenti.data.encoders import WordPieceConfig
 from jaxsenti.models.bert import BertConfig
 
 
 def get_config():
-    return TrainConfig(name="tiny_bert", model_name="bert",
+    return TrainConfig(name="tiny_bert",
                        model=BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                         max_position_embeddings=64),
                        data=DataConfig(split=(0.6, 0.2, 0.2)),
                        optim=OptimConfig(name="adamw", lr=1e-3, schedule="linear", warmup_ratio=0.1, weight_decay=0.01),
                        batch_size=8, eval_batch_size=16, epochs=1, patience=0, max_len=32, buckets=(16, 32),
-                       tokenizer=TOKENIZER)
+                       encoder=WordPieceConfig(tokenizer=TOKENIZER))
 '''
 
 

@@ -21,6 +21,7 @@ from flax import nnx
 from jaxsenti.config import OptimConfig
 from jaxsenti.models.bert import BertClassifier, BertConfig
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+from jaxsenti.objectives import Classification
 from jaxsenti.training import steps
 from jaxsenti.training.optim import make_optimizer
 
@@ -46,16 +47,16 @@ def _floating(tree):
                                    lambda: LSTMClassifier(TINY_LSTM, rngs=nnx.Rngs(0))], ids=["bert", "lstm"])
 def test_bf16_compute_keeps_fp32_params_optimizer_state_and_grads(build):
     model = build()
-    state = steps.create_train_state(model, make_optimizer(OptimConfig(name="adamw", weight_decay=0.01), 10))
+    state = steps.create_train_state(model, make_optimizer(OptimConfig(name="adamw", weight_decay=0.01), 10), Classification())
     batch = _batch()
     key = jax.random.PRNGKey(1)
     grads = jax.eval_shape(jax.grad(lambda p: steps.loss_fn(p, state, batch, key)[0]), state.params)  # dtypes, no compile
     assert _floating(grads) and all(g.dtype == jnp.float32 for g in _floating(grads))
     # the compute really is bf16: the same params with float32 compute give (slightly) different logits
-    predict = jax.jit(steps.predict_logits, static_argnums=0)
-    logits16 = predict(state.graphdef, state.params, batch["tokens"], batch["lengths"])
+    predict = jax.jit(lambda graphdef, p: nnx.merge(graphdef, p)(batch["tokens"], batch["lengths"]), static_argnums=0)
+    logits16 = predict(state.graphdef, state.params)
     twin_def, _ = nnx.split(type(model)(dataclasses.replace(model.cfg, dtype="float32"), rngs=nnx.Rngs(0)), nnx.Param)
-    logits32 = predict(twin_def, state.params, batch["tokens"], batch["lengths"])
+    logits32 = predict(twin_def, state.params)
     assert logits16.dtype == logits32.dtype == jnp.float32
     assert not np.array_equal(np.asarray(logits16), np.asarray(logits32))
     np.testing.assert_allclose(np.asarray(logits16), np.asarray(logits32), atol=0.05)
@@ -76,26 +77,26 @@ def test_bf16_accuracy_within_005_of_fp32_on_dianping(dianping):
     from jaxsenti.config import TrainConfig
     from jaxsenti.data import segment_many, stratified_split
     from jaxsenti.pipeline import prepare
-    from jaxsenti.training.batching import num_batches
+    from jaxsenti.training.batching import LabelledBatches
     from jaxsenti.training.loop import evaluate, fit
 
     split = stratified_split(dianping.labels, (1600, 200, 200), seed=0)
     words = segment_many(dianping.texts)
     acc = {}
     for dtype in ("float32", "bfloat16"):
-        cfg = TrainConfig(name=f"precision_{dtype}", model_name="lstm",
+        cfg = TrainConfig(name=f"precision_{dtype}",
                           model=LSTMConfig(embed_dim=64, hidden_dim=64, num_layers=1, dropout=0.2, dtype=dtype),
                           optim=OptimConfig(name="adam", lr=3e-3, clip_norm=5.0), batch_size=64, eval_batch_size=200,
                           epochs=3, patience=0, max_len=64, buckets=(32, 64), seed=0)
         prep = prepare(cfg, dianping, split, words=words)
-        total = num_batches(prep.train.seqs, cfg.batch_size, cfg.buckets) * cfg.epochs
-        state = steps.create_train_state(prep.model, make_optimizer(cfg.optim, total), seed=cfg.seed)
+        train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
+        state = steps.create_train_state(prep.model, make_optimizer(cfg.optim, len(train) * cfg.epochs), Classification(),
+                                         seed=cfg.seed)
         with tempfile.TemporaryDirectory() as d:
-            res = fit(state, prep.train, prep.val, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                      eval_batch_size=cfg.eval_batch_size, buckets=cfg.buckets, seed=cfg.seed, out_dir=Path(d),
-                      patience=0, progress=False)
+            res = fit(state, train, LabelledBatches(prep.val, cfg.eval_batch_size, cfg.buckets), cfg, out_dir=Path(d),
+                      progress=False)
         assert all(x.dtype == jnp.float32 for x in _floating(res.best_params))
-        metrics, _ = evaluate(res.state.replace(params=res.best_params), prep.test, cfg.eval_batch_size, cfg.buckets)
-        acc[dtype] = metrics["eval_accuracy"]
+        metrics, _ = evaluate(res.state.replace(params=res.best_params), LabelledBatches(prep.test, cfg.eval_batch_size, cfg.buckets))
+        acc[dtype] = metrics["accuracy"]
     assert acc["float32"] > 0.75 and acc["bfloat16"] > 0.75, acc  # both actually learned
     assert abs(acc["bfloat16"] - acc["float32"]) <= 0.05, acc

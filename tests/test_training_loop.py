@@ -1,17 +1,24 @@
 """Epoch loop: learning happens, evaluation covers everything, one compile per bucket, exact resume."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from jaxsenti.config import OptimConfig
+from jaxsenti.config import OptimConfig, TrainConfig
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+from jaxsenti.objectives import Classification
 from jaxsenti.training import steps
-from jaxsenti.training.loop import Encoded, evaluate, fit
+from jaxsenti.training.batching import Encoded, LabelledBatches
+from jaxsenti.training.loop import evaluate, fit
 from jaxsenti.training.optim import decay_mask, lr_schedule, make_optimizer
 
 BUCKETS = (8, 16)
+TINY = LSTMConfig(vocab_size=12, embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.1)
+LOOP = TrainConfig(name="toy", model=TINY, batch_size=16, eval_batch_size=32, epochs=3, patience=0, max_len=16,
+                   buckets=BUCKETS, seed=0)
 
 
 def _data(n, seed):
@@ -26,13 +33,19 @@ def _data(n, seed):
 
 
 def _state(seed=0, total=100):
-    model = LSTMClassifier(LSTMConfig(vocab_size=12, embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.1), rngs=nnx.Rngs(seed))
-    return steps.create_train_state(model, make_optimizer(OptimConfig(name="adam", lr=1e-2), total), seed=seed)
+    model = LSTMClassifier(TINY, rngs=nnx.Rngs(seed))
+    return steps.create_train_state(model, make_optimizer(OptimConfig(name="adam", lr=1e-2), total), Classification(), seed=seed)
 
 
-def _fit(state, tmp_path, **kw):
-    args = dict(epochs=3, batch_size=16, eval_batch_size=32, buckets=BUCKETS, seed=0, out_dir=tmp_path, patience=0, progress=False)
-    return fit(state, _data(80, 0), _data(30, 1), **(args | kw))
+def _batches(cfg: TrainConfig, train, val):
+    return (LabelledBatches(train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed),
+            LabelledBatches(val, cfg.eval_batch_size, cfg.buckets))
+
+
+def _fit(state, tmp_path, *, resume=False, stop_after_steps=None, **cfg_fields):
+    cfg = dataclasses.replace(LOOP, **cfg_fields)
+    return fit(state, *_batches(cfg, _data(80, 0), _data(30, 1)), cfg, out_dir=tmp_path, resume=resume, progress=False,
+               stop_after_steps=stop_after_steps)
 
 
 def test_fit_learns_and_keeps_history(tmp_path):
@@ -44,18 +57,32 @@ def test_fit_learns_and_keeps_history(tmp_path):
 
 
 def test_one_compile_per_bucket(tmp_path):
-    before = steps.jit_train_step._cache_size()
+    before = steps.trace_counts()
     _fit(_state(), tmp_path, epochs=2)
-    assert steps.jit_train_step._cache_size() - before == len(BUCKETS)
+    after = steps.trace_counts()
+    assert after["train_step"] - before.get("train_step", 0) == len(BUCKETS)
+    assert after["eval_step"] - before.get("eval_step", 0) == len(BUCKETS)
+
+
+def test_monitor_must_be_one_the_objective_offers(tmp_path):
+    with pytest.raises(ValueError, match="monitor 'val_f1' is not one of this objective's: val_loss, val_accuracy"):
+        _fit(_state(), tmp_path, monitor="val_f1")
+
+
+def test_early_stopping_on_accuracy_keeps_the_best_epoch(tmp_path):
+    res = _fit(_state(), tmp_path, epochs=6, patience=2, monitor="val_accuracy")
+    accs = [h["val_accuracy"] for h in res.history]
+    assert res.best_epoch == 1 + int(np.argmax(accs))  # first epoch with the highest accuracy
+    assert len(res.history) <= 6 and (len(res.history) == 6 or len(res.history) - res.best_epoch == 2)
 
 
 def test_evaluate_counts_every_example():
     state = _state()
     val = _data(37, 2)  # not a multiple of the batch size
-    metrics, probs = evaluate(state, val, 16, BUCKETS)
-    assert probs.shape == (37,) and np.all((probs > 0) & (probs < 1))
-    acc = float(np.mean((probs > 0.5) == val.labels))
-    assert metrics["eval_accuracy"] == pytest.approx(acc, abs=1e-6)
+    metrics, logits = evaluate(state, LabelledBatches(val, 16, BUCKETS))
+    assert logits.shape == (37,) and np.all(np.isfinite(logits))
+    acc = float(np.mean((logits > 0) == val.labels))
+    assert metrics["accuracy"] == pytest.approx(acc, abs=1e-6)
 
 
 def test_resume_is_exact(tmp_path):
@@ -81,5 +108,5 @@ def test_schedule_and_decay_mask():
     assert float(sched(0)) == 0.0 and float(sched(10)) == pytest.approx(1.0) and float(sched(100)) == pytest.approx(0.0)
     mask = decay_mask({"w": np.zeros((2, 2)), "b": np.zeros(2)})
     assert mask == {"w": True, "b": False}
-    with pytest.raises(ValueError, match="unknown schedule"):
-        lr_schedule(OptimConfig(schedule="step"), 10)
+    with pytest.raises(ValueError, match="optim.schedule"):
+        OptimConfig(schedule="step")

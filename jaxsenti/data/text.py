@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import jieba
 import numpy as np
+from tqdm.auto import tqdm
 
 PAD, UNK = "<pad>", "<unk>"
 # CJK Unified Ideographs, the study's filter: punctuation, Latin letters and digits are removed.
@@ -24,9 +26,8 @@ def cjk_only(text: str) -> str:
 
 
 @functools.cache
-def _jieba():
-    import jieba
-
+def jieba_tokenizer() -> jieba.Tokenizer:
+    """The process's one initialised jieba tokenizer (its dictionary loads once, ~1 s)."""
     jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading at INFO
     tok = jieba.Tokenizer()
     tok.initialize()
@@ -35,7 +36,7 @@ def _jieba():
 
 @functools.lru_cache(maxsize=65536)
 def _segment_cached(clean: str) -> tuple[str, ...]:
-    return tuple(_jieba().lcut(clean))
+    return tuple(jieba_tokenizer().lcut(clean))
 
 
 def segment(text: str) -> list[str]:
@@ -53,8 +54,6 @@ def segment_many(texts: Sequence[str], *, use_disk_cache: bool = True, progress:
     Segmenting the 62k online-shopping reviews takes tens of seconds; with the cache
     a second run reads them back in well under a second.
     """
-    import jieba
-
     key = hashlib.sha256(("jieba-" + jieba.__version__ + "\x00" + "\x00".join(texts)).encode()).hexdigest()[:24]
     path = cache_dir() / f"segments-{key}.json"
     if use_disk_cache and path.exists():
@@ -66,8 +65,6 @@ def segment_many(texts: Sequence[str], *, use_disk_cache: bool = True, progress:
         progress = len(texts) > 5000
     it: Iterable[str] = texts
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(texts, desc="jieba", unit="review", leave=False)
     out = [segment(t) for t in it]
     if use_disk_cache:

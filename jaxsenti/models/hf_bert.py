@@ -27,6 +27,8 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
 
 from jaxsenti.models.bert import BertClassifier, BertConfig, BertModel
 
@@ -58,13 +60,6 @@ def _looks_like_local_path(s: str) -> bool:
 
 
 def _snapshot(repo_id: str, patterns: list[str]) -> str:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:  # pragma: no cover - huggingface_hub ships with transformers
-        raise OSError(
-            f"{repo_id!r} is not a local folder and huggingface_hub is not installed to fetch it; "
-            "pass the path of a folder holding config.json and model.safetensors / pytorch_model.bin"
-        ) from e
     try:
         return snapshot_download(repo_id, allow_patterns=patterns)
     except Exception as e:
@@ -108,8 +103,6 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> str:
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    from safetensors import safe_open
-
     out: dict[str, np.ndarray] = {}
     try:
         with safe_open(path, framework="numpy") as f:
@@ -352,9 +345,21 @@ def from_pretrained(
     return model
 
 
+# Fine-tuning choices that come from the experiment config; everything else from the checkpoint's config.json.
+FINE_TUNING_FIELDS = ("pooling", "dtype", "hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def load_pretrained_classifier(path_or_hub_id: str | os.PathLike, cfg: BertConfig, encoder, rngs: nnx.Rngs
+                               ) -> tuple[BertClassifier, BertConfig]:
+    """The model registry's loader: a pretrained :class:`BertClassifier` keeping ``cfg``'s fine-tuning choices."""
+    model = from_pretrained(path_or_hub_id, rngs=rngs, **{k: getattr(cfg, k) for k in FINE_TUNING_FIELDS})
+    return model, model.cfg
+
+
 def load_tokenizer(path_or_hub_id: str | os.PathLike):
     """``transformers.BertTokenizerFast`` from a local folder (vocab.txt / tokenizer.json) or a hub id."""
-    # We use transformers for tokenizers only; its import-time "PyTorch was not found" warning is noise here.
+    # We use transformers for tokenizers only: imported here because it is slow to import (seconds) and only
+    # the BERT paths need it; its import-time "PyTorch was not found" warning is noise here.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from transformers import BertTokenizerFast
 
@@ -373,6 +378,7 @@ __all__ = [
     "convert_hf_to_nnx",
     "from_pretrained",
     "load_hf_checkpoint",
+    "load_pretrained_classifier",
     "load_tokenizer",
     "resolve_checkpoint_dir",
 ]

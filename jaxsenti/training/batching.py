@@ -3,13 +3,30 @@
 Every batch has exactly ``batch_size`` rows and a bucket length from a short list; a
 partial batch is filled with rows of weight 0 (never dropped), so evaluation covers
 every example and metrics divide by the real count.
+
+The epoch loop reads batches through a *batch source*: ``len(source)`` batches per epoch and
+``source.epoch(e, start)`` yielding them, a pure function of (seed, epoch) so a resumed run
+sees the same batches. :class:`LabelledBatches` is the source for classification; pretraining
+objectives bring their own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+
+@dataclasses.dataclass
+class Encoded:
+    """A split after encoding: variable-length token id arrays and 0/1 labels."""
+
+    seqs: list[np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seqs)
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:
@@ -66,3 +83,22 @@ def iterate_batches(seqs: Sequence[np.ndarray], labels: np.ndarray, batch_size: 
 
 def num_batches(seqs: Sequence[np.ndarray], batch_size: int, buckets: Sequence[int]) -> int:
     return len(batch_plan([len(s) for s in seqs], batch_size, buckets, shuffle=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledBatches:
+    """Batches of an encoded split for classification (``tokens, lengths, labels, weights``, plus the
+    host-only ``index`` of each row, -1 for filler rows)."""
+
+    data: Encoded
+    batch_size: int
+    buckets: tuple
+    shuffle: bool = False
+    seed: int = 0
+
+    def __len__(self) -> int:
+        return num_batches(self.data.seqs, self.batch_size, self.buckets)
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        return iterate_batches(self.data.seqs, self.data.labels, self.batch_size, self.buckets, shuffle=self.shuffle,
+                               seed=self.seed, epoch=epoch, start=start)

@@ -12,8 +12,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxsenti.training.batching import iterate_batches
-from jaxsenti.training.loop import Encoded
+from jaxsenti.plotting import new_figure, save_figure
+from jaxsenti.training.loop import device_batch
 from jaxsenti.training.optim import make_optimizer
 from jaxsenti.training.steps import create_train_state, jit_train_step
 
@@ -34,16 +34,21 @@ def _smooth(x: np.ndarray, beta: float = 0.9) -> np.ndarray:
     return out
 
 
-def find_lr(model, optim_cfg, train: Encoded, *, batch_size: int, buckets, seed: int = 0, lr_min: float = 1e-7,
-            lr_max: float = 1.0, steps: int = 100) -> LRFinderResult:
+def find_lr(model, optim_cfg, objective, train, *, seed: int = 0, lr_min: float = 1e-7, lr_max: float = 1.0,
+            steps: int = 100) -> LRFinderResult:
+    """Train ``model`` on the batch source ``train`` (epochs repeat as needed) with the LR rising from ``lr_min`` to ``lr_max``."""
+    if not 0 < lr_min < lr_max:
+        raise ValueError(f"need 0 < lr_min < lr_max, got {lr_min} and {lr_max}")
+    if steps < 3:
+        raise ValueError(f"steps must be >= 3, got {steps}")
     ratio = lr_max / lr_min
     schedule = lambda step: lr_min * ratio ** (step / max(steps - 1, 1))  # noqa: E731
     tx = make_optimizer(dataclasses.replace(optim_cfg, lr=lr_min), steps, schedule=schedule)
-    state = create_train_state(model, tx, seed=seed)
+    state = create_train_state(model, tx, objective, seed=seed)
     per_step, epoch = [], 0
     while len(per_step) < steps:
-        for batch in iterate_batches(train.seqs, train.labels, batch_size, buckets, shuffle=True, seed=seed, epoch=epoch):
-            state, m = jit_train_step(state, {k: batch[k] for k in ("tokens", "lengths", "labels", "weights")})
+        for batch in train.epoch(epoch):
+            state, m = jit_train_step(state, device_batch(state, batch, train=True))
             per_step.append(m["loss_sum"] / m["count"])
             if len(per_step) == steps:
                 break
@@ -61,8 +66,6 @@ def find_lr(model, optim_cfg, train: Encoded, *, batch_size: int, buckets, seed:
 
 
 def plot_lr_finder(res: LRFinderResult, path, title: str = "Learning-rate range test"):
-    from jaxsenti.plotting import new_figure, save_figure
-
     fig, ax = new_figure(figsize=(7, 4.5))
     ax.plot(res.lrs, res.losses, alpha=0.3, label="loss per step")
     ax.plot(res.lrs, res.smoothed, label="smoothed")

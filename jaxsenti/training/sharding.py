@@ -32,6 +32,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -161,10 +162,6 @@ class Layout:
     def sharding_for(self, shape) -> NamedSharding:
         return NamedSharding(self.mesh, self.spec_for(shape))
 
-    def state_shardings(self, tree):
-        """The target sharding of every array in ``tree`` (a train state, params, opt state…)."""
-        return jax.tree.map(lambda x: self.sharding_for(x.shape) if _is_array(x) else None, tree)
-
     def place(self, tree):
         """Put a host-identical pytree (fresh params, restored numpy…) on the mesh with the layout's shardings."""
         def put(x):
@@ -238,8 +235,6 @@ def fetch(tree):
             return np.asarray(jax.device_get(x))
         if x.sharding.is_fully_replicated:
             return np.asarray(x.addressable_data(0))
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     return jax.tree.map(get, tree)
@@ -252,6 +247,4 @@ def is_primary() -> bool:
 def sync(name: str) -> None:
     """A barrier across processes (no-op on one)."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)

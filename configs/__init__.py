@@ -1,0 +1,1 @@
+"""Experiment configs, shipped inside the package as ``jaxsenti.configs`` (see jaxsenti/config.py)."""

@@ -1,0 +1,71 @@
+"""The model registry: one entry per model name, read by the pipeline, the CLI and the study.
+
+An entry says everything the rest of the code needs to know about a model: its hyperparameter
+class, its module, the encoder that turns reviews into its input, how to start it from pretrained
+weights, the experiment configs the study uses, and optional analyses. Adding a model is one new
+entry here and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from jaxsenti.data.encoders import WordEncoder, WordPieceConfig, WordPieceEncoder, WordVocabConfig
+from jaxsenti.models.bert import BertClassifier, BertConfig
+from jaxsenti.models.hf_bert import load_pretrained_classifier
+from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    config: type  # frozen dataclass of hyperparameters; ``vocab_size`` is filled from the encoder
+    module: type  # ``module(config, rngs=nnx.Rngs(...))`` → ``model(tokens, lengths, deterministic=, rngs=) -> logits[B]``
+    encoder: type  # see jaxsenti.data.encoders
+    encoder_config: type
+    # (pretrained path, config, fitted encoder, rngs) -> (module, config as loaded); None: no pretrained weights
+    load_pretrained: Callable[..., tuple[Any, Any]] | None = None
+    default_config: str = ""  # packaged experiment config of `jaxsenti train NAME`
+    study_config: str = ""  # packaged experiment config the study trains from random initialisation
+    study_pretrained_config: str = ""  # ... and from pretrained weights
+    random_init_note: str = ""  # said in the study report when the model starts from random weights
+
+
+_BERT_RANDOM_NOTE = (
+    "**BERT here is NOT the study's pretrained `bert-base-chinese`**: no pretrained weights were given, so it is a "
+    "{cfg.model.num_hidden_layers}-layer, {cfg.model.hidden_size}-wide BERT trained from random initialisation on the "
+    "training split only (the real bert-base-chinese tokenizer). Pass `--pretrained PATH_OR_ID` for the study's model.")
+
+MODELS: dict[str, ModelSpec] = {
+    "lstm": ModelSpec("lstm", LSTMConfig, LSTMClassifier, WordEncoder, WordVocabConfig, default_config="lstm_dianping",
+                      study_config="lstm_dianping", study_pretrained_config="lstm_dianping"),
+    "bert": ModelSpec("bert", BertConfig, BertClassifier, WordPieceEncoder, WordPieceConfig,
+                      load_pretrained=load_pretrained_classifier, default_config="bert_dianping",
+                      study_config="bert_small_random",
+                      study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE),
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(MODELS)
+
+
+def get(name: str) -> ModelSpec:
+    """The entry for ``name`` (a model name or the name of its config class, as saved in config.json)."""
+    if name in MODELS:
+        return MODELS[name]
+    for spec in MODELS.values():
+        if spec.config.__name__ == name:
+            return spec
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+
+
+def spec_for(model_config) -> ModelSpec:
+    """The entry whose hyperparameter class ``model_config`` is an instance of."""
+    for spec in MODELS.values():
+        if type(model_config) is spec.config:
+            return spec
+    raise ValueError(f"{type(model_config).__name__} is not the config of a registered model "
+                     f"({', '.join(s.config.__name__ for s in MODELS.values())})")
