@@ -189,6 +189,9 @@ def test_valid_quoting_is_not_flagged(write_csv):
 def test_stray_character_after_quote_on_one_line_is_read_as_before(write_csv):
     p = write_csv('comment,sentiment\n"好"吃,1\n难吃,0\n')
     assert load_reviews(p).texts == ["好吃", "难吃"]
+    p = write_csv('comment,sentiment\n"第一\n第二" ,1\n难吃,0\n')  # a space after a multi-line field
+    r = load_reviews(p)
+    assert r.texts == ["第一\n第二", "难吃"] and list(r.rows) == [1, 2]
 
 
 def test_multiline_field_reports_lines(write_csv):

@@ -245,7 +245,8 @@ def _open_quote(text: str) -> tuple[int, int, bool] | None:
     Follows the csv module's rules: a quote opens a field only at the field's start, ``""``
     inside quotes is a literal quote. A quote is left open when the text ends inside it
     (``paired later`` False), or when the quote that closes it is followed by something other
-    than a delimiter or a line break (True: the mark of a quote paired with one of a later row).
+    than a delimiter or a line break, spaces aside (True: the mark of a quote paired with one of
+    a later row).
     """
     field, at_start, in_quotes, opened = 0, True, False, (0, 0)
     i, n = 0, len(text)
@@ -257,7 +258,10 @@ def _open_quote(text: str) -> tuple[int, int, bool] | None:
                     i += 2
                     continue
                 in_quotes = False
-                if text[i + 1 : i + 2] not in ("", ",", "\r", "\n"):
+                j = i + 1
+                while text[j : j + 1] in (" ", "\t"):  # `"text" ,` is sloppy, not a swallowed row
+                    j += 1
+                if text[j : j + 1] not in ("", ",", "\r", "\n"):
                     return (*opened, True)
         elif c == '"' and at_start:
             in_quotes, opened = True, (i, field)
