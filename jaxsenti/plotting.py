@@ -12,16 +12,19 @@ Chinese labels need a font with CJK glyphs. :func:`setup_matplotlib` looks for o
 3. CJK-looking font files in the system font directories that matplotlib's font cache does not
    know yet (a font installed after the cache was built, e.g. ``apt-get install
    fonts-wqy-microhei`` in CI after matplotlib was first imported), added with
-   ``fontManager.addfont``.
+   ``fontManager.addfont``;
+4. the Noto Sans CJK collection shipped by the ``noto-cjk-sans-otc`` dependency (SIL OFL 1.1),
+   so a fresh virtual environment on a machine without CJK fonts still renders Chinese.
 
-If none is found it warns once (``RuntimeWarning``) with install instructions, silences
-matplotlib's per-glyph "Glyph … missing from font(s)" warnings, and figures are still written
-(Chinese characters then show as empty boxes).
+If none is found (the dependency was removed) it warns once (``RuntimeWarning``) with install
+instructions, silences matplotlib's per-glyph "Glyph … missing from font(s)" warnings, and figures
+are still written (Chinese characters then show as empty boxes).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import warnings
@@ -33,6 +36,10 @@ import numpy as np
 
 FONT_ENV_VAR = "JAXSENTI_CJK_FONT"
 DPI = 120
+# The packaged fallback: the module of the noto-cjk-sans-otc distribution and the face we want
+# from its collection (it also holds JP/KR/TC/HK faces, whose glyph shapes differ for some Hanzi).
+PACKAGED_FONT_MODULE = "noto_cjk_sans_otc"
+PACKAGED_FONT_FAMILY = "Noto Sans CJK SC"
 
 # Families tried in order; the first one installed (and really carrying CJK glyphs) wins.
 PREFERRED_CJK_FONTS: tuple[str, ...] = (
@@ -70,17 +77,19 @@ _GLYPH_WARNING = r"Glyph \d+ .*missing from"
 
 INSTALL_HINT = (
     "no CJK-capable font found, Chinese labels in figures will render as empty boxes. "
-    "Install one (Debian/Ubuntu: `sudo apt-get install fonts-wqy-microhei`; Fedora: "
+    "Install one (`pip install noto-cjk-sans-otc`, a jaxsenti dependency; or Debian/Ubuntu: "
+    "`sudo apt-get install fonts-wqy-microhei`; Fedora: "
     "`sudo dnf install wqy-microhei-fonts`; macOS/Windows ship PingFang SC / Microsoft YaHei) "
     f"or set {FONT_ENV_VAR}=/path/to/font.ttf(.ttc/.otf)."
 )
 
 
-def _font_has_cjk(fname: str) -> bool:
+def font_has_cjk(fname: str | os.PathLike) -> bool:
+    """Whether the font file (its first face, for a collection) maps the probe ideographs."""
     from matplotlib import ft2font
 
     try:
-        cmap = ft2font.FT2Font(fname).get_charmap()
+        cmap = ft2font.FT2Font(os.fspath(fname)).get_charmap()
     except Exception:  # unreadable or unsupported font file
         return False
     return all(ord(c) in cmap for c in _PROBE_CHARS)
@@ -91,15 +100,18 @@ def _family_with_cjk(family: str) -> str | None:
     from matplotlib import font_manager as fm
 
     for entry in fm.fontManager.ttflist:
-        if entry.name == family and _font_has_cjk(entry.fname):
+        if entry.name == family and font_has_cjk(entry.fname):
             return family
     return None
 
 
 def _add_font_file(path: str) -> list[str]:
-    """Register a font file with matplotlib; return the family names it added (all faces)."""
+    """Register a font file with matplotlib; return its family names (all faces of a collection)."""
     from matplotlib import font_manager as fm
 
+    real = os.path.realpath(path)
+    if known := [e.name for e in fm.fontManager.ttflist if os.path.realpath(e.fname) == real]:
+        return known  # already registered (e.g. after the cached lookup was cleared)
     before = len(fm.fontManager.ttflist)
     try:
         fm.fontManager.addfont(path)
@@ -108,18 +120,25 @@ def _add_font_file(path: str) -> list[str]:
     return [e.name for e in fm.fontManager.ttflist[before:]]
 
 
+def _pick_face(names: list[str]) -> str | None:
+    """From the faces of one file (a collection has several), the Simplified Chinese one if any."""
+    for n in names:
+        if any(tag in n.split() for tag in ("SC", "CN", "GB")):
+            return n
+    return names[0] if names else None
+
+
 def _from_env() -> str | None:
     value = os.environ.get(FONT_ENV_VAR, "").strip()
     if not value:
         return None
     if Path(value).is_file():
-        if not _font_has_cjk(value):
+        if not font_has_cjk(value):
             warnings.warn(f"{FONT_ENV_VAR}={value!r} has no CJK glyphs (or cannot be read); ignoring it",
                           RuntimeWarning, stacklevel=4)
             return None
-        names = _add_font_file(value)
-        if names:
-            return names[0]
+        if name := _pick_face(_add_font_file(value)):
+            return name
         warnings.warn(f"{FONT_ENV_VAR}={value!r}: matplotlib could not load this font file; ignoring it",
                       RuntimeWarning, stacklevel=4)
         return None
@@ -150,7 +169,7 @@ def _rescan_system_fonts() -> str | None:
         base = os.path.basename(path).lower().replace("_", "").replace(" ", "")
         if os.path.realpath(path) in known_files or not any(h in base for h in _CJK_FILE_HINTS):
             continue
-        if _font_has_cjk(path):
+        if font_has_cjk(path):
             added += _add_font_file(path)
     if fam := _from_known():
         return fam
@@ -158,10 +177,36 @@ def _rescan_system_fonts() -> str | None:
     return added[0] if added else None
 
 
+def packaged_font_file() -> Path | None:
+    """The CJK font file shipped by the ``noto-cjk-sans-otc`` dependency, or None if it is not installed."""
+    try:
+        mod = importlib.import_module(PACKAGED_FONT_MODULE)
+    except ImportError:
+        return None
+    path = Path(os.fspath(getattr(mod, "FONT_PATH", "")))
+    if path.is_file():
+        return path
+    # Its documented FONT_PATH moved or vanished: take the font file that sits in the package.
+    for folder in getattr(mod, "__path__", []):
+        for p in sorted(Path(folder).iterdir()):
+            if p.suffix.lower() in (".ttc", ".otf", ".ttf"):
+                return p
+    return None
+
+
+def _from_package() -> str | None:
+    path = packaged_font_file()
+    if path is None or not font_has_cjk(path):
+        return None
+    names = _add_font_file(str(path))
+    # matplotlib >= 3.10 registers every face of a collection; older ones only the first (JP).
+    return PACKAGED_FONT_FAMILY if PACKAGED_FONT_FAMILY in names else _pick_face(names)
+
+
 @functools.cache
 def find_cjk_font() -> str | None:
     """Name of a CJK-capable font family usable by matplotlib, or None (cached per process)."""
-    return _from_env() or _from_known() or _rescan_system_fonts()
+    return _from_env() or _from_known() or _rescan_system_fonts() or _from_package()
 
 
 @functools.cache
@@ -206,11 +251,13 @@ def new_figure(figsize: tuple[float, float] = (7.0, 4.5), **subplots_kw):
 
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
-    """Save ``fig`` to ``path`` (parents created, tight bbox), close it, return the path."""
+    """Save ``fig`` to ``path`` atomically (parents created, tight bbox), close it, return the path."""
+    from jaxsenti.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated image at path
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         if "matplotlib.pyplot" in sys.modules:  # a pyplot-managed figure must be released too
             import matplotlib.pyplot as plt

@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("JAXSENTI_DATA_DIR", REPO.parent / "shared" / "data"))
 
+# Tests that need the real bert-base-chinese tokenizer/config read $JAXSENTI_BERT_TOKENIZER_DIR when
+# their module is imported; without it they use the copy shipped in the package, so a fresh clone
+# needs neither shared/ nor the Hugging Face hub.
+if not os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR"):
+    from jaxsenti.assets import bert_tokenizer_dir
+
+    os.environ["JAXSENTI_BERT_TOKENIZER_DIR"] = str(bert_tokenizer_dir())
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):

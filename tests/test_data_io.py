@@ -1,8 +1,11 @@
 """Loading and validation: every bad-input case names file, row and column, or is counted."""
 
+import csv
+
 import pytest
 
 from jaxsenti.data import DataError, load_reviews, resolve_dataset
+from jaxsenti.data.io import load_table, without_chinese
 
 
 def test_dianping_loads_whole(dianping):
@@ -85,10 +88,6 @@ def test_long_reviews_truncated_and_counted(write_csv):
     assert r.texts[0] == "好" * 10 and r.report.truncated == [1]
 
 
-def test_not_utf8_names_line(write_csv):
-    p = write_csv("comment,sentiment\n好吃,1\n".encode("utf-8") + "难吃,0\n".encode("gb18030"))
-    with pytest.raises(DataError, match=r"line 3: bytes are not valid utf-8.*gb18030"):
-        load_reviews(p)
 
 
 def test_malformed_row(write_csv):
@@ -117,3 +116,200 @@ def test_resolve_dataset_uses_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path / "..")
     with pytest.raises(DataError, match="jaxsenti download"):
         resolve_dataset()
+
+
+# --------------------------------------------------------------------------- long fields
+
+
+def test_review_longer_than_csv_field_limit(write_csv):
+    """The csv module refuses fields over 131,072 characters unless its limit is raised."""
+    limit = csv.field_size_limit()
+    p = write_csv("comment,sentiment\n" + "好" * 200_000 + ",1\n难吃,0\n")
+    r = load_reviews(p)
+    assert r.texts[0] == "好" * 5000 and r.report.truncated == [1]
+    assert csv.field_size_limit() == limit  # the process-wide limit is restored
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_chars_must_be_positive(write_csv, bad):
+    p = write_csv("comment,sentiment\n好吃,1\n")
+    with pytest.raises(ValueError, match=r"max_chars \(--max-chars\) must be a positive"):
+        load_reviews(p, max_chars=bad)
+    with pytest.raises(ValueError, match="must be a positive"):
+        load_table(p, "comment", max_chars=bad)
+
+
+# --------------------------------------------------------------------------- quotes
+
+
+def test_unclosed_quote_named_where_it_opens(write_csv):
+    p = write_csv('comment,sentiment\n好吃,1\n"难吃,0\n不错,1\n一般,0\n')
+    with pytest.raises(DataError) as e:
+        load_reviews(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: row 2, column 'comment': the quote that opens at line 3, character 1 is never closed")
+    assert "lines 3-5" in msg and '("")' in msg
+
+
+def test_unclosed_quote_paired_with_a_later_row(write_csv):
+    # The stray quote on line 3 pairs with the opening quote on line 5: the csv module would
+    # read lines 3-5 as one text and carry on as if nothing happened.
+    p = write_csv('comment,sentiment\n好吃,1\n"难吃,0\n不错,1\n"很好",1\n一般,0\n')
+    with pytest.raises(DataError, match=r"row 2, column 'comment': the quote that opens at line 3, character 1 "
+                                        r"is not closed where the row ends.*quote on line 5.*lines 3-5"):
+        load_reviews(p)
+
+
+def test_unclosed_quote_in_second_column_and_in_header(write_csv):
+    p = write_csv('comment,sentiment\n好吃,1\n难吃,"0\n不错,1\n')
+    with pytest.raises(DataError, match=r"row 2, column 'sentiment': the quote that opens at line 3, character 4"):
+        load_reviews(p)
+    p = write_csv('"comment,sentiment\n好吃,1\n')
+    with pytest.raises(DataError, match=r"header, column 1: the quote that opens at line 1"):
+        load_reviews(p)
+
+
+def test_unclosed_quote_in_prediction_input(write_csv):
+    p = write_csv('id,comment\n1,好吃\n2,"难吃\n3,不错\n')
+    with pytest.raises(DataError, match=r"row 2, column 'comment': the quote that opens at line 3, character 3"):
+        load_table(p, "comment")
+
+
+def test_valid_quoting_is_not_flagged(write_csv):
+    """Multi-line fields (\n and \r\n), doubled quotes, quoted labels: no false alarm, lines stay right."""
+    p = write_csv(b'comment,sentiment\r\n"\xe7\xac\xac\xe4\xb8\x80\r\n\xe7\xac\xac\xe4\xba\x8c",1\r\n'
+                  + '"他说""好吃""\n真的",1\n"难吃,很贵","0"\n一般,\n'.encode("utf-8"))
+    with pytest.raises(DataError, match=r"row 4 \(line 7\): ''"):  # rows after multi-line ones keep their line
+        load_reviews(p)
+    p = write_csv('comment,sentiment\n"第一\n第二",1\n"他说""好吃""\n真的",1\n"难吃,很贵","0"\n')
+    r = load_reviews(p)
+    assert r.texts == ["第一\n第二", '他说"好吃"\n真的', "难吃,很贵"] and list(r.labels) == [1, 1, 0]
+
+
+def test_stray_character_after_quote_on_one_line_is_read_as_before(write_csv):
+    p = write_csv('comment,sentiment\n"好"吃,1\n难吃,0\n')
+    assert load_reviews(p).texts == ["好吃", "难吃"]
+    p = write_csv('comment,sentiment\n"第一\n第二" ,1\n难吃,0\n')  # a space after a multi-line field
+    r = load_reviews(p)
+    assert r.texts == ["第一\n第二", "难吃"] and list(r.rows) == [1, 2]
+
+
+def test_multiline_field_reports_lines(write_csv):
+    p = write_csv('comment,sentiment\n"好\n吃",1,x\n难吃,0\n')
+    with pytest.raises(DataError, match=r"malformed CSV: row 1 \(lines 2-3\): 3 fields, header has 2"):
+        load_reviews(p)
+
+
+# --------------------------------------------------------------------------- header and columns
+
+
+def test_header_only(write_csv):
+    with pytest.raises(DataError, match=r"no usable rows left after validation: the file has a header but no data rows"):
+        load_reviews(write_csv("comment,sentiment\n\n"))
+
+
+def test_header_with_bom_and_spaces_finds_columns(write_csv):
+    p = write_csv("\ufeff comment\u200b , sentiment \n好吃,1\n".encode("utf-8"))
+    assert load_reviews(p).texts == ["好吃"]
+    assert load_table(p, "comment").header == ["comment", "sentiment"]
+
+
+def test_missing_column_suggests_case(write_csv):
+    p = write_csv("Comment,label\n好吃,1\n")
+    with pytest.raises(DataError, match=r"column 'comment' not found \(did you mean 'Comment'\?\); "
+                                        r"columns are \['Comment', 'label'\]. Choose the column with --text-column"):
+        load_table(p, "comment")
+
+
+def test_duplicate_column(write_csv):
+    p = write_csv("comment,comment,sentiment\n好,吃,1\n")
+    with pytest.raises(DataError, match=r"column 'comment' appears 2 times in the header \(columns 1, 2\)"):
+        load_reviews(p)
+
+
+# --------------------------------------------------------------------------- encodings
+
+ROWS = "comment,sentiment\n这家的菜很好吃,1\n服务太差了,0\n"
+
+
+@pytest.mark.parametrize("encoding, data", [
+    ("utf-8", ROWS.encode("utf-8")),
+    ("utf-8", b"\xef\xbb\xbf" + ROWS.encode("utf-8")),  # BOM stripped
+    ("gb18030", ROWS.encode("gb18030")),
+    ("gbk", ROWS.encode("gbk")),
+    ("utf-16", ROWS.encode("utf-16")),  # with BOM
+    ("utf-16", ROWS.replace("\n", "\r\n").encode("utf-16")),
+])
+def test_encodings(write_csv, encoding, data):
+    p = write_csv(data)
+    r = load_reviews(p, encoding=encoding)
+    assert r.texts == ["这家的菜很好吃", "服务太差了"] and r.report.lines() == []
+    t = load_table(p, "comment", encoding=encoding)
+    assert t.header == ["comment", "sentiment"] and t.texts == r.texts
+
+
+def test_not_utf8_names_line_and_suggests_gb18030(write_csv):
+    p = write_csv("comment,sentiment\n好吃,1\n".encode("utf-8") + "难吃,0\n".encode("gb18030"))
+    with pytest.raises(DataError, match=r"line 3, character 1: bytes .* are not valid utf-8.*--encoding gb18030"):
+        load_reviews(p)
+    with pytest.raises(DataError, match=r"line 3, character 1: .*--encoding gb18030"):
+        load_table(p, "comment")
+
+
+def test_utf16_read_as_utf8_suggests_utf16(write_csv):
+    p = write_csv(ROWS.encode("utf-16"))
+    with pytest.raises(DataError, match=r"line 1, character 1: .*UTF-16 byte-order mark: pass --encoding utf-16"):
+        load_reviews(p)
+
+
+def test_bad_bytes_in_utf16_name_their_line(write_csv):
+    p = write_csv(ROWS.encode("utf-16") + b"\x00\xd8")  # a lone surrogate at the start of line 4
+    with pytest.raises(DataError, match=r"line 4, character 1: bytes .* are not valid utf-16"):
+        load_reviews(p, encoding="utf-16")
+
+
+def test_unknown_encoding(write_csv):
+    with pytest.raises(DataError, match=r"unknown encoding 'latin-9x' \(--encoding\)"):
+        load_reviews(write_csv(ROWS), encoding="latin-9x")
+
+
+# --------------------------------------------------------------------------- prediction input
+
+
+def test_load_table_keeps_every_row_and_column(write_csv):
+    p = write_csv('id,comment,shop\n1,这家的菜很好吃,甲\n2,  ,乙\n\n3,very good!,丙\n4,"好吃\n推荐",丁\n5,' + "好" * 30 + ",戊\n"
+                  "6,这家的菜很好吃,甲\n7,abc" + "x" * 30 + ",己\n")
+    t = load_table(p, "comment", max_chars=20)
+    assert t.header == ["id", "comment", "shop"] and t.text_column == "comment" and len(t) == 7
+    assert [r.row for r in t.rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.line for r in t.rows] == [2, 3, 5, 6, 8, 9, 10]  # blank line 4 is not a row
+    assert [r.fields[0] for r in t.rows] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert t.rows[1].fields == ["2", "  ", "乙"]  # fields as read, for the output file
+    assert t.texts[:4] == ["这家的菜很好吃", "", "very good!", "好吃\n推荐"] and t.texts[4] == "好" * 20
+    assert t.notes == ["", "empty text", "no Chinese characters", "", "truncated to 20 chars", "",
+                       "truncated to 20 chars; no Chinese characters"]
+    warn = "\n".join(t.warnings())
+    assert "1 row(s) with empty text" in warn and "rows 2" in warn
+    assert "2 row(s) with no Chinese characters (see the note column): rows 3, 7" in warn
+    assert "2 row(s) with truncated" in warn
+
+
+def test_load_table_validation(write_csv):
+    p = write_csv("id,comment\n1,好吃\n2,难吃,x\n")
+    with pytest.raises(DataError, match=r"malformed CSV: row 2 \(line 3\): 3 fields, header has 2"):
+        load_table(p, "comment")
+    p = write_csv("id,text\n1,好吃\n")
+    with pytest.raises(DataError, match=r"column 'comment' not found; columns are \['id', 'text'\]"):
+        load_table(p, "comment")
+    with pytest.raises(DataError, match="file not found"):
+        load_table(p.parent / "missing.csv", "comment")
+    assert len(load_table(write_csv("id,comment\n"), "comment")) == 0  # header only: an empty prediction
+
+
+def test_output_header_never_duplicates(write_csv):
+    t = load_table(write_csv("comment,label,note\n好吃,1,x\n"), "comment")
+    assert t.output_header() == ["comment", "label", "note", "label_pred", "p_positive", "note_pred"]
+
+
+def test_without_chinese():
+    assert without_chinese(["好吃", "good", "", "123好", "！？"]) == [1, 2, 4]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import os
 import warnings
 
 import matplotlib
@@ -23,20 +23,22 @@ def _assert_png(path):
     return img
 
 
-@functools.cache
-def _system_has_cjk_font() -> bool:
-    """Independent of the lookup under test: does any system font file carry CJK glyphs?"""
-    from matplotlib import font_manager as fm
-
-    return any(plotting._font_has_cjk(p) for p in fm.findSystemFonts())
-
-
 def _require_cjk_font(family):
-    """Skip when no CJK font is installed at all; fail when one is installed but was not found."""
-    if family is None:
-        if _system_has_cjk_font():
-            pytest.fail("a CJK font is installed but setup_matplotlib/find_cjk_font did not find it")
-        pytest.skip("no CJK font installed (apt-get install fonts-wqy-microhei)")
+    """A CJK font is always found: a system one, or the one the noto-cjk-sans-otc dependency ships."""
+    assert family is not None, "no CJK font found, not even the packaged one (pip install noto-cjk-sans-otc)"
+
+
+def _render(text: str, family: str | None = None) -> np.ndarray:
+    """Pixels of ``text`` drawn alone on a small figure (after setup_matplotlib)."""
+    fig, ax = plotting.new_figure((1.2, 0.8))
+    ax.set_axis_off()
+    kw = {"family": family} if family else {}
+    fig.text(0.5, 0.5, text, fontsize=28, ha="center", va="center", **kw)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
 
 
 @pytest.fixture
@@ -80,30 +82,98 @@ def test_setup_finds_font_that_renders_cjk(restore_rc, tmp_path):
     _assert_png(tmp_path / "cjk.png")
 
 
-def test_lookup_sees_font_missing_from_matplotlib_cache(monkeypatch, fresh_lookup):
-    """A font installed after matplotlib built its cache is found by rescanning the system dirs."""
+def test_lookup_sees_font_missing_from_matplotlib_cache(monkeypatch, fresh_lookup, tmp_path):
+    """A font installed after matplotlib built its cache is found by rescanning the system dirs.
+
+    Self-contained: the "system font" is a link to the packaged Noto Sans CJK collection, and
+    matplotlib's cache is made to forget every CJK font.
+    """
     from matplotlib import font_manager as fm
 
-    family = plotting.find_cjk_font()
-    _require_cjk_font(family)
-    # Pretend matplotlib's cache never heard of any CJK font: drop those entries.
-    stale = [e for e in fm.fontManager.ttflist if not plotting._font_has_cjk(e.fname)]
-    monkeypatch.setattr(fm.fontManager, "ttflist", stale)
+    system_font = tmp_path / "fonts" / "NotoSansCJK-Regular.ttc"
+    system_font.parent.mkdir()
+    system_font.symlink_to(plotting.packaged_font_file())
+    monkeypatch.setattr(fm.fontManager, "ttflist", [e for e in fm.fontManager.ttflist if not plotting.font_has_cjk(e.fname)])
+    monkeypatch.setattr(fm, "findSystemFonts", lambda *a, **k: [str(system_font)])
+    monkeypatch.setattr(plotting, "_from_package", lambda: None)  # only the rescan may find it
     monkeypatch.delenv(plotting.FONT_ENV_VAR, raising=False)
-    plotting.find_cjk_font.cache_clear()
     assert plotting._from_known() is None
-    assert plotting.find_cjk_font() is not None
+    assert plotting.find_cjk_font() == "Noto Sans CJK SC"
+    assert any(e.fname == str(system_font) for e in fm.fontManager.ttflist)
 
 
 def test_env_var_font_file(monkeypatch, fresh_lookup):
+    monkeypatch.setenv(plotting.FONT_ENV_VAR, str(plotting.packaged_font_file()))
+    monkeypatch.setattr(plotting, "_from_known", lambda: pytest.fail("the env var must be tried first"))
+    assert plotting._from_env() == "Noto Sans CJK SC"  # the collection's Simplified Chinese face
+    assert plotting.find_cjk_font() == "Noto Sans CJK SC"
+
+
+def test_packaged_font_is_the_fallback(monkeypatch, fresh_lookup, restore_rc):
+    """With no env var and no system CJK font, the font of the noto-cjk-sans-otc dependency is used."""
     from matplotlib import font_manager as fm
 
-    family = plotting.find_cjk_font()
-    _require_cjk_font(family)
+    monkeypatch.delenv(plotting.FONT_ENV_VAR, raising=False)
+    monkeypatch.setattr(plotting, "_from_known", lambda: None)
+    monkeypatch.setattr(plotting, "_rescan_system_fonts", lambda: None)
+    path = plotting.packaged_font_file()
+    assert path is not None and path.is_file() and plotting.font_has_cjk(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no CJK font" warning
+        family = plotting.setup_matplotlib()
+    assert family == plotting.PACKAGED_FONT_FAMILY
     fname = fm.findfont(fm.FontProperties(family=family), fallback_to_default=False)
-    monkeypatch.setenv(plotting.FONT_ENV_VAR, fname)
-    plotting.find_cjk_font.cache_clear()
-    assert plotting._from_env() == family
+    assert os.path.realpath(fname) == os.path.realpath(path)
+
+
+def test_system_font_wins_over_packaged(monkeypatch, fresh_lookup):
+    monkeypatch.delenv(plotting.FONT_ENV_VAR, raising=False)
+    monkeypatch.setattr(plotting, "_from_known", lambda: "Some System CJK Font")
+    monkeypatch.setattr(plotting, "_from_package", lambda: pytest.fail("the packaged font is only the fallback"))
+    assert plotting.find_cjk_font() == "Some System CJK Font"
+
+
+def test_without_the_font_package_it_warns(monkeypatch, fresh_lookup, restore_rc):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_font_pkg(name, *a, **k):
+        if name == plotting.PACKAGED_FONT_MODULE:
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.delenv(plotting.FONT_ENV_VAR, raising=False)
+    monkeypatch.setattr(importlib, "import_module", no_font_pkg)
+    monkeypatch.setattr(plotting, "_from_known", lambda: None)
+    monkeypatch.setattr(plotting, "_rescan_system_fonts", lambda: None)
+    assert plotting.packaged_font_file() is None
+    with pytest.warns(RuntimeWarning, match="pip install noto-cjk-sans-otc"):
+        assert plotting.setup_matplotlib() is None
+
+
+def test_rendered_chinese_uses_a_cjk_font(restore_rc, tmp_path):
+    """Drawn Chinese text comes from a font file with CJK glyphs, not from empty boxes.
+
+    Missing glyphs all render as the same box, so two different ideographs rendering to the same
+    pixels means no CJK font was used.
+    """
+    from matplotlib import font_manager as fm
+
+    family = plotting.setup_matplotlib()
+    _require_cjk_font(family)
+    fig, ax = plotting.new_figure()
+    title = ax.set_title("好评")
+    fname = fm.findfont(title.get_fontproperties(), fallback_to_default=False)
+    assert plotting.font_has_cjk(fname), fname
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not a single "Glyph … missing from font(s)"
+        zhong, hao = _render("中"), _render("好")
+    assert not np.array_equal(zhong, hao)
+    assert not np.array_equal(zhong, _render("一"))
+    with warnings.catch_warnings():  # the premise: without CJK glyphs both are the same box
+        warnings.simplefilter("ignore")
+        assert np.array_equal(_render("中", "DejaVu Sans"), _render("好", "DejaVu Sans"))
 
 
 def test_env_var_bad_value_warns(monkeypatch, fresh_lookup):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import io
 import os
-import shutil
-import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+
+from jaxsenti.atomic import write_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,19 @@ DATASETS = {
 
 class ChecksumError(RuntimeError):
     pass
+
+
+class DownloadError(OSError):
+    """The dataset could not be fetched; the message says how to put it in place by hand."""
+
+
+def manual_route(spec: RemoteDataset, dest: Path) -> str:
+    """How to install ``spec`` without this downloader (no network, proxy, firewall)."""
+    get = f"download {spec.url} by hand (browser, or curl on a machine with access)"
+    if spec.member is not None:
+        get += f", unzip it and take {spec.member}"
+    return (f"To install it manually: {get}; put it at {dest} (or in a folder named by "
+            f"JAXSENTI_DATA_DIR); its sha256 must be {spec.sha256} (check with `sha256sum {spec.filename}`).")
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -82,15 +97,22 @@ def download(name: str, dest_dir: str | os.PathLike = "data", *, progress: bool 
             if got != spec.sha256:
                 raise ChecksumError(f"{candidate}: sha256 {got} does not match the expected {spec.sha256}; move it away to re-download")
             return candidate
-    data = _fetch(spec.url, progress)
+    try:
+        data = _fetch(spec.url, progress)
+    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, truncated replies
+        # URLError wraps the socket error in .reason; HTTPError's own text carries the status code.
+        reason = e if isinstance(e, urllib.error.HTTPError) else (getattr(e, "reason", None) or e)
+        raise DownloadError(f"could not download {spec.filename} from {spec.url}: {reason}. "
+                            f"{manual_route(spec, dest)}") from e
     if spec.member is not None:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            data = z.read(spec.member)
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                data = z.read(spec.member)
+        except (zipfile.BadZipFile, KeyError) as e:  # e.g. a proxy's HTML page instead of the archive
+            raise DownloadError(f"{spec.url} did not give a zip archive holding {spec.member} ({e}); nothing was "
+                                f"written. {manual_route(spec, dest)}") from None
     got = hashlib.sha256(data).hexdigest()
     if got != spec.sha256:
-        raise ChecksumError(f"{spec.url}: downloaded data has sha256 {got}, expected {spec.sha256}; nothing was written")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        tmp.write(data)
-    shutil.move(tmp.name, dest)
-    return dest
+        raise ChecksumError(f"{spec.url}: downloaded data has sha256 {got}, expected {spec.sha256}; nothing was written. "
+                            f"{manual_route(spec, dest)}")
+    return write_bytes(dest, data)  # atomic: an interrupted run never leaves half a CSV behind

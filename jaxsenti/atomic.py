@@ -1,0 +1,286 @@
+"""Crash-safe writes: a reader sees the old content or the new content, never half of either.
+
+Files are written to a temporary sibling (same folder, hence same filesystem), fsynced and moved
+into place with ``os.replace``, which is atomic on POSIX and Windows. Folders are staged the same
+way and swapped with two renames; :func:`recover_dir` finishes or undoes a swap that a crash cut
+in half, and :func:`staged_dir` / :func:`replace_dir` call it before they start.
+
+Leftovers are always named after their target, so a person can tell what they are:
+``.NAME.tmp-TOKEN`` (a folder or file being written) and ``.NAME.old-TOKEN`` (the previous folder,
+kept until the new one is in place). ``TOKEN`` is ``<pid>-<random hex>``; a leftover whose process
+is gone is removed by the next :func:`recover_dir` on the same target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class OutputExistsError(FileExistsError):
+    """The output folder already holds a run and the user did not ask to replace it."""
+
+
+class CommitError(OSError):
+    """A finished run could not be moved into its output folder (the message says where it is)."""
+
+
+def _token() -> str:
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _sibling(target: Path, kind: str, token: str, suffix: str = "") -> Path:
+    return target.parent / f".{target.name}.{kind}-{token}{suffix}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable; some platforms cannot open folders, where this is a no-op."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp sibling, fsync, ``os.replace``); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(path, "tmp", _token())
+    # os.open with 0o666 lets the umask decide the mode, as a plain open() would (mkstemp forces 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
+    """Atomic :meth:`Path.write_text` (no newline translation: what you pass is what is written)."""
+    return write_bytes(path, text.encode(encoding))
+
+
+def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2, default=None) -> Path:
+    """Atomic JSON dump (UTF-8, non-ASCII kept readable, trailing newline)."""
+    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=default) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write (e.g. ``fig.savefig(tmp)``); on success it replaces ``path``.
+
+    The temporary name keeps ``path``'s suffix so that writers which pick a format from the
+    extension (matplotlib) do the right thing. On an exception the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(path, "tmp", _token(), path.suffix)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"nothing was written to the temporary file {tmp} for {path}")
+        with open(tmp, "rb+") as f:  # the writer may not have synced it
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but is someone else's, or we cannot tell: leave its files alone
+    return True
+
+
+def _leftovers(target: Path, kind: str) -> list[tuple[Path, str]]:
+    """``(path, token)`` of this target's ``kind`` leftovers whose writing process is gone."""
+    prefix = f".{target.name}.{kind}-"
+    out = []
+    if not target.parent.is_dir():
+        return out
+    for p in sorted(target.parent.iterdir()):
+        if not p.name.startswith(prefix):
+            continue
+        token = p.name[len(prefix):]
+        pid = token.split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            out.append((p, token))
+    return out
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def recover_dir(target: str | os.PathLike) -> list[str]:
+    """Repair what a crash during :func:`staged_dir` / :func:`replace_dir` left; return what was done.
+
+    * target missing, ``.old-T`` and ``.tmp-T`` present: the crash fell between the two renames
+      and the new folder was complete, so the swap is finished (``.tmp-T`` becomes target);
+    * target missing, only ``.old-T``: the old folder is put back;
+    * any other leftover of a finished process (an unfinished stage, an old folder whose
+      deletion was cut short) is deleted.
+
+    Leftovers of a process that is still running are never touched.
+    """
+    target = Path(target)
+    done = []
+    if not target.exists():
+        for old, token in _leftovers(target, "old"):
+            tmp = _sibling(target, "tmp", token)
+            src = tmp if tmp.is_dir() else old
+            os.rename(src, target)
+            done.append(f"restored {target} from {src.name}")
+            break
+    for kind in ("old", "tmp"):
+        for p, _ in _leftovers(target, kind):
+            _remove(p)
+            done.append(f"removed leftover {p.name}")
+    if done:
+        _fsync_dir(target.parent)
+    return done
+
+
+def _swap_in(staged: Path, target: Path, token: str) -> None:
+    """Move the complete folder ``staged`` to ``target``; the old target is kept aside until then."""
+    if not (target.exists() or target.is_symlink()):
+        os.rename(staged, target)
+        _fsync_dir(target.parent)
+        return
+    old = _sibling(target, "old", token)
+    os.rename(target, old)
+    try:
+        os.rename(staged, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # put the old folder back; recover_dir does it otherwise
+            os.rename(old, target)
+        raise
+    _fsync_dir(target.parent)
+    _remove(old)  # a crash here leaves a named .old-… that recover_dir deletes
+
+
+def _check_target(target: Path, overwrite: bool, can_resume: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} exists and is not a folder; choose another output folder")
+    if not overwrite and target.is_dir() and any(target.iterdir()):
+        also = " (or --resume to continue the run in it)" if can_resume else ""
+        raise OutputExistsError(
+            f"output folder {target} already exists and is not empty; pass --overwrite to replace it{also}, "
+            f"or choose another output folder"
+        )
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder to write a run's outputs into; on success it becomes ``out_dir``.
+
+    If ``out_dir`` exists and is not empty and ``overwrite`` is False, :class:`OutputExistsError`
+    tells the user to pass ``--overwrite`` (and ``--resume`` when ``can_resume``). On success the
+    old ``out_dir`` (if any) is renamed aside, the staged folder renamed in, and the old one
+    deleted. On an exception the staged folder is deleted and ``out_dir`` is untouched. A crash at
+    any point leaves the complete old or the complete new folder at ``out_dir`` (or, between the
+    two renames, both under their ``.NAME.old-…`` / ``.NAME.tmp-…`` names, which the next call
+    resolves via :func:`recover_dir`).
+    """
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(target)
+    _check_target(target, overwrite, can_resume)
+    token = _token()
+    staged = _sibling(target, "tmp", token)
+    staged.mkdir()
+    try:
+        yield staged
+    except BaseException:
+        _remove(staged)
+        raise
+    # The run is finished from here on: if it cannot be moved into place it is kept, never deleted.
+    try:
+        _check_target(target, overwrite, can_resume)  # something may have been written there meanwhile
+        _swap_in(staged, target, token)
+    except OSError as e:
+        kept = target.parent / f"{target.name}.new-{token}"
+        with contextlib.suppress(OSError):
+            os.rename(staged, kept)
+        where = f"; this run's outputs were kept in {kept}" if kept.is_dir() else ""
+        if isinstance(e, OutputExistsError):
+            raise OutputExistsError(f"{e}{where}") from None
+        raise CommitError(f"could not move the finished outputs into {target}: {e}{where}") from e
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Atomically make the complete folder ``src`` become ``dst`` (e.g. ``checkpoints/best``).
+
+    The previous ``dst`` survives until ``src`` is in place. ``src`` is moved, not copied, when it
+    is on the same filesystem; otherwise it is first copied into a staging sibling of ``dst``.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise NotADirectoryError(f"{src} is not a folder")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(dst)
+    token = _token()
+    staged = _sibling(dst, "tmp", token)
+    try:
+        os.rename(src, staged)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        try:  # another filesystem: copy next to dst first, so the swap itself is still two renames
+            shutil.copytree(src, staged, symlinks=True)
+        except BaseException:
+            _remove(staged)
+            raise
+        shutil.rmtree(src)
+    try:
+        _swap_in(staged, dst, token)
+    except BaseException:
+        with contextlib.suppress(OSError):  # hand the new folder back rather than lose it
+            os.rename(staged, src)
+        raise
+    return dst
+
+
+__all__ = [
+    "CommitError", "OutputExistsError", "atomic_path", "recover_dir", "replace_dir", "staged_dir",
+    "write_bytes", "write_json", "write_text",
+]
