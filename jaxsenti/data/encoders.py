@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsenti.assets import bert_tokenizer_dir
 from jaxsenti.data.text import Vocab, segment_many
 from jaxsenti.models.hf_bert import load_tokenizer
-
-HUB_TOKENIZER = "bert-base-chinese"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +98,9 @@ class WordPieceEncoder:
 
 
 def default_tokenizer_dir() -> str:
-    """The tokenizer to use when nothing names one: $JAXSENTI_BERT_TOKENIZER_DIR, else the hub id."""
-    return os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR", HUB_TOKENIZER)
+    """The tokenizer to use when nothing names one: $JAXSENTI_BERT_TOKENIZER_DIR, else the bert-base-chinese
+    tokenizer shipped with the package (so nothing needs the Hugging Face hub unless a config names a hub id)."""
+    return os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR") or str(bert_tokenizer_dir())
 
 
 def tokenizer_source(tokenizer: str | None, pretrained: str | None) -> str:
