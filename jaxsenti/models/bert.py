@@ -10,6 +10,9 @@ checkpoint converter concatenates Hugging Face's separate ``query``/``key``/``va
 
 Parameters are always float32; ``BertConfig.dtype`` sets the *compute* dtype ("bfloat16" runs the
 matmuls in bf16). The embedding sum, LayerNorm statistics, softmax and the final logit stay float32.
+
+``BertConfig.attention`` picks the attention kernel (see :func:`attention_implementation`); it changes
+no parameter and is not part of the Hugging Face config.
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.extend import backend as jax_backend
 
 from jaxsenti.models.dropout import Dropout
 
 POOLINGS = ("cls", "mean", "max")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+ATTENTIONS = ("auto", "xla", "cudnn", "einsum")
+# cuDNN flash attention: head dim a multiple of 8, <= 128 before Hopper (<= 256 from Hopper on)
+CUDNN_MAX_HEAD_DIM = 256
+AUTO_CUDNN_MAX_HEAD_DIM = 128  # "auto" stays within what every cuDNN-capable GPU accepts
+_OUR_FIELDS = ("pooling", "dtype", "attention")  # never read from a Hugging Face config
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class BertConfig:
     # ours
     pooling: str = "cls"  # "cls": pooler(tanh dense on [CLS]) -> dropout -> dense(1); "mean"/"max": masked over tokens
     dtype: str = "float32"  # compute dtype; parameters stay float32
+    attention: str = "auto"  # kernel: "auto" | "xla" | "cudnn" | "einsum"; see attention_implementation
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -60,6 +70,16 @@ class BertConfig:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
             )
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.attention == "cudnn":
+            if self.dtype != "bfloat16":
+                raise ValueError("attention='cudnn' needs dtype='bfloat16' (cuDNN flash attention takes fp16/bf16 only)")
+            if self.head_dim % 8 or self.head_dim > CUDNN_MAX_HEAD_DIM:
+                raise ValueError(
+                    f"attention='cudnn' needs a head dim that is a multiple of 8 and <= {CUDNN_MAX_HEAD_DIM}, "
+                    f"got {self.head_dim}"
+                )
 
     @property
     def head_dim(self) -> int:
@@ -90,7 +110,7 @@ class BertConfig:
         if pet != "absolute":
             raise ValueError(f"position_embedding_type {pet!r} not supported (only 'absolute')")
         names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in config.items() if k in names and k not in ("pooling", "dtype")}
+        kwargs = {k: v for k, v in config.items() if k in names and k not in _OUR_FIELDS}
         if kwargs.get("pad_token_id") is None:
             kwargs.pop("pad_token_id", None)
         kwargs.update(overrides)
@@ -156,8 +176,65 @@ class BertEmbeddings(nnx.Module):
         return self.dropout(x, deterministic=deterministic, rngs=rngs)
 
 
+def _on_cuda() -> bool:
+    # the same test JAX's own cuDNN attention uses; ROCm reports "rocm ..." here
+    return jax.default_backend() == "gpu" and "cuda" in jax_backend.get_backend().platform_version.lower()
+
+
+def attention_implementation(
+    cfg: BertConfig, *, deterministic: bool, has_lengths: bool, platform: str | None = None
+) -> str:
+    """The kernel :class:`BertSelfAttention` runs for one call: ``"xla"``, ``"cudnn"`` or ``"einsum"``.
+
+    ``cfg.attention``:
+
+    * ``"auto"``: ``"einsum"`` when attention-probability dropout is active (training with
+      ``attention_probs_dropout_prob > 0``); else ``"cudnn"`` on a CUDA GPU when the compute dtype is
+      bfloat16, the head dim is a multiple of 8 and <= 128, and the caller passed right-padding
+      ``lengths``; else ``"xla"``.
+    * ``"xla"`` / ``"cudnn"``: that kernel; a ``ValueError`` if dropout on the probabilities would be
+      needed (neither applies it), a ``RuntimeError`` for ``"cudnn"`` off a CUDA GPU.
+    * ``"einsum"``: the explicit einsum/softmax path (the only one with attention dropout).
+
+    ``platform``: ``"cuda"`` or a JAX backend name; detected when None (lets tests ask about a GPU).
+    """
+    platform = ("cuda" if _on_cuda() else jax.default_backend()) if platform is None else platform
+    dropout = not deterministic and cfg.attention_probs_dropout_prob > 0.0
+    if cfg.attention == "einsum":
+        return "einsum"
+    if cfg.attention == "auto":
+        if dropout:
+            return "einsum"
+        cudnn_ok = cfg.dtype == "bfloat16" and cfg.head_dim % 8 == 0 and cfg.head_dim <= AUTO_CUDNN_MAX_HEAD_DIM
+        return "cudnn" if platform == "cuda" and has_lengths and cudnn_ok else "xla"
+    if dropout:
+        raise ValueError(
+            f"attention={cfg.attention!r} cannot apply dropout to attention probabilities "
+            f"(attention_probs_dropout_prob={cfg.attention_probs_dropout_prob}); use attention='auto' or "
+            "'einsum' for training, or set attention_probs_dropout_prob=0"
+        )
+    if cfg.attention == "cudnn" and platform != "cuda":
+        raise RuntimeError(f"attention='cudnn' needs a CUDA GPU (platform here: {platform!r}); use 'auto' or 'xla'")
+    return cfg.attention
+
+
 class BertSelfAttention(nnx.Module):
-    """Multi-head self-attention with a fused qkv projection and a key padding mask."""
+    """Multi-head self-attention with a fused qkv projection and a key padding mask.
+
+    The kernel is chosen per call by :func:`attention_implementation`. Mask pitfalls:
+
+    * A boolean mask alone keeps "auto" on XLA's path: cuDNN's flash kernel takes padding only as
+      sequence lengths (a boolean mask would become a dense additive bias). So the "cudnn" path uses
+      ``key_value_seq_lengths`` and assumes RIGHT padding (real tokens at ``[0, length)``); without
+      ``lengths`` it takes ``mask.sum(-1)``, wrong for left-padded masks. Queries are never masked
+      (padded positions still attend, as in Hugging Face); their outputs are unused.
+    * Fully masked rows (filler rows of length 0) must stay finite: XLA and einsum give them uniform
+      attention over all keys (a large finite negative, never -inf); for cuDNN, whose softmax over
+      zero keys is 0/0, the key length is raised to 1.
+    * cuDNN needs fp16/bf16 inputs (so ``dtype="bfloat16"``) and a head dim that is a multiple of 8.
+    * ``jax.nn.dot_product_attention`` has no dropout on the probabilities: training with
+      ``attention_probs_dropout_prob > 0`` needs the einsum path ("auto" switches to it).
+    """
 
     def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -165,15 +242,21 @@ class BertSelfAttention(nnx.Module):
         self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs)
         self.dropout = Dropout(cfg.attention_probs_dropout_prob)
 
-    def __call__(self, x, mask, *, deterministic: bool, rngs):
-        """x: [B,T,H]; mask: bool[B,T] (True = real token, may be attended to)."""
+    def __call__(self, x, mask, *, deterministic: bool, rngs, lengths=None):
+        """x: [B,T,H]; mask: bool[B,T] (True = real token, may be attended to); lengths: optional
+        int[B] when ``mask`` is right padding (``t < length``), which lets "auto" pick cuDNN."""
         cfg = self.cfg
         B, T, _ = x.shape
         qkv = self.qkv(x).reshape(B, T, 3, cfg.num_attention_heads, cfg.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B,T,N,D]
         key_mask = mask[:, None, None, :]  # [B,1,1,T] broadcast over heads and queries
-        if deterministic or cfg.attention_probs_dropout_prob == 0.0:
-            ctx = jax.nn.dot_product_attention(q, k, v, mask=key_mask)
+        impl = attention_implementation(cfg, deterministic=deterministic, has_lengths=lengths is not None)
+        if impl == "cudnn":
+            kv_len = jnp.sum(mask, axis=-1) if lengths is None else lengths
+            kv_len = jnp.clip(jnp.asarray(kv_len, jnp.int32), 1, T)  # >= 1 key: see the class docstring
+            ctx = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=kv_len, implementation="cudnn")
+        elif impl == "xla":
+            ctx = jax.nn.dot_product_attention(q, k, v, mask=key_mask, implementation="xla")
         else:
             # dot_product_attention has no dropout on the probabilities; spell it out for training
             logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32)
@@ -195,8 +278,8 @@ class BertLayer(nnx.Module):
         self.output_norm = _layer_norm(cfg, cfg.compute_dtype, rngs)
         self.dropout = Dropout(cfg.hidden_dropout_prob)
 
-    def __call__(self, x, mask, *, deterministic: bool, rngs):
-        a = self.attention(x, mask, deterministic=deterministic, rngs=rngs)
+    def __call__(self, x, mask, *, deterministic: bool, rngs, lengths=None):
+        a = self.attention(x, mask, deterministic=deterministic, rngs=rngs, lengths=lengths)
         x = self.attention_norm(x + self.dropout(a, deterministic=deterministic, rngs=rngs))
         h = _ACTIVATIONS[self.cfg.hidden_act](self.intermediate(x))
         h = self.output(h)
@@ -226,15 +309,20 @@ class BertModel(nnx.Module):
         *,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
+        lengths=None,
     ):
-        """Returns ``(sequence_output [B,T,H], pooled [B,H])`` in the compute dtype."""
+        """Returns ``(sequence_output [B,T,H], pooled [B,H])`` in the compute dtype.
+
+        ``lengths`` (optional int[B]): pass it when ``attention_mask`` is right padding
+        (``t < length``); it lets ``attention="auto"`` use cuDNN flash attention on a GPU.
+        """
         input_ids = jnp.asarray(input_ids, jnp.int32)
         mask = jnp.asarray(attention_mask).astype(bool)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         x = self.embeddings(input_ids, jnp.asarray(token_type_ids, jnp.int32), deterministic=deterministic, rngs=rngs)
         for layer in self.layers:
-            x = layer(x, mask, deterministic=deterministic, rngs=rngs)
+            x = layer(x, mask, deterministic=deterministic, rngs=rngs, lengths=lengths)
         return x, self.pooler(x)
 
 
@@ -250,8 +338,9 @@ class BertClassifier(nnx.Module):
     def __call__(self, tokens, lengths, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         tokens = jnp.asarray(tokens, jnp.int32)
         T = tokens.shape[1]
-        mask = jnp.arange(T)[None, :] < jnp.asarray(lengths)[:, None]
-        seq, pooled = self.bert(tokens, mask, deterministic=deterministic, rngs=rngs)
+        lengths = jnp.clip(jnp.asarray(lengths, jnp.int32), 0, T)
+        mask = jnp.arange(T)[None, :] < lengths[:, None]
+        seq, pooled = self.bert(tokens, mask, deterministic=deterministic, rngs=rngs, lengths=lengths)
         if self.cfg.pooling == "cls":
             feats = pooled
         elif self.cfg.pooling == "mean":

@@ -25,6 +25,10 @@ Layout and conventions
   [H, 4H] outer product every step). Tested against jax.grad of a plain scan and torch autograd.
 * ``dtype`` is the compute dtype of the matmuls (params stay float32); gate nonlinearities and
   the cell/hidden carry stay float32, so ``"bfloat16"`` is a mixed-precision mode.
+* ``backend="cudnn"`` runs each layer through ``jax.experimental.rnn.lstm`` on a CUDA GPU (one
+  cuDNN call per layer; float32/TF32 only, no bfloat16) with the same parameters and padding
+  semantics; off CUDA it falls back to the slow ``lstm_ref`` reference with a warning. The weight
+  conversion and details are in :mod:`jaxsenti.models.lstm_cudnn`.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxsenti.models import lstm_cudnn
 from jaxsenti.models.dropout import Dropout
 
 __all__ = ["LSTMConfig", "LSTMDirection", "LSTMLayer", "LSTMClassifier", "lstm_direction"]
 
 POOLINGS = ("last", "mean", "max")
+BACKENDS = ("scan", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,7 @@ class LSTMConfig:
     pooling: str = "last"  # "last" | "mean" | "max"
     dtype: str = "float32"  # compute dtype; params are always float32
     unroll: int = 1  # lax.scan unroll factor; 2/4 gave no measurable gain on CPU and compile slower
+    backend: str = "scan"  # "scan" (ours, any platform) | "cudnn" (jax.experimental.rnn; CUDA, float32 only)
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -66,6 +73,7 @@ class LSTMConfig:
         if self.num_layers < 1 or self.unroll < 1:
             raise ValueError("num_layers and unroll must be >= 1")
         jnp.dtype(self.dtype)  # raises on an unknown dtype name
+        _check_backend(self.backend, self.dtype)
 
     @property
     def compute_dtype(self):
@@ -74,6 +82,16 @@ class LSTMConfig:
     @property
     def output_dim(self) -> int:
         return self.hidden_dim * (2 if self.bidirectional else 1)
+
+
+def _check_backend(backend: str, dtype) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cudnn" and jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(
+            f"backend='cudnn' supports float32 only (jax.experimental.rnn has no {jnp.dtype(dtype)} path; "
+            "it may use TF32 matmuls); use dtype='float32' or backend='scan'"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,8 +264,10 @@ class LSTMLayer(nnx.Module):
 
     def __init__(
         self, in_dim: int, hidden_dim: int, *, bidirectional: bool = False, dtype="float32", unroll: int = 1,
-        rngs: nnx.Rngs,
+        backend: str = "scan", rngs: nnx.Rngs,
     ):
+        _check_backend(backend, dtype)
+        self.backend = backend
         self.fwd = LSTMDirection(in_dim, hidden_dim, dtype=dtype, unroll=unroll, rngs=rngs)
         self.bwd = LSTMDirection(in_dim, hidden_dim, dtype=dtype, unroll=unroll, rngs=rngs) if bidirectional else None
 
@@ -256,6 +276,9 @@ class LSTMLayer(nnx.Module):
 
         Outputs at padded positions are unspecified (finite); callers mask them.
         """
+        if self.backend == "cudnn":
+            dirs = [self.fwd] if self.bwd is None else [self.fwd, self.bwd]
+            return lstm_cudnn.lstm_layer(x, lengths, [(d.w_ih[...], d.w_hh[...], d.b[...]) for d in dirs])
         seq_len = x.shape[0]
         mask = _time_mask(lengths, seq_len)
         hs, (h, c) = self.fwd(x, mask)
@@ -278,7 +301,7 @@ class LSTMClassifier(nnx.Module):
         for _ in range(cfg.num_layers):
             layers.append(
                 LSTMLayer(in_dim, cfg.hidden_dim, bidirectional=cfg.bidirectional, dtype=cfg.dtype, unroll=cfg.unroll,
-                          rngs=rngs)
+                          backend=cfg.backend, rngs=rngs)
             )
             in_dim = cfg.output_dim
         self.layers = nnx.List(layers)
