@@ -346,7 +346,7 @@ def from_pretrained(
 
 
 # Fine-tuning choices that come from the experiment config; everything else from the checkpoint's config.json.
-FINE_TUNING_FIELDS = ("pooling", "dtype", "hidden_dropout_prob", "attention_probs_dropout_prob")
+FINE_TUNING_FIELDS = ("pooling", "dtype", "attention", "hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
 def load_pretrained_classifier(path_or_hub_id: str | os.PathLike, cfg: BertConfig, encoder, rngs: nnx.Rngs
