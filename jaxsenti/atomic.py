@@ -247,6 +247,27 @@ def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool 
         raise CommitError(f"could not move the finished outputs into {target}: {e}{where}") from e
 
 
+@contextlib.contextmanager
+def output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
+                  can_resume: bool = False) -> Iterator[Path]:
+    """Where a command writes its outputs, so that no folder ever mixes two runs.
+
+    A missing or empty folder, or one being resumed, is written in place (a killed run leaves
+    only its own files, and ``--resume`` can continue it). A folder holding another run is
+    refused unless ``overwrite``; then the new run is staged beside it (:func:`staged_dir`) and
+    replaces it only once it has finished, so the old outputs stay usable until then.
+    """
+    target = Path(out_dir)
+    recover_dir(target)
+    _check_target(target, True, can_resume)  # a file in the way is an error either way
+    if resume or not target.is_dir() or not any(target.iterdir()):
+        target.mkdir(parents=True, exist_ok=True)
+        yield target
+        return
+    with staged_dir(target, overwrite=overwrite, can_resume=can_resume) as staged:
+        yield staged
+
+
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Atomically make the complete folder ``src`` become ``dst`` (e.g. ``checkpoints/best``).
 
@@ -281,6 +302,6 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "CommitError", "OutputExistsError", "atomic_path", "recover_dir", "replace_dir", "staged_dir",
+    "CommitError", "OutputExistsError", "atomic_path", "output_folder", "recover_dir", "replace_dir", "staged_dir",
     "write_bytes", "write_json", "write_text",
 ]

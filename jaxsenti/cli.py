@@ -1,7 +1,7 @@
-"""Command line: ``jaxsenti {study,eda,baselines,train,lr-find,predict,download}``.
+"""jaxsenti: Chinese review sentiment analysis in JAX/Flax (the study, its models, their data).
 
-Each command imports what it needs when it runs, so ``--help`` and ``download`` start in a
-fraction of a second instead of paying for JAX, Flax and transformers.
+Commands: study (everything, one report), eda, baselines, train, lr-find, predict, download.
+Run `jaxsenti COMMAND --help` for a command's options.
 """
 
 from __future__ import annotations
@@ -9,46 +9,94 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import sys
 from pathlib import Path
 
+from jaxsenti import atomic, registry
 from jaxsenti import config as config_lib
-from jaxsenti import registry
 from jaxsenti.config import DataConfig
-from jaxsenti.data import DataError, load_reviews, resolve_dataset
-from jaxsenti.data.io import print_report
+from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
+from jaxsenti.data.download import DATASETS, download
+from jaxsenti.data.io import DEFAULT_MAX_CHARS, has_chinese, load_table, print_report
+from jaxsenti.eda import run_eda
+from jaxsenti.objectives import Classification
+from jaxsenti.pipeline import Predictor, prepare, train_on_split
+from jaxsenti.study import StudyOptions, is_study_dataset, run_study, summary_lines
+from jaxsenti.training.batching import LabelledBatches
+from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
+from jaxsenti.training.sharding import maybe_initialize_distributed
+
+ENVIRONMENT = """environment variables:
+  JAXSENTI_DATA_DIR            folder holding dianping.csv (and other datasets); looked in before ./data
+  JAXSENTI_NO_DOWNLOAD=1       never download a missing dataset (fail instead)
+  JAXSENTI_BERT_TOKENIZER_DIR  BERT tokenizer folder (default: the bert-base-chinese tokenizer shipped inside the package)
+  JAXSENTI_CJK_FONT            font file or family for Chinese labels in figures (default: system CJK font, then the packaged Noto Sans CJK)
+  JAXSENTI_CACHE               cache folder for jieba segmentations (default: ~/.cache/jaxsenti)
+  JAXSENTI_DISTRIBUTED, JAXSENTI_COORDINATOR, ...  multi-host training (README, "Scaling out")"""
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="CSV file (default: dianping.csv from $JAXSENTI_DATA_DIR, then data/)")
+def _positive_int(raw: str) -> int:
+    try:
+        v = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _split(raw: str) -> tuple:
+    try:
+        parts = tuple(float(x) if "." in x else int(x) for x in raw.split("/"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p <= 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"split must be train/val/test, e.g. 1600/200/200 or 0.8/0.1/0.1, got {raw!r}")
+    return parts
+
+
+def _add_data_args(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
+    p.add_argument("--data", help="CSV file (default: dianping.csv from $JAXSENTI_DATA_DIR, then ./data, else downloaded)")
     p.add_argument("--text-column", default=None, help="column holding the review text (default: comment)")
-    p.add_argument("--label-column", default=None, help="column holding the 0/1 label (default: sentiment)")
-    p.add_argument("--max-chars", type=int, default=None,
-                   help="truncate longer reviews, counted in the load report (default: the config's data.max_chars, 5000)")
-    p.add_argument("--strict", action="store_true", help="treat empty and non-Chinese reviews as errors instead of dropping them")
+    if labels:
+        p.add_argument("--label-column", default=None, help="column holding the 0/1 label (default: sentiment)")
+    p.add_argument("--encoding", default="utf-8",
+                   help="text encoding of the CSV: utf-8 (default), gb18030 (Chinese Excel exports), utf-16, ...")
+    p.add_argument("--max-chars", type=_positive_int, default=None,
+                   help=f"truncate longer reviews, counted in the load report (default: {DEFAULT_MAX_CHARS})")
+    if labels:
+        p.add_argument("--strict", action="store_true",
+                       help="treat empty and non-Chinese reviews as errors instead of dropping them")
+
+
+def _add_output_args(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
+    p.add_argument("--out", default=default, help=f"output folder for {what}" + (f" (default: {default})" if default else ""))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what --out holds; the old outputs stay until the new run has finished")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", choices=registry.names(), help="which model")
+    defaults = ", ".join(f"{s.name}: {s.default_config}" for s in registry.MODELS.values())
+    p.add_argument("--config", help=f"experiment config: a packaged name or a .py file (default: {defaults}); "
+                                    "config files are Python that gets executed: load only files you trust")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=3e-4 --set model.hidden_dim=128 (repeatable)")
+    p.add_argument("--pretrained", help="start from these weights (BERT: Hugging Face folder or hub id); 'none': random init")
+    p.add_argument("--seed", type=int, help="seed for the split, the initialisation and the batch order (default: the config's)")
+    _add_data_args(p)
 
 
 def _load(args, data: DataConfig = DataConfig()):
     """The reviews named by the command line, with ``data``'s columns and limits where it names none."""
     path = resolve_dataset(args.data)
     reviews = load_reviews(path, args.text_column or data.text_column, args.label_column or data.label_column,
-                           max_chars=args.max_chars or data.max_chars, strict=args.strict)
+                           max_chars=args.max_chars or data.max_chars, encoding=args.encoding, strict=args.strict)
     print_report(reviews.report)
     print(f"[jaxsenti] {path}: {len(reviews)} reviews ({int(reviews.labels.sum())} positive)", file=sys.stderr)
     return path, reviews
-
-
-def _progress(args) -> bool:
-    """Progress bars on interactive terminals only (CI logs stay readable); --quiet turns them off."""
-    return not args.quiet and sys.stderr.isatty()
-
-
-def _split(raw: str) -> tuple:
-    parts = [float(x) if "." in x else int(x) for x in raw.split("/")]
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError("split must be train/val/test, e.g. 1600/200/200 or 0.8/0.1/0.1")
-    return tuple(parts)
 
 
 def _model_pairs(values: list[str], what: str, default_model: str | None = None) -> tuple:
@@ -58,7 +106,7 @@ def _model_pairs(values: list[str], what: str, default_model: str | None = None)
         model, sep, value = v.partition("=")
         if not sep:
             if default_model is None:
-                raise SystemExit(f"{what} {v!r} must look like MODEL=VALUE (models: {', '.join(registry.names())})")
+                raise DataError(f"{what} {v!r} must look like MODEL=VALUE (models: {', '.join(registry.names())})")
             model, value = default_model, v
         registry.get(model.strip())  # unknown model: error listing the known ones
         out[model.strip()] = value.strip()
@@ -66,51 +114,36 @@ def _model_pairs(values: list[str], what: str, default_model: str | None = None)
 
 
 def cmd_study(args) -> int:
-    from jaxsenti.study import StudyOptions, run_study
-
     path, reviews = _load(args)
-    models = tuple(m.strip() for m in args.models.split(",")) if getattr(args, "models", None) else ("baselines",)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = set(models) - {"baselines", *registry.names()}
-    if unknown:
-        raise SystemExit(f"unknown --models entries {sorted(unknown)}; choose from baselines, {', '.join(registry.names())}")
-    opts = StudyOptions(seeds=args.seeds, neural_seeds=getattr(args, "neural_seeds", 3), split=args.split, models=models,
-                        configs=_model_pairs(getattr(args, "config", []), "--config"),
-                        pretrained=_model_pairs(getattr(args, "pretrained", []), "--pretrained", default_model="bert"),
+    if unknown or not models:
+        raise DataError(f"--models {args.models!r}: choose from baselines, {', '.join(registry.names())}")
+    split = args.split
+    if split is None and not is_study_dataset(path):
+        split = (0.8, 0.1, 0.1)
+        print(f"[jaxsenti] {path} is not the study's dianping.csv: splitting all {len(reviews)} reviews 80/10/10 "
+              f"(--split to choose)", file=sys.stderr)
+    opts = StudyOptions(seeds=args.seeds, neural_seeds=args.neural_seeds, split=split, models=models,
+                        configs=_model_pairs(args.config, "--config"),
+                        pretrained=_model_pairs(args.pretrained, "--pretrained", default_model="bert"),
                         text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
-                        progress=_progress(args))
-    res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda)
-    print(Path(res["report"]).read_text(encoding="utf-8").split("## Wall time")[0])
-    print(f"report: {res['report']}\nresults: {Path(args.out) / 'results.json'}")
-    return 0
-
-
-def cmd_eda(args) -> int:
-    from jaxsenti.eda import run_eda
-
-    path, reviews = _load(args)
-    run_eda(reviews, None, args.out, dataset_name=Path(path).name)
-    print(f"EDA written to {args.out}/eda.md")
+                        progress=not args.quiet)
+    res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda, overwrite=args.overwrite)
+    print("\n".join(summary_lines(res, args.out)))
     return 0
 
 
 def cmd_baselines(args) -> int:
-    args.no_eda = True
+    args.no_eda, args.models, args.neural_seeds, args.config, args.pretrained = True, "baselines", 0, [], []
     return cmd_study(args)
 
 
-def cmd_train(args) -> int:
-    from jaxsenti.data import stratified_split
-    from jaxsenti.pipeline import train_on_split
-
-    cfg = _train_config(args)
-    _, reviews = _load(args, cfg.data)
-    split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed)
-    out = Path(args.out or f"runs/{cfg.name}")
-    res = train_on_split(cfg, reviews, split, out, resume=args.resume, progress=_progress(args), label=f"{cfg.model_name}: ")
-    m = res.test_metrics
-    print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
-          f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
-    print(f"model folder: {out}")
+def cmd_eda(args) -> int:
+    path, reviews = _load(args)
+    with atomic.output_folder(args.out, overwrite=args.overwrite) as folder:
+        run_eda(reviews, None, folder, dataset_name=Path(path).name)
+    print(f"EDA written to {Path(args.out) / 'eda.md'}")
     return 0
 
 
@@ -118,7 +151,7 @@ def _train_config(args):
     spec = registry.get(args.model)
     cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.default_config), args.set)
     if cfg.model_name != args.model:
-        raise SystemExit(f"{args.config} configures model {cfg.model_name!r}, not {args.model!r}")
+        raise DataError(f"{args.config} configures model {cfg.model_name!r}, not {args.model!r}")
     if args.pretrained is not None:
         cfg = dataclasses.replace(cfg, pretrained=None if args.pretrained.lower() == "none" else args.pretrained)
     if args.seed is not None:
@@ -127,16 +160,24 @@ def _train_config(args):
     return cfg
 
 
-def cmd_lr_find(args) -> int:
-    from jaxsenti.data import stratified_split
-    from jaxsenti.objectives import Classification
-    from jaxsenti.pipeline import prepare
-    from jaxsenti.training.batching import LabelledBatches
-    from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
-
+def cmd_train(args) -> int:
     cfg = _train_config(args)
     _, reviews = _load(args, cfg.data)
-    prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed))
+    split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path)
+    out = Path(args.out or f"runs/{cfg.name}")
+    res = train_on_split(cfg, reviews, split, out, resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.quiet, label=f"{cfg.model_name}: ")
+    m = res.test_metrics
+    print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
+          f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
+    print(f"model folder: {out}")
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    cfg = _train_config(args)
+    _, reviews = _load(args, cfg.data)
+    prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path))
     train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
     res = find_lr(prep.model, cfg.optim, Classification(), train, seed=cfg.seed, lr_min=args.lr_min, lr_max=args.lr_max,
                   steps=args.steps)
@@ -146,116 +187,123 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from jaxsenti.pipeline import Predictor
+def _predict_csv(args, predictor: Predictor) -> int:
+    if args.out and Path(args.out).resolve() == Path(args.csv).resolve():
+        raise DataError(f"--out {args.out} is the input file --csv {args.csv}: refusing to overwrite it; choose another --out")
+    table = load_table(args.csv, args.text_column, encoding=args.encoding, max_chars=args.max_chars or DEFAULT_MAX_CHARS)
+    for line in table.warnings():
+        print(f"[jaxsenti] {line}", file=sys.stderr)
+    scored = [i for i, r in enumerate(table.rows) if r.text]
+    probs = dict(zip(scored, predictor.predict([table.rows[i].text for i in scored]) if scored else []))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(table.output_header())
+    for i, r in enumerate(table.rows):  # exactly one output row per input row, every input column kept
+        p = probs.get(i)
+        w.writerow([*r.fields, *(["", ""] if p is None else [int(p > 0.5), f"{p:.4f}"]), r.note])
+    if not args.out:
+        sys.stdout.write(buf.getvalue())
+        return 0
+    atomic.write_text(args.out, buf.getvalue())
+    blank = len(table) - len(scored)
+    print(f"[jaxsenti] {len(table)} rows written to {args.out} ({len(scored)} scored"
+          + (f", {blank} without text left blank" if blank else "") + ")", file=sys.stderr)
+    return 0
 
+
+def cmd_predict(args) -> int:
+    if bool(args.csv) == bool(args.texts):
+        raise DataError("give review texts to score, or --csv FILE (not both)")
     predictor = Predictor(args.model)
     if args.csv:
-        rows = list(csv.DictReader(open(args.csv, encoding="utf-8-sig", newline="")))
-        if not rows or args.text_column not in rows[0]:
-            raise DataError(f"{args.csv}: column {args.text_column!r} not found")
-        texts = [r[args.text_column] or "" for r in rows]
-        probs = predictor.predict(texts)
-        out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
-        w = csv.writer(out)
-        w.writerow([args.text_column, "label", "p_positive"])
-        for t, p in zip(texts, probs):
-            w.writerow([t, int(p > 0.5), f"{p:.4f}"])
-        if args.out:
-            out.close()
-            print(f"{len(texts)} predictions written to {args.out}", file=sys.stderr)
-        return 0
-    if not args.texts:
-        raise SystemExit("give review texts to score, or --csv FILE")
+        return _predict_csv(args, predictor)
     for text, p in zip(args.texts, predictor.predict(args.texts)):
-        label = "positive" if p > 0.5 else "negative"
-        print(json.dumps({"text": text, "label": label, "p_positive": round(float(p), 4)}, ensure_ascii=False))
+        row = {"text": text, "label": "positive" if p > 0.5 else "negative", "p_positive": round(float(p), 4)}
+        if not has_chinese(text):
+            row["note"] = "no Chinese characters: the model sees an empty review, so the score means nothing"
+            print(f"[jaxsenti] {text!r} has no Chinese characters: its score means nothing", file=sys.stderr)
+        print(json.dumps(row, ensure_ascii=False))
     return 0
 
 
 def cmd_download(args) -> int:
-    from jaxsenti.data.download import DATASETS, download
-
-    names = list(DATASETS) if args.all else ["dianping"]
-    for name in names:
+    for name in (list(DATASETS) if args.all else ["dianping"]):
         print(f"{name}: {download(name, args.dest)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxsenti", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("study", help="EDA, baselines, LSTM and BERT with one report")
-    _add_data_args(p)
-    p.add_argument("--out", default="runs/study")
-    p.add_argument("--seeds", type=int, default=5, help="seeds for the baselines")
-    p.add_argument("--neural-seeds", type=int, default=3, help="seeds for the LSTM and BERT")
+    parser = argparse.ArgumentParser(prog="jaxsenti", description=__doc__, epilog=ENVIRONMENT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     names = ",".join(registry.names())
-    p.add_argument("--models", default=f"baselines,{names}", help=f"comma-separated subset of baselines,{names}")
+
+    p = sub.add_parser("study", help="the whole study: EDA, baselines, neural models, analyses, one report",
+                       epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_data_args(p)
+    _add_output_args(p, "runs/study", "the report, results.json, EDA, figures and model folders")
+    p.add_argument("--models", default=f"baselines,{names}", help=f"comma-separated subset of baselines,{names} (default: all)")
+    p.add_argument("--seeds", type=_positive_int, default=5, help="seeds (splits) for the baselines (default: 5)")
+    p.add_argument("--neural-seeds", type=_positive_int, default=3, help="seeds for each neural model (default: 3)")
     p.add_argument("--config", action="append", default=[], metavar="MODEL=CONFIG",
-                   help="experiment config for a model (packaged name or file), e.g. lstm=lstm_dianping; repeatable")
+                   help="experiment config for a model (packaged name or .py file), e.g. lstm=lstm_dianping; repeatable")
     p.add_argument("--pretrained", action="append", default=[], metavar="[MODEL=]WEIGHTS",
-                   help="start a model from these weights (a bare value is BERT's: folder or hub id); without it BERT is "
-                        "a small random-init model")
+                   help="start a model from these weights (a bare value is BERT's: folder or hub id); "
+                        "without it BERT is a small random-init model")
     p.add_argument("--split", type=_split, default=None,
-                   help="train/val/test counts or fractions (default: the study's, 1600/200/200; BERT 1620/180/200)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel grid-search jobs")
-    p.add_argument("--no-eda", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+                   help="train/val/test counts or fractions (default on dianping.csv: the study's 1600/200/200, "
+                        "BERT 1620/180/200; on other data: 0.8/0.1/0.1 of all reviews)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="parallel grid-search jobs for the baselines (default: 1)")
+    p.add_argument("--no-eda", action="store_true", help="skip the exploratory figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("eda", help="exploratory figures and word statistics")
+    p = sub.add_parser("eda", help="exploratory figures and word statistics of a review CSV")
     _add_data_args(p)
-    p.add_argument("--out", default="runs/eda")
+    _add_output_args(p, "runs/eda", "the figures, eda.md and eda.json")
     p.set_defaults(func=cmd_eda)
 
-    p = sub.add_parser("baselines", help="scikit-learn baselines only")
+    p = sub.add_parser("baselines", help="the scikit-learn baselines only (TF-IDF + SVM, Naive Bayes, KNN)")
     _add_data_args(p)
-    p.add_argument("--out", default="runs/baselines")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--split", type=_split, default=None)
-    p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    _add_output_args(p, "runs/baselines", "report.md and results.json")
+    p.add_argument("--seeds", type=_positive_int, default=5, help="seeds (splits) to average over (default: 5)")
+    p.add_argument("--split", type=_split, default=None, help="train/val/test counts or fractions (default: as for study)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="parallel grid-search jobs (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     p.set_defaults(func=cmd_baselines)
 
-    p = sub.add_parser("train", help="train a model: " + ", ".join(registry.names()))
-    p.add_argument("model", choices=registry.names())
-    p.add_argument("--config", help="experiment config: a packaged name (e.g. lstm_dianping) or a file "
-                                    "(default: the model's, " + ", ".join(f"{s.name}: {s.default_config}" for s in registry.MODELS.values()) + ")")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set optim.lr=3e-4")
-    p.add_argument("--pretrained", help="BERT: local folder or hub id, or 'none' for random init")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="model folder (default: runs/<experiment name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
-    p.add_argument("--quiet", action="store_true")
-    _add_data_args(p)
+    p = sub.add_parser("train", help=f"train one model ({', '.join(registry.names())}) into a model folder",
+                       epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_train_args(p)
+    _add_output_args(p, None, "the model (default: runs/<experiment name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (same config; epochs/patience may change)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("lr-find", help="learning-rate range test: loss vs LR plot and a suggestion")
-    p.add_argument("model", choices=registry.names())
-    p.add_argument("--config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--pretrained")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--lr-min", type=float, default=1e-7)
-    p.add_argument("--lr-max", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--out", help="plot path (default: runs/<experiment>_lr_find.png)")
-    _add_data_args(p)
+    p = sub.add_parser("lr-find", help="learning-rate range test: loss-vs-LR plot and a suggested learning rate")
+    _add_train_args(p)
+    p.add_argument("--lr-min", type=float, default=1e-7, help="learning rate of the first step (default: 1e-7)")
+    p.add_argument("--lr-max", type=float, default=1.0, help="learning rate of the last step (default: 1.0)")
+    p.add_argument("--steps", type=_positive_int, default=100, help="training steps, the LR growing exponentially (default: 100)")
+    p.add_argument("--out", help="plot file (default: runs/<experiment name>_lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("predict", help="score reviews with a trained model folder")
-    p.add_argument("--model", required=True, help="model folder written by `jaxsenti train`")
-    p.add_argument("texts", nargs="*")
-    p.add_argument("--csv", help="score every row of this CSV instead")
-    p.add_argument("--text-column", default="comment")
-    p.add_argument("--out", help="with --csv: write predictions here (default: stdout)")
+    p.add_argument("--model", required=True, help="model folder written by `jaxsenti train` (or a study's models/*)")
+    p.add_argument("texts", nargs="*", help="review texts to score; one JSON line each is printed")
+    p.add_argument("--csv", help="score every row of this CSV instead: the output keeps every input column and adds "
+                                 "label, p_positive and note, one row per input row")
+    p.add_argument("--text-column", default="comment", help="with --csv: the column holding the text (default: comment)")
+    p.add_argument("--encoding", default="utf-8", help="with --csv: its text encoding (utf-8, gb18030, utf-16, ...)")
+    p.add_argument("--max-chars", type=_positive_int, default=None,
+                   help=f"with --csv: truncate longer texts, noted per row (default: {DEFAULT_MAX_CHARS})")
+    p.add_argument("--out", help="with --csv: write the predictions to this CSV (default: standard output)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("download", help="fetch the datasets with a sha256 check")
-    p.add_argument("--all", action="store_true", help="also the 62k online-shopping reviews")
-    p.add_argument("--dest", default="data")
+    p = sub.add_parser("download", help="fetch the datasets, checking their sha256")
+    p.add_argument("--all", action="store_true", help="also the 62,774 online-shopping reviews")
+    p.add_argument("--dest", default="data", help="folder to save the CSV files in (default: data)")
     p.set_defaults(func=cmd_download)
     return parser
 
@@ -263,15 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("train", "study", "lr-find"):
-        from jaxsenti.training.sharding import maybe_initialize_distributed
-
         maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
     try:
         return args.func(args)
     except (DataError, OSError, ValueError) as e:  # bad input, missing files/weights, bad checkpoints: no traceback
         print(f"jaxsenti: error: {e}", file=sys.stderr)
         if args.command in ("train", "lr-find") and getattr(args, "model", None) == "bert" and isinstance(e, OSError):
-            print("jaxsenti: without pretrained weights, use --pretrained none or configs/bert_small_random.py", file=sys.stderr)
+            print("jaxsenti: without pretrained weights, use --pretrained none or --config bert_small_random", file=sys.stderr)
         return 2
 
 

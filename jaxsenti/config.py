@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from jaxsenti import registry
+from jaxsenti import atomic, registry
 
 
 class ConfigError(ValueError):
@@ -272,4 +272,4 @@ def from_dict(d: dict, where: str = "config.json") -> TrainConfig:
 
 
 def dump(cfg, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    atomic.write_text(path, json.dumps(to_dict(cfg), indent=2, ensure_ascii=False, default=str))

@@ -17,7 +17,6 @@ Run it from the command line with ``python -m jaxsenti.eda --data PATH --out DIR
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsenti.atomic import write_json, write_text
 from jaxsenti.data.io import Reviews, load_reviews, print_report, resolve_dataset
 from jaxsenti.data.stopwords import STOPWORDS
 from jaxsenti.data.text import segment_many
@@ -257,8 +257,8 @@ def run_eda(
         "font": font,
         "figures": list(FIGURES),
     }
-    (out / "eda.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-    (out / "eda.md").write_text(_markdown(summary), encoding="utf-8")
+    write_json(out / "eda.json", summary)
+    write_text(out / "eda.md", _markdown(summary))
     summary["seconds"] = round(time.perf_counter() - t0, 2)  # returned only: eda.json stays byte-reproducible
     return summary
 

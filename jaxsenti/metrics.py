@@ -33,4 +33,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def fmt_mean_std(m: dict) -> str:
+    """``mean ± std``; a single run has no spread to show, so just its value."""
+    if len(m.get("values", ())) == 1:
+        return f"{m['mean']:.3f}"
     return f"{m['mean']:.3f} ± {m['std']:.3f}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxsenti import atomic, registry
 from jaxsenti import config as config_lib
-from jaxsenti import registry
 from jaxsenti.config import TrainConfig
 from jaxsenti.data import Reviews, Split, segment_many
 from jaxsenti.metrics import classification_metrics
@@ -87,8 +88,8 @@ class TrainOutcome:
 
 
 def _write_results(out_dir: Path, cfg: TrainConfig, metrics: dict, history: list[dict]) -> None:
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    atomic.write_json(out_dir / "metrics.json", metrics)
+    atomic.write_json(out_dir / "history.json", history)
     if history:
         keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
         plot_training_curves({k: [h[k] for h in history] for k in keys}, out_dir / "training_curves.png",
@@ -97,36 +98,71 @@ def _write_results(out_dir: Path, cfg: TrainConfig, metrics: dict, history: list
                           title=f"{cfg.name}: test confusion matrix")
 
 
+# Fields a resumed run may change: how it reports and how long it goes on, not what it trains.
+RESUMABLE_FIELDS = ("epochs", "patience", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def check_resume(out_dir: Path, cfg: TrainConfig) -> bool:
+    """Whether ``out_dir`` holds a run that ``cfg`` can continue; False (said on stderr) when it holds none.
+
+    A run trained with another config (architecture, data, optimizer, vocabulary...) is refused before
+    anything in the folder is touched; only :data:`RESUMABLE_FIELDS` may change.
+    """
+    if not (out_dir / "config.json").is_file():
+        print(f"[jaxsenti] --resume: {out_dir} holds no run (no config.json); starting a fresh run", file=sys.stderr)
+        return False
+    saved, new = _flat(config_lib.to_dict(read_config(out_dir))), _flat(config_lib.to_dict(cfg))
+    diff = [f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(saved) | set(new))
+            if saved.get(k) != new.get(k) and k.split(".")[0] not in RESUMABLE_FIELDS]
+    if diff:
+        raise config_lib.ConfigError(f"--resume: {out_dir} was trained with a different config ({'; '.join(diff)}); "
+                                     f"resume with the same config, or train into a new folder (or --overwrite)")
+    return True
+
+
 def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: str | Path, *, words=None,
-                   resume: bool = False, progress: bool = True, stop_after_steps: int | None = None,
-                   label: str = "") -> TrainOutcome:
-    """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder."""
+                   resume: bool = False, overwrite: bool = False, progress: bool = True,
+                   stop_after_steps: int | None = None, label: str = "") -> TrainOutcome:
+    """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder.
+
+    ``out_dir`` never ends up mixing two runs: see :func:`jaxsenti.atomic.output_folder` (a folder
+    holding another run needs ``overwrite`` and is replaced only when this run finishes) and
+    :func:`check_resume` (``resume`` continues only a run of the same config).
+    """
     maybe_initialize_distributed()  # multi-host launches only; must precede any jax computation
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepare(cfg, reviews, split, words=words)
+    prep = prepare(cfg, reviews, split, words=words)  # everything that can fail on bad input, before any write
     cfg = prep.cfg
-    if is_primary():  # on a multi-host run only one host writes shared files
-        prep.encoder.save(out_dir)
-        config_lib.dump(cfg, out_dir / "config.json")
-    train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
-    val = LabelledBatches(prep.val, cfg.eval_batch_size, cfg.buckets)
-    state = create_train_state(prep.model, make_optimizer(cfg.optim, len(train) * cfg.epochs), Classification(),
-                               seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
-    del prep.model
-    result = fit(state, train, val, cfg, out_dir=out_dir, resume=resume, progress=progress,
-                 stop_after_steps=stop_after_steps, label=label)
-    if result.interrupted:
-        return TrainOutcome(cfg, out_dir, {}, result.history, time.perf_counter() - t0, True)
-    best = result.state.replace(params=result.best_params)
-    _, logits = evaluate(best, LabelledBatches(prep.test, cfg.eval_batch_size, cfg.buckets))
-    metrics = classification_metrics(prep.test.labels, (sigmoid(logits) > 0.5).astype(int))
-    metrics |= {"best_epoch": result.best_epoch, "steps": result.steps, "train_seconds": result.seconds}
-    if result.best_epoch >= 1:  # what the epoch was chosen on: tune hyperparameters on this, not on test
-        metrics["val_accuracy"] = result.history[result.best_epoch - 1]["val_accuracy"]
-    if is_primary():
-        _write_results(out_dir, cfg, metrics, result.history)
+    resume = resume and check_resume(out_dir, cfg)
+    with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True) as folder:
+        if is_primary() and not resume:  # on a multi-host run only one host writes shared files
+            prep.encoder.save(folder)
+            config_lib.dump(cfg, folder / "config.json")
+        train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
+        val = LabelledBatches(prep.val, cfg.eval_batch_size, cfg.buckets)
+        state = create_train_state(prep.model, make_optimizer(cfg.optim, len(train) * cfg.epochs), Classification(),
+                                   seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
+        del prep.model
+        result = fit(state, train, val, cfg, out_dir=folder, resume=resume, progress=progress,
+                     stop_after_steps=stop_after_steps, label=label)
+        if result.interrupted:
+            return TrainOutcome(cfg, out_dir, {}, result.history, time.perf_counter() - t0, True)
+        best = result.state.replace(params=result.best_params)
+        _, logits = evaluate(best, LabelledBatches(prep.test, cfg.eval_batch_size, cfg.buckets))
+        metrics = classification_metrics(prep.test.labels, (sigmoid(logits) > 0.5).astype(int))
+        metrics |= {"best_epoch": result.best_epoch, "steps": result.steps, "train_seconds": result.seconds}
+        if result.best_epoch >= 1:  # what the epoch was chosen on: tune hyperparameters on this, not on test
+            metrics["val_accuracy"] = result.history[result.best_epoch - 1]["val_accuracy"]
+        if is_primary():
+            _write_results(folder, cfg, metrics, result.history)
     return TrainOutcome(cfg, out_dir, metrics, result.history, time.perf_counter() - t0)
 
 
@@ -152,6 +188,9 @@ class Predictor:
         if not (self.folder / "config.json").is_file():
             raise FileNotFoundError(f"{self.folder} is not a trained model folder (no config.json); train one with `jaxsenti train`")
         self.cfg = read_config(self.folder)
+        if not (self.folder / "metrics.json").is_file():
+            print(f"[jaxsenti] {self.folder}: its training did not finish (no metrics.json); predicting with the best "
+                  "checkpoint it saved", file=sys.stderr)
         self.spec = registry.spec_for(self.cfg.model)
         self.model_name, self.max_len, self.buckets = self.spec.name, self.cfg.max_len, self.cfg.buckets
         self.encoder = self.spec.encoder.load(self.folder, self.max_len)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jaxsenti.data.encoders import WordEncoder, WordPieceConfig, WordPieceEncoder, WordVocabConfig
 from jaxsenti.models.bert import BertClassifier, BertConfig
-from jaxsenti.models.hf_bert import load_pretrained_classifier
+from jaxsenti.models.hf_bert import check_checkpoint, load_pretrained_classifier
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
 
 
@@ -27,6 +27,7 @@ class ModelSpec:
     encoder_config: type
     # (pretrained path, config, fitted encoder, rngs) -> (module, config as loaded); None: no pretrained weights
     load_pretrained: Callable[..., tuple[Any, Any]] | None = None
+    check_pretrained: Callable[[str], Any] | None = None  # fails fast (seconds) when the weights are not there
     default_config: str = ""  # packaged experiment config of `jaxsenti train NAME`
     study_config: str = ""  # packaged experiment config the study trains from random initialisation
     study_pretrained_config: str = ""  # ... and from pretrained weights
@@ -42,7 +43,8 @@ MODELS: dict[str, ModelSpec] = {
     "lstm": ModelSpec("lstm", LSTMConfig, LSTMClassifier, WordEncoder, WordVocabConfig, default_config="lstm_dianping",
                       study_config="lstm_dianping", study_pretrained_config="lstm_dianping"),
     "bert": ModelSpec("bert", BertConfig, BertClassifier, WordPieceEncoder, WordPieceConfig,
-                      load_pretrained=load_pretrained_classifier, default_config="bert_dianping",
+                      load_pretrained=load_pretrained_classifier, check_pretrained=check_checkpoint,
+                      default_config="bert_dianping",
                       study_config="bert_small_random",
                       study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE),
 }

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxsenti import atomic, registry
 from jaxsenti import config as config_lib
-from jaxsenti import registry
 from jaxsenti.analysis import MIXED_SENTENCE, embedding_tsne, plot_prefix_probabilities, plot_tsne, prefixes, word_vectors
 from jaxsenti.baselines import evaluate_baseline, fit_unsegmented_svm, join_words, positive_score
 from jaxsenti.data import Reviews, segment_many, stratified_split
+from jaxsenti.data.io import DEFAULT_DATASET
 from jaxsenti.eda import run_eda
 from jaxsenti.machine import machine_info
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
 from jaxsenti.pipeline import Predictor, train_on_split
-from jaxsenti.plotting import plot_confusion_matrix
+from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
 
@@ -50,9 +52,9 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in (*BASELINES, "tfidf_svm_unsegmented")}
     mixed: dict[str, list[float]] = {name: [] for name in runs}
     mixed_doc = join_words(segment_many([MIXED_SENTENCE], use_disk_cache=False))
-    bar = tqdm(total=opts.seeds * len(runs), desc="baselines", unit="fit", disable=not opts.progress, leave=False)
+    bar = tqdm(total=opts.seeds * len(runs), desc="baselines", unit="fit", disable=None if opts.progress else True, leave=False)
     for seed in range(opts.seeds):
-        sp = stratified_split(reviews.labels, split, seed=seed)
+        sp = stratified_split(reviews.labels, split, seed=seed, source=reviews.report.path)
         fit_idx = np.concatenate([sp.train, sp.val])  # grid-search CV folds stand in for the validation split
         d_fit, y_fit = [docs[i] for i in fit_idx], reviews.labels[fit_idx]
         d_test, y_test = [docs[i] for i in sp.test], reviews.labels[sp.test]
@@ -66,6 +68,8 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
         mixed["tfidf_svm_unsegmented"].append(float(positive_score(raw, [MIXED_SENTENCE])[0]))
         runs["tfidf_svm_unsegmented"].append(res | {"seed": seed})
         bar.update(1)
+        _say(opts.progress, f"baselines seed {seed + 1}/{opts.seeds}: test accuracy "
+                            + ", ".join(f"{n} {runs[n][-1]['accuracy']:.3f}" for n in BASELINES))
     bar.close()
     return {name: {"summary": summarize(r), "runs": r, "mixed_sentence_p_positive": mixed[name], "split": list(split)}
             for name, r in runs.items()}
@@ -77,16 +81,19 @@ def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progr
     runs, mixed, prefix_p, seconds, folders = [], [], [], [], []
     for seed in range(seeds):
         c = dataclasses.replace(cfg, seed=seed)
-        sp = stratified_split(reviews.labels, c.data.split, seed=seed)
-        folder = Path(out_dir) / f"{folder_name or cfg.name}_seed{seed}"
-        outcome = train_on_split(c, reviews, sp, folder, words=words, progress=progress,
+        sp = stratified_split(reviews.labels, c.data.split, seed=seed, source=reviews.report.path)
+        folder = Path("models") / f"{folder_name or cfg.name}_seed{seed}"  # relative: the study folder may be staged
+        _say(progress, f"{cfg.model_name} seed {seed + 1}/{seeds}: training {cfg.name}")
+        outcome = train_on_split(c, reviews, sp, Path(out_dir) / folder, words=words, progress=progress,
                                  label=f"{cfg.model_name} seed {seed}: ")
+        _say(progress, f"{cfg.model_name} seed {seed + 1}/{seeds}: test accuracy {outcome.test_metrics['accuracy']:.3f} "
+                       f"({outcome.seconds:.0f} s)")
         runs.append(outcome.test_metrics | {"seed": seed})
         probs = Predictor(outcome.out_dir).predict([*prefixes(MIXED_SENTENCE), MIXED_SENTENCE])
         prefix_p.append([float(p) for p in probs[:-1]])
         mixed.append(float(probs[-1]))
         seconds.append(outcome.seconds)
-        folders.append(str(outcome.out_dir))
+        folders.append(str(folder))
     return {"summary": summarize(runs), "runs": runs, "mixed_sentence_p_positive": mixed, "prefix_p_positive": prefix_p,
             "seconds": seconds, "folders": folders, "config": cfg.name, "split": list(cfg.data.split)}
 
@@ -141,8 +148,8 @@ def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | No
     if reviews.report.lines():
         md += ["Input handling:", *[f"- {n}" for n in reviews.report.lines()], ""]
     ran = [m for m in opts.models if m != "baselines"]
-    md += [f"Test-set metrics, mean ± sample std over seeds (seed i = split i and initialisation i); precision, recall "
-           f"and F1 of the positive class."
+    md += ["Test-set metrics, mean ± sample std over seeds (seed i = split i and initialisation i); precision, recall "
+           "and F1 of the positive class."
            + (f" Baselines: {_count(opts.seeds, 'seed')}, 5-fold grid search on train+val." if "baselines" in opts.models else "")
            + (f" {'/'.join(ran)}: {_count(opts.neural_seeds, 'seed')}, best epoch on validation." if ran else "")
            + (" With one seed there is no spread: ± 0.000 means one run, not zero variance." if min(
@@ -172,57 +179,102 @@ def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | No
                "![labels](eda/label_distribution.png) ![lengths](eda/length_distribution.png)", "",
                "![top words](eda/top_words_all.png)", "", "![log-ratio](eda/log_ratio_words.png)", ""]
     md += ["## Machine", "", "```", json.dumps(machine_info(devices=True), indent=2), "```", ""]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(md), encoding="utf-8")
-    return path
+    return atomic.write_text(out_dir / "report.md", "\n".join(md))
 
 
-def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: StudyOptions = StudyOptions(), *, eda: bool = True) -> dict:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def is_study_dataset(path) -> bool:
+    """Whether ``path`` is the study's dianping.csv (whose split counts 1600/200/200 the study uses)."""
+    return Path(path).name == DEFAULT_DATASET
+
+
+def preflight(cfgs: dict, progress: bool) -> None:
+    """Check, in seconds, what the neural models will need (tokenizers, pretrained weights) and the figure font,
+    so a missing file or an offline hub fails now, not after the baselines ran."""
+    for name, cfg in cfgs.items():
+        spec = registry.get(name)
+        spec.encoder.check(cfg.encoder, cfg.pretrained)
+        if cfg.pretrained and spec.check_pretrained is not None:
+            spec.check_pretrained(cfg.pretrained)
+    font = setup_matplotlib()  # warns once, with the fix, when no CJK font is usable
+    _say(progress, f"checked: {', '.join(cfgs) or 'no neural models'}; figure font {font or 'none (Chinese shows as boxes)'}")
+
+
+def _say(progress: bool, msg: str) -> None:
+    """One progress line on stderr: readable in a terminal, a pipe, CI logs or nohup.out alike."""
+    if progress:
+        print(f"[jaxsenti] study: {msg}", file=sys.stderr, flush=True)
+
+
+def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: StudyOptions = StudyOptions(), *,
+              eda: bool = True, overwrite: bool = False) -> dict:
+    """Run the study into ``out_dir`` (replaced only when the new study has finished; see ``atomic.output_folder``)."""
+    cfgs = neural_configs(opts)  # a missing config, tokenizer or weights fails here, before any long step
+    preflight(cfgs, opts.progress)
+    t0 = time.perf_counter()
+    with atomic.output_folder(out_dir, overwrite=overwrite) as folder:
+        results = _run(reviews, data_path, folder, opts, cfgs, eda)
+    _say(opts.progress, f"finished in {time.perf_counter() - t0:.0f} s")
+    return results | {"report": str(Path(out_dir) / "report.md")}
+
+
+def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cfgs: dict, eda: bool) -> dict:
     seconds, models, notes, figures = {}, {}, [], {"confusion": {}, "curves": {}}
-    cfgs = neural_configs(opts)  # fail on a missing config before any training
     t = time.perf_counter()
+    _say(opts.progress, f"segmenting {len(reviews)} reviews with jieba")
     words = segment_many(reviews.texts, progress=opts.progress)
     seconds["jieba segmentation"] = time.perf_counter() - t
     eda_summary = None
     if eda:
         t = time.perf_counter()
+        _say(opts.progress, "EDA")
         eda_summary = run_eda(reviews, words, out_dir / "eda", dataset_name=Path(data_path).name)
         seconds["EDA"] = time.perf_counter() - t
     if "baselines" in opts.models:
         t = time.perf_counter()
         models |= run_baselines(reviews, words, opts)
-        seconds[f"baselines ({opts.seeds} seeds × 4 models, grid search)"] = time.perf_counter() - t
+        seconds[f"baselines ({_count(opts.seeds, 'seed')} × 4 models, grid search)"] = time.perf_counter() - t
     for name, cfg in cfgs.items():
         t = time.perf_counter()
-        models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir / "models", progress=opts.progress,
+        models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir, progress=opts.progress,
                                   folder_name=f"{name}_{Path(data_path).stem}")
-        seconds[f"{name} ({opts.neural_seeds} seeds, {cfg.name})"] = time.perf_counter() - t
+        seconds[f"{name} ({_count(opts.neural_seeds, 'seed')}, {cfg.name})"] = time.perf_counter() - t
         if note := init_note(name, cfg):
             notes.append(note)
-        seed0 = Path(models[name]["folders"][0])
+        seed0 = out_dir / models[name]["folders"][0]
         if (seed0 / "training_curves.png").exists():
             figures["curves"][name] = str((seed0 / "training_curves.png").relative_to(out_dir))
+    _say(opts.progress, "figures and report")
     for name, res in models.items():
-        if name in cfgs or name in BASELINES:
-            p = plot_confusion_matrix(np.asarray(res["summary"]["confusion_matrix"]), ["negative", "positive"],
-                                      out_dir / "figures" / f"confusion_{name}.png", title=f"{name} (summed over seeds)")
-            figures["confusion"][name] = str(p.relative_to(out_dir))
+        p = plot_confusion_matrix(np.asarray(res["summary"]["confusion_matrix"]), ["negative", "positive"],
+                                  out_dir / "figures" / f"confusion_{name}.png", title=f"{name} (summed over seeds)")
+        figures["confusion"][name] = str(p.relative_to(out_dir))
     curves = {n: np.mean(models[n]["prefix_p_positive"], axis=0).tolist() for n in cfgs}
     if curves:
-        figures["prefix"] = str(plot_prefix_probabilities(curves, prefixes(MIXED_SENTENCE), out_dir / "figures" / "mixed_sentence_prefixes.png").relative_to(out_dir))
+        path = plot_prefix_probabilities(curves, prefixes(MIXED_SENTENCE), out_dir / "figures" / "mixed_sentence_prefixes.png")
+        figures["prefix"] = str(path.relative_to(out_dir))
     figures["tsne"] = {}
     for name in cfgs:  # models that embed jieba words: does the embedding carry meaning?
         if registry.get(name).encoder.uses_words:
-            tsne = embedding_tsne(*word_vectors(Predictor(models[name]["folders"][0])))
+            tsne = embedding_tsne(*word_vectors(Predictor(out_dir / models[name]["folders"][0])))
             path = plot_tsne(tsne, out_dir / "figures" / f"{name}_embedding_tsne.png", title=f"t-SNE of {name} word embeddings")
             figures["tsne"][name] = str(path.relative_to(out_dir))
             if tsne["missing"]:
                 notes.append(f"t-SNE: not in the {name} vocabulary: {', '.join(tsne['missing'])}.")
-    report = write_report(out_dir, data_path, reviews, eda_summary, models, opts, seconds, notes, figures)
+    write_report(out_dir, data_path, reviews, eda_summary, models, opts, seconds, notes, figures)
     results = {"data": data_path, "n_reviews": len(reviews), "load_report": reviews.report.to_dict(),
                "options": dataclasses.asdict(opts), "models": models, "seconds": seconds, "notes": notes,
                "figures": figures, "machine": machine_info(devices=True)}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    return results | {"report": str(report)}
+    atomic.write_json(out_dir / "results.json", results)
+    return results
+
+
+def summary_lines(results: dict, out_dir) -> list[str]:
+    """What the study prints at the end: accuracy per model and where the report is (not the report itself)."""
+    lines = ["", "test accuracy (mean ± std over seeds):"]
+    for name, res in results["models"].items():
+        s = res["summary"]
+        lines.append(f"  {name:24s} {fmt_mean_std(s['accuracy'])}   ({_count(s['runs'], 'seed')})")
+    total = sum(results["seconds"].values())
+    lines += ["", f"report:  {results['report']}", f"results: {Path(out_dir) / 'results.json'}",
+              f"wall time of the steps: {total:.0f} s"]
+    return lines

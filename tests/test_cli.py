@@ -75,9 +75,9 @@ def test_study_writes_report(tiny_csv, tmp_path, capsys):
         assert f"]({rel})" in report or rel.startswith("eda/")
 
 
-def test_study_rejects_unknown_model(tiny_csv, tmp_path):
-    with pytest.raises(SystemExit, match="unknown --models"):
-        main(["study", "--data", str(tiny_csv), "--out", str(tmp_path), "--models", "baselines,gpt"])
+def test_study_rejects_unknown_model(tiny_csv, tmp_path, capsys):
+    assert main(["study", "--data", str(tiny_csv), "--out", str(tmp_path), "--models", "baselines,gpt"]) == 2
+    assert "--models 'baselines,gpt': choose from baselines, lstm, bert" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [

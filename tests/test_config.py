@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,8 @@ config) and the same interface, so the registry can pair any model with one:
 * ``fit(cfg, texts, words, max_len, pretrained)`` builds it from the training split
   (``words`` are the jieba words of ``texts``, only read by encoders that set ``uses_words``);
 * ``encode(texts, words=None)`` → one int32 array per text, at most ``max_len`` long;
-* ``vocab_size``, ``save(folder)`` and ``load(folder, max_len)``.
+* ``vocab_size``, ``save(folder)`` and ``load(folder, max_len)``;
+* ``check(cfg, pretrained)`` fails fast (seconds) when what ``fit`` will need is missing.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class WordEncoder:
         words = words if words is not None else segment_many(list(texts))
         return cls(Vocab.build(words, min_freq=cfg.min_freq), max_len)
 
+    @classmethod
+    def check(cls, cfg: WordVocabConfig, pretrained: str | None = None) -> None:
+        """Nothing to fetch: the vocabulary comes from the training split."""
+
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
@@ -80,6 +85,11 @@ class WordPieceEncoder:
     def fit(cls, cfg: WordPieceConfig, texts: Sequence[str], words, max_len: int,
             pretrained: str | None = None) -> WordPieceEncoder:
         return cls(load_tokenizer(tokenizer_source(cfg.tokenizer, pretrained)), max_len)
+
+    @classmethod
+    def check(cls, cfg: WordPieceConfig, pretrained: str | None = None) -> None:
+        """Load the tokenizer once: a folder that is missing or a hub id that can't be reached fails here."""
+        load_tokenizer(tokenizer_source(cfg.tokenizer, pretrained))
 
     @property
     def vocab_size(self) -> int:

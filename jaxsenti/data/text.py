@@ -16,6 +16,8 @@ import jieba
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxsenti.atomic import write_text
+
 PAD, UNK = "<pad>", "<unk>"
 # CJK Unified Ideographs, the study's filter: punctuation, Latin letters and digits are removed.
 _NON_CJK = re.compile(r"[^\u4e00-\u9fff]+")
@@ -107,8 +109,17 @@ class Vocab:
         return ids[:max_len] if max_len is not None else ids
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
+        write_text(path, json.dumps(self.itos, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        """A saved vocabulary; a missing or damaged file is an error naming it."""
+        try:
+            itos = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(itos, list) or not all(isinstance(w, str) for w in itos):
+                raise ValueError("expected a JSON list of words")
+            return cls(itos)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} is missing: the model folder is incomplete") from None
+        except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path} is damaged ({e}); retrain the model or restore the file") from None

@@ -144,6 +144,16 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     return {k: _torch_to_numpy(v) for k, v in sd.items()}
 
 
+def check_checkpoint(path_or_hub_id: str | os.PathLike) -> str:
+    """The checkpoint's local folder after checking that config.json and weight files are there (nothing is read)."""
+    folder = resolve_checkpoint_dir(path_or_hub_id)
+    if not os.path.isfile(os.path.join(folder, CONFIG)):
+        raise FileNotFoundError(f"no {CONFIG} in checkpoint folder {folder}")
+    if _weight_files_in(folder) is None:
+        raise FileNotFoundError(f"no weights in checkpoint folder {folder}: expected {SAFETENSORS} or {TORCH_BIN}")
+    return folder
+
+
 def load_hf_checkpoint(path_or_hub_id: str | os.PathLike) -> tuple[BertConfig, dict[str, np.ndarray]]:
     """Read ``config.json`` and the weights of a Hugging Face BERT checkpoint.
 
@@ -375,6 +385,7 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike):
 
 __all__ = [
     "CheckpointError",
+    "check_checkpoint",
     "convert_hf_to_nnx",
     "from_pretrained",
     "load_hf_checkpoint",

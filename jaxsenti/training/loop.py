@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_ste
     if start and meta["sums"] is not None:
         sums = {k: np.float32(v) for k, v in meta["sums"].items()}
     bar = tqdm(total=len(train), initial=start, desc=f"{run.label}epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-               disable=not run.progress, leave=False, dynamic_ncols=True)
+               disable=None if run.progress else True, leave=False, dynamic_ncols=True)  # None: off when not a terminal
     first_step = int(fetch(state.step))  # counted on the host from here: no device sync per batch
     for i, batch in enumerate(train.epoch(epoch, start=start), start=start):
         state, m = jit_train_step(state, device_batch(state, batch, train=True))
@@ -165,7 +166,7 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
     if run.progress:
         train_part = " ".join(f"{k.removeprefix('train_')} {v:.4f}" for k, v in row.items() if k.startswith("train_"))
         val_part = " ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
-        tqdm.write(f"{run.label}epoch {epoch + 1}: train {train_part} | val {val_part}")
+        tqdm.write(f"{run.label}epoch {epoch + 1}: train {train_part} | val {val_part}", file=sys.stderr)
     run.ckpt.save(state, run.snapshot(epoch + 1, 0, None))
     return bool(run.cfg.patience and meta["bad_epochs"] >= run.cfg.patience)
 
@@ -179,7 +180,8 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
     mesh_devices, fsdp``). ``stop_after_steps`` simulates an interruption: a checkpoint is written and
     training returns. A state without a layout is placed on ``Layout.create(cfg.mesh_devices, fsdp=cfg.fsdp)``
     (all visible devices by default); a state that already carries one (``steps.shard_state``) keeps it.
-    ``label`` prefixes progress lines (e.g. ``"lstm seed 0: "``).
+    ``progress``: a bar per epoch on a terminal and one line per finished epoch on stderr (also when it
+    is a pipe or a log file); ``label`` prefixes them (e.g. ``"lstm seed 0: "``).
     """
     out_dir = Path(out_dir)
     monitor = _monitor(state, cfg.monitor)
@@ -189,8 +191,12 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
         _fresh_checkpoints(out_dir)
     ckpt = Checkpoints(out_dir / "checkpoints")
     meta = {"epoch": 0, "batch": 0, "history": [], "best": None, "best_epoch": -1, "bad_epochs": 0, "sums": None, "seconds": 0.0}
-    if resume and (restored := ckpt.restore_latest(state)) is not None:
-        state, meta = restored
+    if resume:
+        restored = ckpt.restore_latest(state)
+        if restored is None and is_primary():
+            print(f"[jaxsenti] --resume: no checkpoint in {out_dir / 'checkpoints'}; starting a fresh run", file=sys.stderr)
+        if restored is not None:
+            state, meta = restored
     run = _Run(cfg, ckpt, meta, time.perf_counter() - meta["seconds"], progress and is_primary(), label)
     try:
         for epoch in range(meta["epoch"], cfg.epochs):
