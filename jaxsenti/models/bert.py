@@ -212,11 +212,12 @@ class BertPooler(nnx.Module):
 
 
 class BertModel(nnx.Module):
-    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, add_pooling_layer: bool = True):
         self.cfg = cfg
         self.embeddings = BertEmbeddings(cfg, rngs=rngs)
         self.layers = nnx.List([BertLayer(cfg, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
-        self.pooler = BertPooler(cfg, rngs=rngs)
+        # False as in HF's BertForMaskedLM, whose checkpoints have no pooler; ``pooled`` is then None
+        self.pooler = BertPooler(cfg, rngs=rngs) if add_pooling_layer else None
 
     def __call__(
         self,
@@ -227,7 +228,7 @@ class BertModel(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ):
-        """Returns ``(sequence_output [B,T,H], pooled [B,H])`` in the compute dtype."""
+        """Returns ``(sequence_output [B,T,H], pooled [B,H] or None without a pooler)`` in the compute dtype."""
         input_ids = jnp.asarray(input_ids, jnp.int32)
         mask = jnp.asarray(attention_mask).astype(bool)
         if token_type_ids is None:
@@ -235,7 +236,7 @@ class BertModel(nnx.Module):
         x = self.embeddings(input_ids, jnp.asarray(token_type_ids, jnp.int32), deterministic=deterministic, rngs=rngs)
         for layer in self.layers:
             x = layer(x, mask, deterministic=deterministic, rngs=rngs)
-        return x, self.pooler(x)
+        return x, (None if self.pooler is None else self.pooler(x))
 
 
 class BertClassifier(nnx.Module):
