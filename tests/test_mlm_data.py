@@ -248,5 +248,7 @@ def test_batches_fixed_shapes_filler_rows_and_resume(batches):
     for x, y in zip(resumed, got[5:]):
         for k in BATCH_KEYS:
             np.testing.assert_array_equal(x[k], y[k])
+    with pytest.raises(ValueError, match="start must be in"):
+        batches.epoch(2, start=len(batches) + 1)  # raised at the call, not at the first next()
     ordered = next(MaskedLMBatches(batches.packed, B, seed=5, shuffle=False).epoch(2))
     np.testing.assert_array_equal(ordered["tokens"], batches.masks(2)["tokens"][:B])

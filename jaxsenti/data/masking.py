@@ -172,9 +172,14 @@ class MaskedLMBatches:
                 "target_weights": target_weights}
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Batches ``start, start+1, …`` of ``epoch``, each of exactly ``batch_size`` rows."""
+        """Batches ``start, start+1, …`` of ``epoch``, each of exactly ``batch_size`` rows (arguments checked now)."""
         if not 0 <= start <= len(self):
             raise ValueError(f"start must be in [0, {len(self)}], got {start}")
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        return self._batches(epoch, start)
+
+    def _batches(self, epoch: int, start: int) -> Iterator[dict[str, np.ndarray]]:
         m = self.masks(epoch)
         N, B = len(self.packed), self.batch_size
         order = np.random.default_rng([self.seed, int(epoch), 1]).permutation(N) if self.shuffle else np.arange(N)
