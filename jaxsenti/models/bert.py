@@ -295,11 +295,12 @@ class BertPooler(nnx.Module):
 
 
 class BertModel(nnx.Module):
-    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, add_pooling_layer: bool = True):
         self.cfg = cfg
         self.embeddings = BertEmbeddings(cfg, rngs=rngs)
         self.layers = nnx.List([BertLayer(cfg, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
-        self.pooler = BertPooler(cfg, rngs=rngs)
+        # False as in HF's BertForMaskedLM, whose checkpoints have no pooler; ``pooled`` is then None
+        self.pooler = BertPooler(cfg, rngs=rngs) if add_pooling_layer else None
 
     def __call__(
         self,
@@ -311,7 +312,7 @@ class BertModel(nnx.Module):
         rngs: nnx.Rngs | None = None,
         lengths=None,
     ):
-        """Returns ``(sequence_output [B,T,H], pooled [B,H])`` in the compute dtype.
+        """Returns ``(sequence_output [B,T,H], pooled [B,H] or None without a pooler)`` in the compute dtype.
 
         ``lengths`` (optional int[B]): pass it when ``attention_mask`` is right padding
         (``t < length``); it lets ``attention="auto"`` use cuDNN flash attention on a GPU.
@@ -323,7 +324,7 @@ class BertModel(nnx.Module):
         x = self.embeddings(input_ids, jnp.asarray(token_type_ids, jnp.int32), deterministic=deterministic, rngs=rngs)
         for layer in self.layers:
             x = layer(x, mask, deterministic=deterministic, rngs=rngs, lengths=lengths)
-        return x, self.pooler(x)
+        return x, (None if self.pooler is None else self.pooler(x))
 
 
 class BertClassifier(nnx.Module):

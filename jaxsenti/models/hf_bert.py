@@ -260,7 +260,8 @@ def convert_hf_to_nnx(
 ) -> BertModel | BertClassifier:
     """Copy Hugging Face BERT weights into ``model`` (a ``BertModel``, or a ``BertClassifier``'s ``.bert``) in place.
 
-    Missing pooler weights (``BertForMaskedLM`` saves none) only warn and keep the fresh pooler. Any other
+    Missing pooler weights (``BertForMaskedLM`` saves none) only warn and keep the fresh pooler; a model
+    built without a pooler (``add_pooling_layer=False``) ignores the checkpoint's pooler weights. Any other
     missing key, a shape mismatch, or (with ``strict``) an unexpected encoder key raises
     :class:`CheckpointError`. Encoder layers beyond ``cfg.num_hidden_layers`` are skipped, so a
     checkpoint can be loaded into a shallower model. Returns ``model``.
@@ -272,6 +273,8 @@ def convert_hf_to_nnx(
     enc, _ignored = _normalise_keys(hf_weights)
 
     entries = _param_map(cfg)
+    if bert.pooler is None:  # a pooler-less encoder (BertForMaskedLM): checkpoint pooler weights are ignored
+        entries = [e for e in entries if e[0][0] != "pooler"]
     used: set[str] = set()
     missing: list[str] = []
     new_values: list[tuple[nnx.Param, np.ndarray]] = []
@@ -312,7 +315,7 @@ def convert_hf_to_nnx(
 
     unexpected = []
     for k in enc:
-        if k in used or k in _IGNORED_ENCODER_KEYS:
+        if k in used or k in _IGNORED_ENCODER_KEYS or (bert.pooler is None and k.startswith("pooler.")):
             continue
         m = _LAYER_RE.match(k)
         if m and int(m.group(1)) >= cfg.num_hidden_layers:
