@@ -19,6 +19,7 @@ import pytest
 from flax import nnx
 
 from jaxsenti.models.bert import BertClassifier, BertConfig, BertModel
+from jaxsenti.models import hf_bert
 from jaxsenti.models.hf_bert import (
     CheckpointError,
     convert_hf_to_nnx,
@@ -247,7 +248,7 @@ def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
         raise huggingface_hub.errors.LocalEntryNotFoundError("no network and not in the local cache")
 
     # never touch the real hub from a test (it would download ~400 MB when online)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr(hf_bert, "snapshot_download", offline)
     with pytest.raises(OSError, match=r"can't reach .*bert-base-chinese.*local folder"):
         from_pretrained("bert-base-chinese", rngs=nnx.Rngs(0))
     assert calls and calls[0][0] == "bert-base-chinese"
@@ -257,8 +258,7 @@ def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
 
 
 def test_hub_id_resolves_through_snapshot_download(hf_ckpts, monkeypatch):
-    import huggingface_hub
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(hf_ckpts["safetensors"]))
+    monkeypatch.setattr(hf_bert, "snapshot_download", lambda repo_id, **kw: str(hf_ckpts["safetensors"]))
     clf = from_pretrained("someone/tiny-bert", rngs=nnx.Rngs(0))
     assert clf.cfg.hidden_size == 128
