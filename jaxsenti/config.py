@@ -153,6 +153,73 @@ class TrainConfig:
         return registry.spec_for(self.model).name
 
 
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig:
+    """Unlabeled text to pretrain on (rules in ``jaxsenti.data.corpus``: no 酒店 rows, no fine-tuning val/test text)."""
+
+    sources: tuple = ()  # (path, text column or None) pairs: CSV or TXT (one review per line); () = the default corpus
+    shopping: bool = True  # default corpus: online_shopping_10_cats.csv without 酒店 (found like the datasets)
+    finetune: str | None = None  # experiment config of the fine-tuning run: its training texts join the corpus, and
+    # the validation/test texts of its split for seeds 0 .. exclude_seeds-1 are kept out (None: no fine-tuning data)
+    exclude_seeds: int = 5
+    heldout_fraction: float = 0.02  # held out for the validation MLM/LM loss each epoch
+    max_texts: int | None = None  # keep only the first N texts (quick runs)
+
+    def __post_init__(self):
+        _check_types(self, "corpus.")
+        _require(all(isinstance(s, tuple) and len(s) == 2 for s in self.sources), "corpus.sources",
+                 "must be (path, text column or None) pairs")
+        _require(self.exclude_seeds >= 1, "corpus.exclude_seeds", "must be >= 1")
+        _require(0 < self.heldout_fraction < 0.5, "corpus.heldout_fraction", "must be in (0, 0.5)")
+        _require(self.max_texts is None or self.max_texts >= 10, "corpus.max_texts", "must be >= 10 or None")
+        _require(self.shopping or self.sources or self.finetune, "corpus", "names no text at all")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining a registered model on unlabeled text; the loop fields mean what they mean in TrainConfig."""
+
+    name: str
+    model: Any  # the model's hyperparameters (BertConfig, LSTMConfig); vocab size is filled in from the task
+    task: Any = None  # the model's pretraining task config (e.g. MaskingConfig); None: its defaults
+    corpus: CorpusConfig = CorpusConfig()
+    optim: OptimConfig = OptimConfig(name="adamw", lr=1e-3, schedule="linear", warmup_ratio=0.05, weight_decay=0.01)
+    batch_size: int = 128
+    eval_batch_size: int = 256
+    epochs: int = 10
+    max_len: int = 128  # tokens per packed sequence
+    seed: int = 0
+    patience: int = 0
+    monitor: str = "val_loss"
+    log_every: int = 20
+    checkpoint_every: int = 500
+    grad_accum_steps: int = 1
+    mesh_devices: int | None = None
+    fsdp: bool = False
+    time_budget_s: float | None = None  # stop once this much training time has passed (validating first)
+
+    def __post_init__(self):
+        spec = registry.spec_for(self.model)
+        _require(spec.pretraining is not None, "model", f"model {spec.name!r} has no pretraining task")
+        if self.task is None:
+            object.__setattr__(self, "task", spec.pretraining.config())
+        _require(isinstance(self.task, spec.pretraining.config), "task",
+                 f"must be a {spec.pretraining.config.__name__} for model {spec.name!r}")
+        _check_types(self)
+        _check_types(self.model, "model.")
+        _check_types(self.task, "task.")
+        for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):
+            _require(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("patience", "checkpoint_every"):
+            _require(getattr(self, name) >= 0, name, "must be >= 0")
+        _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 or None")
+        _require(self.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss")
+
+    @property
+    def model_name(self) -> str:
+        return registry.spec_for(self.model).name
+
+
 # --------------------------------------------------------------------------------------------------
 # loading, overrides, saving
 
@@ -176,7 +243,7 @@ def resolve_config(name_or_path: str | Path) -> Path:
                       f"({', '.join(sorted(known))})")
 
 
-def load_config(name_or_path: str | Path) -> TrainConfig:
+def load_config(name_or_path: str | Path) -> TrainConfig | PretrainConfig:
     path = resolve_config(name_or_path)
     spec = importlib.util.spec_from_file_location(f"jaxsenti_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
@@ -230,10 +297,12 @@ def apply_overrides(cfg, pairs: list[str]):
     return cfg
 
 
-def to_dict(cfg: TrainConfig) -> dict:
+def to_dict(cfg: TrainConfig | PretrainConfig) -> dict:
+    """JSON-ready; the per-model parts (model, encoder, task) carry their class name as ``type``."""
     d = dataclasses.asdict(cfg)
-    d["model"] = {"type": type(cfg.model).__name__, **d["model"]}
-    d["encoder"] = {"type": type(cfg.encoder).__name__, **d["encoder"]}
+    for name in ("model", "encoder", "task"):
+        if name in d:
+            d[name] = {"type": type(getattr(cfg, name)).__name__, **d[name]}
     return {"model_name": cfg.model_name, **d}
 
 
@@ -269,6 +338,25 @@ def from_dict(d: dict, where: str = "config.json") -> TrainConfig:
         raise ConfigError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
     except (TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+# Fields a resumed run may change: how it reports and how long it goes on, not what it trains.
+RESUMABLE_FIELDS = ("epochs", "patience", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size",
+                    "time_budget_s")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def changed_fields(saved: dict, new: dict, allowed: tuple = RESUMABLE_FIELDS) -> list[str]:
+    """``"key: old -> new"`` for every dotted field (``to_dict`` form) that differs, except ``allowed`` top-level ones."""
+    a, b = (_flat(json.loads(json.dumps(d, default=str))) for d in (saved, new))  # tuples and lists compare equal
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k.split(".")[0] not in allowed]
 
 
 def dump(cfg, path: str | Path) -> None:

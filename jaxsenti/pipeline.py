@@ -98,29 +98,16 @@ def _write_results(out_dir: Path, cfg: TrainConfig, metrics: dict, history: list
                           title=f"{cfg.name}: test confusion matrix")
 
 
-# Fields a resumed run may change: how it reports and how long it goes on, not what it trains.
-RESUMABLE_FIELDS = ("epochs", "patience", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return out
-
-
 def check_resume(out_dir: Path, cfg: TrainConfig) -> bool:
     """Whether ``out_dir`` holds a run that ``cfg`` can continue; False (said on stderr) when it holds none.
 
     A run trained with another config (architecture, data, optimizer, vocabulary...) is refused before
-    anything in the folder is touched; only :data:`RESUMABLE_FIELDS` may change.
+    anything in the folder is touched; only ``config.RESUMABLE_FIELDS`` may change.
     """
     if not (out_dir / "config.json").is_file():
         print(f"[jaxsenti] --resume: {out_dir} holds no run (no config.json); starting a fresh run", file=sys.stderr)
         return False
-    saved, new = _flat(config_lib.to_dict(read_config(out_dir))), _flat(config_lib.to_dict(cfg))
-    diff = [f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(saved) | set(new))
-            if saved.get(k) != new.get(k) and k.split(".")[0] not in RESUMABLE_FIELDS]
+    diff = config_lib.changed_fields(config_lib.to_dict(read_config(out_dir)), config_lib.to_dict(cfg))
     if diff:
         raise config_lib.ConfigError(f"--resume: {out_dir} was trained with a different config ({'; '.join(diff)}); "
                                      f"resume with the same config, or train into a new folder (or --overwrite)")

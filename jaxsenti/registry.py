@@ -16,6 +16,7 @@ from jaxsenti.data.encoders import WordEncoder, WordPieceConfig, WordPieceEncode
 from jaxsenti.models.bert import BertClassifier, BertConfig
 from jaxsenti.models.hf_bert import check_checkpoint, load_pretrained_classifier
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+from jaxsenti.tasks.masked_lm import MaskedLMTask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,8 @@ class ModelSpec:
     study_config: str = ""  # packaged experiment config the study trains from random initialisation
     study_pretrained_config: str = ""  # ... and from pretrained weights
     random_init_note: str = ""  # said in the study report when the model starts from random weights
+    pretraining: Any = None  # its pretraining task (jaxsenti.tasks): unlabeled text -> pretrained weights
+    pretrain_config: str = ""  # packaged config of `jaxsenti pretrain NAME`
 
 
 _BERT_RANDOM_NOTE = (
@@ -46,7 +49,8 @@ MODELS: dict[str, ModelSpec] = {
                       load_pretrained=load_pretrained_classifier, check_pretrained=check_checkpoint,
                       default_config="bert_dianping",
                       study_config="bert_small_random",
-                      study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE),
+                      study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE,
+                      pretraining=MaskedLMTask(), pretrain_config="bert_mlm_small"),
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from jaxsenti.data.masking import MaskedLMBatches, pack
-from jaxsenti.data.pretraining import TokenizedCorpus, VocabInfo
+from jaxsenti.data.corpus import TokenizedCorpus, VocabInfo
 from jaxsenti.models.bert import BertConfig
 from jaxsenti.models.bert_mlm import BertForMaskedLM
 from jaxsenti.objectives.masked_lm import MaskedLM

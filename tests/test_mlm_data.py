@@ -11,7 +11,7 @@ import pytest
 from jaxsenti.data import DataError, load_reviews, stratified_split
 from jaxsenti.data import pretraining as pt
 from jaxsenti.data.masking import BATCH_KEYS, MaskedLMBatches, default_max_predictions, pack
-from jaxsenti.data.pretraining import (
+from jaxsenti.data.corpus import (
     TextSource,
     default_corpus,
     load_corpus,

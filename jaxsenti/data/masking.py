@@ -1,6 +1,6 @@
 """Packing and whole-word masking for MLM pretraining, vectorised in numpy.
 
-:func:`pack` turns a :class:`~jaxsenti.data.pretraining.TokenizedCorpus` into fixed-length sequences:
+:func:`pack` turns a :class:`~jaxsenti.data.corpus.TokenizedCorpus` into fixed-length sequences:
 the reviews (in a seeded random order) form one stream ``r1 [SEP] r2 [SEP] …`` that is cut into
 chunks of ``max_len - 1`` tokens, each prefixed with ``[CLS]`` (RoBERTa's "full sentences"). A review
 longer than a chunk continues in the next sequence; only the very last sequence is padded, so every
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxsenti.data.pretraining import TokenizedCorpus, VocabInfo
+from jaxsenti.data.corpus import TokenizedCorpus, VocabInfo
 
 BATCH_KEYS = ("tokens", "lengths", "positions", "targets", "target_weights", "weights")
 

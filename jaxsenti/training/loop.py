@@ -43,7 +43,8 @@ class FitResult:
     best_epoch: int
     steps: int
     seconds: float
-    interrupted: bool = False
+    interrupted: bool = False  # stopped by stop_after_steps: no best parameters, resume to finish
+    out_of_time: bool = False  # the time budget ran out: the epoch in progress was validated and training ended
 
 
 def device_batch(state: TrainState, batch: dict, *, train: bool = False) -> dict:
@@ -116,6 +117,11 @@ class _Run:
     t_start: float
     progress: bool
     label: str
+    unit: tuple[str, int]  # what the progress bar counts per batch, e.g. ("tok", 16384)
+    time_budget_s: float | None
+
+    def out_of_time(self) -> bool:
+        return self.time_budget_s is not None and time.perf_counter() - self.t_start >= self.time_budget_s
 
     def snapshot(self, epoch: int, batch: int, sums) -> dict:
         return self.meta | {"epoch": epoch, "batch": batch, "seconds": time.perf_counter() - self.t_start,
@@ -123,31 +129,36 @@ class _Run:
 
 
 def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_steps: int | None):
-    """One epoch (or its rest, after a resume); returns (state, sums, interrupted)."""
+    """One epoch (or its rest, after a resume); returns (state, sums, "interrupted" | "out of time" | None)."""
     cfg, meta = run.cfg, run.meta
     start = meta["batch"] if epoch == meta["epoch"] else 0
     sums = None
     if start and meta["sums"] is not None:
         sums = {k: np.float32(v) for k, v in meta["sums"].items()}
-    bar = tqdm(total=len(train), initial=start, desc=f"{run.label}epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-               disable=None if run.progress else True, leave=False, dynamic_ncols=True)  # None: off when not a terminal
+    unit, per_batch = run.unit
+    bar = tqdm(total=len(train) * per_batch, initial=start * per_batch, desc=f"{run.label}epoch {epoch + 1}/{cfg.epochs}",
+               unit=unit, unit_scale=per_batch > 1, disable=None if run.progress else True, leave=False,
+               dynamic_ncols=True)  # disable=None: no bar when stderr is not a terminal
     first_step = int(fetch(state.step))  # counted on the host from here: no device sync per batch
     for i, batch in enumerate(train.epoch(epoch, start=start), start=start):
         state, m = jit_train_step(state, device_batch(state, batch, train=True))
         m.pop("grad_norm")
         sums = _add(sums, m)
-        bar.update(1)
+        bar.update(per_batch)
         if run.progress and (i + 1) % cfg.log_every == 0:
             bar.set_postfix({k: f"{v:.4f}" for k, v in _summary(state, sums).items()})  # a small sync, for the bar only
         step = first_step + i + 1 - start
         if stop_after_steps is not None and step >= stop_after_steps:
             run.ckpt.save(state, run.snapshot(epoch, i + 1, sums))
             bar.close()
-            return state, sums, True
+            return state, sums, "interrupted"
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and i + 1 < len(train):
             run.ckpt.save(state, run.snapshot(epoch, i + 1, sums))
+        if run.out_of_time():
+            bar.close()
+            return state, sums, "out of time"
     bar.close()
-    return state, sums, False
+    return state, sums, None
 
 
 def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tuple[str, str]) -> bool:
@@ -172,7 +183,8 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
 
 
 def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool = False, progress: bool = True,
-        stop_after_steps: int | None = None, label: str = "") -> FitResult:
+        stop_after_steps: int | None = None, label: str = "", unit: tuple[str, int] = ("batch", 1),
+        time_budget_s: float | None = None) -> FitResult:
     """Train with early stopping on ``cfg.monitor``; the best parameters are kept in ``out_dir/checkpoints/best``.
 
     ``train``/``val`` are batch sources; ``cfg`` is any config with the loop fields of
@@ -181,7 +193,10 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
     training returns. A state without a layout is placed on ``Layout.create(cfg.mesh_devices, fsdp=cfg.fsdp)``
     (all visible devices by default); a state that already carries one (``steps.shard_state``) keeps it.
     ``progress``: a bar per epoch on a terminal and one line per finished epoch on stderr (also when it
-    is a pipe or a log file); ``label`` prefixes them (e.g. ``"lstm seed 0: "``).
+    is a pipe or a log file); ``label`` prefixes them (e.g. ``"lstm seed 0: "``); ``unit`` is what the bar
+    counts per batch (``("tok", tokens_per_batch)`` shows tokens/s). ``time_budget_s``: once that much training
+    time has passed (counting a resumed run's earlier time), the epoch in progress is validated like a full
+    one and training ends (``FitResult.out_of_time``); a later ``--resume`` continues with the next epoch.
     """
     out_dir = Path(out_dir)
     monitor = _monitor(state, cfg.monitor)
@@ -197,18 +212,20 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
             print(f"[jaxsenti] --resume: no checkpoint in {out_dir / 'checkpoints'}; starting a fresh run", file=sys.stderr)
         if restored is not None:
             state, meta = restored
-    run = _Run(cfg, ckpt, meta, time.perf_counter() - meta["seconds"], progress and is_primary(), label)
+    run = _Run(cfg, ckpt, meta, time.perf_counter() - meta["seconds"], progress and is_primary(), label, unit,
+               time_budget_s)
+    stopped = None
     try:
         for epoch in range(meta["epoch"], cfg.epochs):
-            state, sums, interrupted = _train_epoch(run, state, train, epoch, stop_after_steps)
-            if interrupted:
+            state, sums, stopped = _train_epoch(run, state, train, epoch, stop_after_steps)
+            if stopped == "interrupted":
                 return FitResult(state, None, meta["history"], meta["best_epoch"], int(fetch(state.step)),
-                                 time.perf_counter() - run.t_start, True)
-            if _end_epoch(run, state, val, epoch, sums, monitor):
+                                 time.perf_counter() - run.t_start, interrupted=True)
+            if _end_epoch(run, state, val, epoch, sums, monitor) or stopped:
                 break
         best_params = ckpt.restore_best(state.params)
         return FitResult(state, best_params, meta["history"], meta["best_epoch"], int(fetch(state.step)),
-                         time.perf_counter() - run.t_start)
+                         time.perf_counter() - run.t_start, out_of_time=stopped == "out of time")
     except KeyboardInterrupt:
         # The state being stepped may already be donated, so the last written checkpoint is the resume point.
         if is_primary():

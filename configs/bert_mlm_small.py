@@ -1,0 +1,30 @@
+"""Masked-language-model pretraining of the small BERT (2 layers, 128 wide) on unlabeled reviews, for a CPU.
+
+    jaxsenti pretrain bert --config bert_mlm_small --out runs/pretrain/bert_mlm_small
+    jaxsenti train bert --config bert_small_mlm --pretrained runs/pretrain/bert_mlm_small
+
+Corpus: the 52,774 online-shopping reviews outside 酒店 plus the dianping reviews that are in no
+validation or test split of seeds 0-4 (split 1620/180/200, bert_small_random's), 2 % held out.
+Whole-word masking, 15 %, 80/10/10, sequences of 128 tokens. Same architecture as
+bert_small_random, so the two fine-tuning rows differ only in the starting weights.
+Expected: see benchmarks/RESULTS.md, "Pretraining" (MLM loss and masked-token accuracy per
+epoch, wall time, and the fine-tuning accuracy it gives).
+"""
+
+from jaxsenti.config import CorpusConfig, OptimConfig, PretrainConfig
+from jaxsenti.models.bert import BertConfig
+
+
+def get_config() -> PretrainConfig:
+    return PretrainConfig(
+        name="bert_mlm_small",
+        model=BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                         max_position_embeddings=128),
+        corpus=CorpusConfig(finetune="bert_small_random", exclude_seeds=5),
+        optim=OptimConfig(name="adamw", lr=1e-3, schedule="linear", warmup_ratio=0.05, weight_decay=0.01, clip_norm=1.0),
+        batch_size=128,
+        eval_batch_size=256,
+        epochs=8,
+        max_len=128,
+        checkpoint_every=200,
+    )
