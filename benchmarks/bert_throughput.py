@@ -144,10 +144,12 @@ def main(argv=None) -> int:
     ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
     ap.add_argument("--batch", type=int, default=None, help="default: 32 (small), 4 (base)")
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per framework; default 10 (small), 3 (base); quick 3")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed steps per framework; default 10 (small), 3 (base); quick 3")
     ap.add_argument("--warmup", type=int, default=None,
                     help="untimed steps after the first one, per framework; default 1 (small), 0 (base); quick 0")
-    ap.add_argument("--rounds", type=int, default=2, help="alternate JAX/PyTorch this many times, steps split across (quick: 1)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternate JAX/PyTorch this many times, steps split across (quick: 1)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="JAX compute dtype")
     ap.add_argument("--skip-torch", action="store_true")
     a = parse_args(ap, argv, quick=dict(steps=3, warmup=0, rounds=1))
@@ -173,7 +175,8 @@ def main(argv=None) -> int:
         for _ in range(warmup):
             r.step()
     rounds = max(1, min(a.rounds, steps))
-    times = alternate({k: r.step for k, r in runners.items()}, [steps // rounds + (i < steps % rounds) for i in range(rounds)])
+    per_round = [steps // rounds + (i < steps % rounds) for i in range(rounds)]
+    times = alternate({k: r.step for k, r in runners.items()}, per_round)
 
     rss = peak_rss_mib()  # one process: the peak of both frameworks together
     fws = {}

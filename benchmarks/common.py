@@ -34,14 +34,10 @@ DATA_FILES = {  # name: (file, text column, label column)
 
 
 def data_path(name: str) -> Path:
-    """One of the two shared datasets: $JAXSENTI_DATA_DIR if it holds it, else the usual resolution."""
+    """One of the two shared datasets, looked up as the package looks up any ($JAXSENTI_DATA_DIR, then data/)."""
     from jaxsenti.data import resolve_dataset
 
-    fname = DATA_FILES[name][0]
-    base = os.environ.get("JAXSENTI_DATA_DIR")
-    if base and (Path(base) / fname).is_file():
-        return Path(base) / fname
-    return resolve_dataset(fname)
+    return resolve_dataset(DATA_FILES[name][0])
 
 
 def clear_segment_memo(_i=None) -> None:
@@ -178,6 +174,18 @@ def base_argparser(description: str, *, quick: bool = True) -> argparse.Argument
     if quick:
         ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     return ap
+
+
+def names_of(known) -> Callable[[str], list[str]]:
+    """An argparse ``type``: comma-separated names, each one of ``known``."""
+
+    def parse(raw: str) -> list[str]:
+        names = [n for n in raw.split(",") if n]
+        if unknown := sorted(set(names) - set(known)):
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+        return names
+
+    return parse
 
 
 def parse_args(ap: argparse.ArgumentParser, argv=None, *, quick: dict | None = None) -> argparse.Namespace:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 
-from common import alternate, base_argparser, finish, parse_args
+from common import alternate, base_argparser, finish, names_of, parse_args
 
 
 def lstm_gemms(B=64, T=128, E=400, H=256, layers=2):
@@ -122,13 +122,13 @@ def torch_runner(big, chains, batched):
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--models", default="lstm,bert")
+    ap.add_argument("--models", default="lstm,bert", type=names_of(MODELS))
     ap.add_argument("--rounds", type=int, default=5, help="alternating JAX/PyTorch rounds (quick: 2)")
     ap.add_argument("--reps", type=int, default=3, help="timed calls per framework and round (quick: 1)")
     a = parse_args(ap, argv, quick=dict(rounds=2, reps=1))
 
     results = {}
-    for name in a.models.split(","):
+    for name in a.models:
         gemms = MODELS[name]()
         runners = {"jax": jax_runner(*gemms), "torch": torch_runner(*gemms)}
         times = alternate({k: lambda _i, run=run: run() for k, run in runners.items()}, [a.reps] * a.rounds)

@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_argparser, clear_segment_memo, data_path, finish, parse_args, peak_rss_mib, time_calls
+from common import (base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    time_calls)
 
 CONFIGS = {"lstm": "lstm_dianping", "bert": "bert_small_random"}  # packaged experiment configs
 
@@ -140,7 +141,8 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
         compile_s = time.perf_counter() - t0
         r = time_calls(lambda i, t=tokens, n=lens: jax.block_until_ready(forward(pred.params, t, n)),
                        repeats=model_only_repeats if B == 1 else max(3, model_only_repeats // 3), warmup=1)
-        r |= {"compile_s": compile_s, "batch": B, "seq": T, "seq_per_s": B / r["median_s"], "tokens_per_s": B * T / r["median_s"]}
+        r |= {"compile_s": compile_s, "batch": B, "seq": T, "seq_per_s": B / r["median_s"],
+              "tokens_per_s": B * T / r["median_s"]}
         model_only[f"b{B}"] = r
 
     return {
@@ -187,9 +189,11 @@ def print_summary(res: dict) -> None:
     for kind, r in res["models"].items():
         s, b = r["single"], r["batch"]
         print(f"{kind}: {r['n_params'] / 1e6:.2f}M params (random init)")
-        print(f"  single review : first call {s['first_call_s']:.2f}s, p50 {s['p50_s'] * 1e3:.1f} ms, p99 {s['p99_s'] * 1e3:.1f} ms")
+        print(f"  single review : first call {s['first_call_s']:.2f}s, p50 {s['p50_s'] * 1e3:.1f} ms, "
+              f"p99 {s['p99_s'] * 1e3:.1f} ms")
         print(f"  batch of {b['batch_size']}: first call {b['first_call_s']:.2f}s, p50 {b['p50_s'] * 1e3:.0f} ms, "
-              f"p99 {b['p99_s'] * 1e3:.0f} ms ({b['reviews_per_s']:.0f} reviews/s, {b['jitted_calls_per_predict']} jitted calls)")
+              f"p99 {b['p99_s'] * 1e3:.0f} ms ({b['reviews_per_s']:.0f} reviews/s, "
+              f"{b['jitted_calls_per_predict']} jitted calls)")
         for k, m in r["model_only"].items():
             print(f"  model only {k} x{m['seq']}: compile {m['compile_s']:.2f}s, p50 {m['p50_s'] * 1e3:.1f} ms")
     print(f"peak RSS {res['peak_rss_mib']:.0f} MiB, wall {res['wall_s']:.0f}s")
@@ -197,7 +201,7 @@ def print_summary(res: dict) -> None:
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--models", default="lstm,bert", help="comma-separated: lstm, bert")
+    ap.add_argument("--models", default="lstm,bert", type=names_of(CONFIGS), help="comma-separated: lstm, bert")
     ap.add_argument("--single-repeats", type=int, default=50, help="timed single-review calls (quick: 10)")
     ap.add_argument("--batch-repeats", type=int, default=8, help="timed 256-review calls (quick: 2)")
     ap.add_argument("--batch-warmup", type=int, default=1, help="untimed 256-review calls after the first (quick: 0)")
@@ -205,11 +209,7 @@ def main(argv=None) -> int:
                     "as many at the batch size (quick: 6)")
     ap.add_argument("--batch-size", type=int, default=256)
     a = parse_args(ap, argv, quick=dict(single_repeats=10, batch_repeats=2, batch_warmup=0, model_only_repeats=6))
-    models = [m for m in a.models.split(",") if m]
-    for m in models:
-        if m not in CONFIGS:
-            ap.error(f"unknown model {m!r}; choose from {sorted(CONFIGS)}")
-    res = run(models, single_repeats=a.single_repeats, batch_repeats=a.batch_repeats, batch_size=a.batch_size,
+    res = run(a.models, single_repeats=a.single_repeats, batch_repeats=a.batch_repeats, batch_size=a.batch_size,
               model_only_repeats=a.model_only_repeats, batch_warmup=a.batch_warmup)
     return finish(res, a, argv, print_summary)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, parse_args, peak_rss_mib, time_calls
+from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    time_calls)
 
 
 def _stage(n_items: int, timing: dict, **extra) -> dict:
@@ -88,12 +89,11 @@ def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | Non
 
 
 def run(datasets: dict[str, tuple[Path, str, str]], *, limit: int | None = None, repeats: int = 3,
-        tokenizer_dir: str | None = None, limits: dict | None = None) -> dict:
+        tokenizer_dir: str | None = None) -> dict:
     t0 = time.perf_counter()
     res = {"benchmark": "preprocessing", "datasets": {}}
     for name, (path, tc, lc) in datasets.items():
-        lim = (limits or {}).get(name, limit)
-        res["datasets"][name] = bench_dataset(Path(path), tc, lc, limit=lim, repeats=repeats, tokenizer_dir=tokenizer_dir)
+        res["datasets"][name] = bench_dataset(Path(path), tc, lc, limit=limit, repeats=repeats, tokenizer_dir=tokenizer_dir)
     res["peak_rss_mib"] = peak_rss_mib()
     res["wall_s"] = time.perf_counter() - t0
     return res
@@ -109,25 +109,16 @@ def print_summary(res: dict) -> None:
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--datasets", default="dianping,online_shopping")
-    ap.add_argument("--limit", type=int, default=None, help="first N reviews per dataset after loading "
-                    "(quick default: 20000 for online_shopping)")
+    ap.add_argument("--datasets", default="dianping,online_shopping", type=names_of(DATA_FILES))
+    ap.add_argument("--limit", type=int, default=None, help="first N reviews per dataset after loading (quick: 20000)")
     ap.add_argument("--repeats", type=int, default=3, help="(quick: 2)")
     ap.add_argument("--tokenizer", default=None,
                     help="BERT tokenizer folder (default: $JAXSENTI_BERT_TOKENIZER_DIR, else the packaged one)")
-    a = parse_args(ap, argv, quick=dict(repeats=2))
-    names = [n for n in a.datasets.split(",") if n]
-    datasets = {}
-    for n in names:
-        if n not in DATA_FILES:
-            ap.error(f"unknown dataset {n!r}; choose from {sorted(DATA_FILES)}")
-        _, tc, lc = DATA_FILES[n]
-        datasets[n] = (data_path(n), tc, lc)
-    limits = {"online_shopping": 20000} if a.quick and a.limit is None else None
+    a = parse_args(ap, argv, quick=dict(repeats=2, limit=20000))
     from jaxsenti.data.encoders import default_tokenizer_dir
 
-    res = run(datasets, limit=a.limit, repeats=a.repeats, tokenizer_dir=a.tokenizer or default_tokenizer_dir(),
-              limits=limits)
+    datasets = {n: (data_path(n), *DATA_FILES[n][1:]) for n in a.datasets}
+    res = run(datasets, limit=a.limit, repeats=a.repeats, tokenizer_dir=a.tokenizer or default_tokenizer_dir())
     return finish(res, a, argv, print_summary)
 
 

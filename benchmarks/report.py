@@ -59,7 +59,8 @@ def compile_section(results: dict) -> list[str]:
     for lat in _outputs(results, "latency"):
         for kind, m in lat["result"]["models"].items():
             s, b = m["single"], m["batch"]
-            rows.append((f"{kind} predict, 1 review", "jax", "first call (compile + run)", s["first_call_s"], _ms(s["p50_s"])))
+            rows.append((f"{kind} predict, 1 review", "jax", "first call (compile + run)", s["first_call_s"],
+                         _ms(s["p50_s"])))
             rows.append((f"{kind} predict, {b['batch_size']} reviews", "jax",
                          f"first call ({b['jitted_calls_per_predict']} bucket shapes)", b["first_call_s"], _ms(b["p50_s"])))
             mo = m["model_only"].get(f"b{b['batch_size']}")
@@ -70,7 +71,9 @@ def compile_section(results: dict) -> list[str]:
     if ds:
         rows.append((f"LSTM (moderate) epoch, {ds[0]['n_reviews']} reviews", "jax", "compile all bucket shapes",
                      ds[0]["compile_s"], _ms(ds[0]["epoch_s"])))
-    return md_table(["what", "framework", "one-off cost", "one-off (s)", "steady state (ms, median/p50)"], rows) if rows else []
+    if not rows:
+        return []
+    return md_table(["what", "framework", "one-off cost", "one-off (s)", "steady state (ms, median/p50)"], rows)
 
 
 def train_section(results: dict) -> list[str]:
@@ -139,7 +142,8 @@ def latency_section(results: dict) -> list[str]:
                              _ms(mo["p99_s"]), mo["seq_per_s"], None))
             notes.append(f"{kind}: `{m['config_file']}`, buckets {m['buckets']}; {m['weights']}. "
                          f"The {b['batch_size']}-review call ran {b['jitted_calls_per_predict']} jitted calls "
-                         f"(buckets {b['buckets_used']}), each padded to the smallest of `Predictor.BATCH_SIZES` that holds it.")
+                         f"(buckets {b['buckets_used']}), each padded to the smallest of `Predictor.BATCH_SIZES` "
+                         "that holds it.")
     if not rows:
         return []
     return md_table(["model", "mode", "calls timed", "p50 (ms)", "p99 (ms)", "reviews/s at p50", "peak RSS (MiB)"],
@@ -155,8 +159,9 @@ def preprocessing_section(results: dict) -> list[str]:
         for key, label in PRE_STAGES:
             st = d.get(key)
             if st:
-                extra = next((f"{fmt_num(st[k])} {unit}" for k, unit in (("words_per_s", "words/s"), ("tokens_per_s", "tokens/s"))
-                              if st.get(k)), f"vocab {fmt_num(st['vocab_size'])}" if st.get("vocab_size") else "")
+                rates = (("words_per_s", "words/s"), ("tokens_per_s", "tokens/s"))
+                extra = next((f"{fmt_num(st[k])} {unit}" for k, unit in rates if st.get(k)),
+                             f"vocab {fmt_num(st['vocab_size'])}" if st.get("vocab_size") else "")
                 rows.append((name, label, st["n_reviews"], st["median_s"], st["reviews_per_s"], extra))
         init = d.get("jieba_init_s")
         init = "already loaded" if init is not None and init < 0.01 else f"{fmt_num(init)} s, not in the jieba row"
@@ -184,7 +189,8 @@ def scaling_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
             rows.append((row["batch"], _ms(j.get("median_step_s")), j.get("tokens_per_s"), j.get("seq_per_s"),
                          j.get("peak_rss_mib"), _ms(t.get("median_step_s")), t.get("tokens_per_s"), t.get("peak_rss_mib"),
                          row["jax_over_torch"]))
-        lines += [f"### Train-step throughput vs batch size ({b['model']}, T={b['seq']}, {b['steps']} timed steps per size)", ""]
+        lines += [f"### Train-step throughput vs batch size ({b['model']}, T={b['seq']}, {b['steps']} timed steps "
+                  "per size)", ""]
         lines += md_table(["batch", "JAX step (ms)", "JAX tokens/s", "JAX seq/s", "JAX peak RSS (MiB)", "PyTorch step (ms)",
                            "PyTorch tokens/s", "PyTorch peak RSS (MiB)", "JAX/PyTorch"], rows) + [""]
         lines += img("scaling_batch.png", "train-step throughput vs batch size")

@@ -31,7 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
-from common import HERE, fmt_num, machine_info, read_json, run_script, shown, write_json
+from common import HERE, fmt_num, machine_info, names_of, read_json, run_script, shown, write_json
 from report import render_markdown
 
 ACCURACY_CONFIGS = ("lstm_dianping", "bert_small_random")
@@ -46,7 +46,6 @@ JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {see
     "scaling": [("scaling.json", "scaling.py", "--plots", "{out}")],
     "accuracy": [(f"{c}_accuracy.json", "accuracy.py", c, "--seeds", "{seeds}") for c in ACCURACY_CONFIGS],
 }
-PARTS = tuple(JOBS)
 
 
 def plan(quick: bool, out: Path, skip: set[str], accuracy: bool, seeds: int) -> list[tuple[str, list]]:
@@ -103,7 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer steps and repeats, smaller sizes, no bert-base (≈5 min)")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON files and PNGs")
     ap.add_argument("--md", default=str(HERE / "RESULTS.md"), help="where to write the markdown report")
-    ap.add_argument("--skip", default="", help=f"comma-separated parts to skip: {','.join(PARTS)}")
+    ap.add_argument("--skip", default="", type=names_of(JOBS), help=f"comma-separated parts to skip: {','.join(JOBS)}")
     ap.add_argument("--accuracy", action="store_true",
                     help=f"also run benchmarks/accuracy.py on {', '.join(ACCURACY_CONFIGS)} (slow: trains each seed)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds for --accuracy")
@@ -111,9 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from <out>/results.json")
     a = ap.parse_args(argv)
     out, md_path = Path(a.out).resolve(), Path(a.md)
-    skip = {s.strip() for s in a.skip.split(",") if s.strip()}
-    if skip - set(PARTS):
-        ap.error(f"unknown part(s) in --skip: {sorted(skip - set(PARTS))}; parts are {','.join(PARTS)}")
+    skip = set(a.skip)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MPLBACKEND", "Agg")
     results_json = out / "results.json"

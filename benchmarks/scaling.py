@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HERE, base_argparser, clear_segment_memo, data_path, finish, parse_args, peak_rss_mib, run_script
+from common import (HERE, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    run_script)
 
 # ----------------------------------------------------------------------------------------------
 # batch-size scaling (subprocesses of lstm_throughput.py)
@@ -124,7 +125,8 @@ def epoch_benchmark(texts, labels, *, model_kw=None, batch_size: int = 64, max_l
     used = sorted({bucket_for(len(s), buckets) for s in seqs})
     t0 = time.perf_counter()
     for b in used:  # compile every bucket shape before the timed epoch
-        state, m = jit_train_step(state, device_batch(state, pad_batch(seqs[:batch_size], labels[:batch_size], batch_size, b)))
+        batch = pad_batch(seqs[:batch_size], labels[:batch_size], batch_size, b)
+        state, m = jit_train_step(state, device_batch(state, batch))
     jax.block_until_ready(state.params)
     compile_s = time.perf_counter() - t0
 
@@ -221,7 +223,8 @@ def plot_dataset(res: dict, path) -> Path:
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--part", default="batch,dataset", help="comma-separated: batch, dataset")
+    ap.add_argument("--part", default="batch,dataset", type=names_of(("batch", "dataset")),
+                    help="comma-separated: batch, dataset")
     ap.add_argument("--batches", default="16,32,64,128", help="batch sizes (quick: 16,32,64)")
     ap.add_argument("--sizes", default="2000,20000,62695", help="dataset sizes (quick: 2000,10000)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per batch size (quick: 3)")
@@ -229,14 +232,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="batch scaling: JAX only (quick: on)")
     ap.add_argument("--plots", default=None, help="write scaling_batch.png / scaling_dataset.png into this folder")
     a = parse_args(ap, argv, quick=dict(batches="16,32,64", sizes="2000,10000", steps=3, warmup=1, no_torch=True))
-    parts = [p for p in a.part.split(",") if p]
     res = {"benchmark": "scaling"}
     t0 = time.perf_counter()
-    if "batch" in parts:
+    if "batch" in a.part:
         print("batch-size scaling (lstm_throughput.py per batch size):", flush=True)
         res["batch"] = batch_scaling([int(x) for x in a.batches.split(",")], steps=a.steps, warmup=a.warmup,
                                      torch=not a.no_torch)
-    if "dataset" in parts:
+    if "dataset" in a.part:
         print("dataset-size scaling (one epoch, moderate LSTM):", flush=True)
         res["dataset"] = dataset_scaling([int(x) for x in a.sizes.split(",")])
     res["peak_rss_mib"] = peak_rss_mib()
