@@ -1,20 +1,21 @@
-"""Helpers shared by the benchmark scripts: machine info, timing statistics, peak memory, JSON, markdown.
+"""What the benchmark scripts share: paths, timing, the result JSON (one layout for both throughput scripts), markdown.
 
-Nothing here imports JAX or torch at module level, so the helpers are cheap to import in tests and in
-the ``run_all.py`` driver (which runs each benchmark in its own subprocess).
+Nothing here imports JAX or torch at module level, so the driver (``run_all.py``, which runs each benchmark
+in its own subprocess) and the tests import it cheaply.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,73 +25,26 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-DATA_FILES = {
-    # name: (file, text column, label column)
+from jaxsenti.machine import machine_info  # noqa: E402  (the project's one; light: no jax import)
+
+DATA_FILES = {  # name: (file, text column, label column)
     "dianping": ("dianping.csv", "comment", "sentiment"),
     "online_shopping": ("online_shopping_10_cats.csv", "review", "label"),
 }
 
 
-# ----------------------------------------------------------------------------------------------
-# Machine information
-# ----------------------------------------------------------------------------------------------
+def data_path(name: str) -> Path:
+    """One of the two shared datasets, looked up as the package looks up any ($JAXSENTI_DATA_DIR, then data/)."""
+    from jaxsenti.data import resolve_dataset
+
+    return resolve_dataset(DATA_FILES[name][0])
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def clear_segment_memo(_i=None) -> None:
+    """Empty jieba's in-process memo, so that repeated texts are really segmented again (a ``before`` hook)."""
+    from jaxsenti.data import text
 
-
-def total_ram_gib() -> float | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / 1024**2  # kB -> GiB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # noqa: BLE001 - a missing package is simply not reported
-        return None
-
-
-def machine_info() -> dict:
-    """CPU model, cores, RAM, load, library versions and the date. Does not import JAX/torch."""
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "ram_gib": total_ram_gib(),
-        "load_average": load,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": {name: _version(name) for name in
-                     ("jax", "jaxlib", "flax", "optax", "torch", "numpy", "transformers", "tokenizers", "jieba")},
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "gpu": "none measured: CPU-only session (no GPU available)",
-    }
+    text._segment_cached.cache_clear()  # no public hook; fail loudly rather than time a warm memo
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,7 +53,7 @@ def machine_info() -> dict:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between order statistics (numpy's default)."""
+    """The q-th percentile (0..100), interpolating linearly between order statistics (numpy's default)."""
     if not values:
         raise ValueError("percentile of an empty sequence")
     if not 0 <= q <= 100:
@@ -112,70 +66,48 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summarize_times(times: Sequence[float]) -> dict:
-    """median/p50/p90/p99/mean/min/max of a list of durations in seconds (plus the raw list)."""
+    """n, median, p50/p90/p99, mean, min, max of durations in seconds, and the raw list."""
     times = [float(t) for t in times]
-    return {
-        "n": len(times),
-        "median_s": statistics.median(times),
-        "p50_s": percentile(times, 50),
-        "p90_s": percentile(times, 90),
-        "p99_s": percentile(times, 99),
-        "mean_s": statistics.fmean(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "times_s": times,
-    }
+    return {"n": len(times), "median_s": statistics.median(times), "p50_s": percentile(times, 50),
+            "p90_s": percentile(times, 90), "p99_s": percentile(times, 99), "mean_s": statistics.fmean(times),
+            "min_s": min(times), "max_s": max(times), "times_s": times}
 
 
 def time_calls(fn: Callable[[int], object], *, repeats: int, warmup: int = 1, first_call: bool = True,
                clock: Callable[[], float] = time.perf_counter, before: Callable[[int], None] | None = None) -> dict:
-    """Time ``fn(i)``: an optional separately recorded first call (compilation), ``warmup`` untimed calls,
-    then ``repeats`` timed calls summarised by :func:`summarize_times`.
+    """Time ``fn(i)``: a separately recorded first call (compilation) if ``first_call``, ``warmup`` untimed
+    calls, then ``repeats`` timed calls summarised by :func:`summarize_times`.
 
-    ``fn`` must block until its result is ready (e.g. ``jax.block_until_ready``). ``before(i)`` runs
-    untimed before every call (e.g. to clear a memo cache). ``clock`` is injectable for tests.
+    ``fn`` must block until its result is ready (``jax.block_until_ready``); ``before(i)`` runs untimed
+    before every call (e.g. :func:`clear_segment_memo`). ``clock`` is injectable for tests.
     """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
-    i = 0
     out: dict = {}
-    if first_call:
-        if before:
-            before(i)
-        t0 = clock()
-        fn(i)
-        out["first_call_s"] = clock() - t0
-        i += 1
-    for _ in range(warmup):
-        if before:
-            before(i)
-        fn(i)
-        i += 1
     times = []
-    for _ in range(repeats):
+    for i in range(int(first_call) + warmup + repeats):
         if before:
             before(i)
         t0 = clock()
         fn(i)
-        times.append(clock() - t0)
-        i += 1
-    out.update(summarize_times(times))
-    return out
+        dt = clock() - t0
+        if first_call and i == 0:
+            out["first_call_s"] = dt
+        elif i >= int(first_call) + warmup:
+            times.append(dt)
+    return out | summarize_times(times)
 
 
-class Stopwatch:
-    """``with Stopwatch() as sw: ...`` then ``sw.seconds``."""
-
-    def __init__(self, clock: Callable[[], float] = time.perf_counter):
-        self.clock, self.seconds = clock, float("nan")
-
-    def __enter__(self):
-        self._t0 = self.clock()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = self.clock() - self._t0
-        return False
+def alternate(fns: dict[str, Callable[[int], object]], per_round: Sequence[int]) -> dict[str, list[float]]:
+    """Call times of each function, ``per_round[r]`` calls each in round r, the functions taking turns round by
+    round so that background load on a shared machine hits them alike. ``fn(j)`` gets its own call count j."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for n in per_round:
+        for k, fn in fns.items():
+            done = len(times[k])
+            times[k] += time_calls(lambda i, fn=fn, done=done: fn(done + i), repeats=n, warmup=0,
+                                   first_call=False)["times_s"]
+    return times
 
 
 def peak_rss_mib() -> float:
@@ -183,9 +115,102 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def device_peak_mib() -> float | None:
+    """Peak memory jax reports for its first device; None where it keeps no statistics (CPU)."""
+    import jax
+
+    peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
 # ----------------------------------------------------------------------------------------------
-# JSON and subprocesses
+# The train-step throughput layout (lstm_throughput.py, bert_throughput.py)
 # ----------------------------------------------------------------------------------------------
+
+
+def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, batch: int, seq: int,
+                      flops: float | None = None, peak_flops: float | None = None, **extra) -> dict:
+    """The one JSON layout of both throughput scripts.
+
+    ``frameworks[fw]`` brings ``step_times_s`` (timed steps after warm-up), ``first_step_s`` (the first step
+    call: with JAX's plain jit it includes the compile), optionally ``compile_s`` (a separate ahead-of-time
+    compile), ``peak_rss_mib`` and anything else to keep. Added, with the same keys for both scripts:
+    median/min step, seq/s, tokens/s (B*T per step), achieved GFLOP/s and MFU (where ``flops`` per step and
+    a measured ``peak_flops`` are known), and ``jax_over_torch`` = JAX tokens/s / PyTorch tokens/s.
+    """
+    out = {}
+    for fw, r in frameworks.items():
+        times = r["step_times_s"]
+        med = statistics.median(times)
+        out[fw] = {"compile_s": None, **r, "median_step_s": med, "min_step_s": min(times), "steps_timed": len(times),
+                   "seq_per_s": batch / med, "tokens_per_s": batch * seq / med,
+                   "achieved_gflops": flops / med / 1e9 if flops else None,
+                   "mfu": flops / med / peak_flops if flops and peak_flops else None}
+    ratio = out["jax"]["tokens_per_s"] / out["torch"]["tokens_per_s"] if {"jax", "torch"} <= set(out) else None
+    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": batch * seq, "flops_per_step": flops,
+            "peak_flops": peak_flops, "note": note, **extra, "frameworks": out, "jax_over_torch": ratio}
+
+
+def show_throughput(res: dict) -> None:
+    print(f"train step: {res['setup']}")
+    print(f"{'framework':<10}{'median ms':>11}{'tokens/s':>10}{'compile s':>11}{'first step s':>14}{'peak RSS MiB':>14}"
+          f"{'MFU':>7}")
+    for fw, r in res["frameworks"].items():
+        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–"
+        print(f"{fw:<10}{r['median_step_s'] * 1e3:>11.1f}{r['tokens_per_s']:>10.0f}{fmt_num(r['compile_s']):>11}"
+              f"{fmt_num(r['first_step_s']):>14}{fmt_num(r['peak_rss_mib']):>14}{mfu:>7}")
+    if res["jax_over_torch"]:
+        print(f"JAX/PyTorch tokens/s: {res['jax_over_torch']:.2f}x")
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line, JSON and subprocesses
+# ----------------------------------------------------------------------------------------------
+
+
+def base_argparser(description: str, *, quick: bool = True) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", default=None, help="write the results here")
+    if quick:
+        ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    return ap
+
+
+def names_of(known) -> Callable[[str], list[str]]:
+    """An argparse ``type``: comma-separated names, each one of ``known``."""
+
+    def parse(raw: str) -> list[str]:
+        names = [n for n in raw.split(",") if n]
+        if unknown := sorted(set(names) - set(known)):
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+        return names
+
+    return parse
+
+
+def parse_args(ap: argparse.ArgumentParser, argv=None, *, quick: dict | None = None) -> argparse.Namespace:
+    """Parse; with ``--quick``, ``quick`` replaces the defaults (options given explicitly still win)."""
+    a = ap.parse_args(argv)
+    if quick and getattr(a, "quick", False):
+        ap.set_defaults(**quick)
+        a = ap.parse_args(argv)
+    return a
+
+
+def finish(res: dict, args, argv=None, show: Callable[[dict], None] | None = None, *, devices=None) -> int:
+    """Common end of a benchmark script: add the machine and argv, print, write ``--json``.
+
+    The machine lists the devices jax sees where this process loaded jax; ``devices`` gives them where only a
+    worker process did.
+    """
+    res["machine"] = machine_info() | ({"devices": devices} if devices else {})
+    res["argv"] = sys.argv[1:] if argv is None else list(argv)
+    if show is not None:
+        show(res)
+    if args.json:
+        write_json(args.json, res)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _clean(obj):
@@ -198,23 +223,9 @@ def _clean(obj):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, (str, int, bool)) or obj is None:
         return obj
-    if isinstance(obj, Path):
-        return str(obj)
     if hasattr(obj, "tolist"):  # numpy scalar or array
         return _clean(obj.tolist())
     return str(obj)
-
-
-def finish(res: dict, args, argv, print_summary) -> int:
-    """Common end of a benchmark script: add machine info and argv, print, write ``--json`` if asked."""
-    res["machine"] = machine_info()
-    res["argv"] = sys.argv[1:] if argv is None else list(argv)
-    if print_summary is not None:
-        print_summary(res)
-    if args.json:
-        write_json(args.json, res)
-        print(f"wrote {args.json}")
-    return 0
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
@@ -231,64 +242,43 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None,
-               log: Callable[[str], None] | None = None) -> dict:
-    """Run a benchmark script that writes ``json_path``; return its parsed JSON with the wall time, the stdout
-    and ``peak_rss_mib``: the largest resident set of the process or any of its children (from ``wait4``).
+def shown(path_or_cmd) -> str:
+    """A path or command as a reader types it: this interpreter as ``python``, paths relative to the checkout."""
+    words = path_or_cmd if isinstance(path_or_cmd, (list, tuple)) else [path_or_cmd]
+    return " ".join("python" if str(w) == sys.executable else str(w).replace(str(ROOT) + os.sep, "") for w in words)
+
+
+def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None) -> dict:
+    """Run a script that writes ``json_path``; its parsed JSON as ``result``, with ``wall_s``, ``stdout`` and
+    ``peak_rss_mib``: the largest resident set of the process or any of its children (from ``wait4``).
 
     Raises ``RuntimeError`` with the output tail if the script fails, times out or writes no JSON.
     """
-    import signal
-    import tempfile
-
     json_path = Path(json_path)
-    if json_path.exists():
-        json_path.unlink()
+    json_path.unlink(missing_ok=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryFile("w+") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
-                                start_new_session=True)
-        timer = None
-        if timeout:
-            import threading
-
-            def _kill():  # the whole process group: the script's own workers too
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-            timer = threading.Timer(timeout, _kill)
+        proc = subprocess.Popen(list(map(str, cmd)), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                env=env, start_new_session=True)
+        # on timeout, kill the whole process group: the script's own workers too
+        timer = threading.Timer(timeout, os.killpg, (proc.pid, 9)) if timeout else None
+        if timer:
             timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             if timer:
                 timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         out.seek(0)
         stdout = out.read()
-    if proc.returncode != 0 or not json_path.exists():
-        why = f"killed after {timeout:.0f}s timeout" if timeout and wall >= timeout else f"rc={proc.returncode}"
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({why}):\n{stdout[-4000:]}")
-    if log:
-        log(stdout.rstrip())
-    return {"wall_s": wall, "command": " ".join(map(str, cmd)), "result": read_json(json_path), "stdout": stdout,
-            "peak_rss_mib": usage.ru_maxrss / 1024.0}
-
-
-def data_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """Path of one of the two shared datasets ($JAXSENTI_DATA_DIR, else the usual resolution)."""
-    from jaxsenti.data import resolve_dataset
-
-    fname = DATA_FILES[name][0]
-    base = data_dir or os.environ.get("JAXSENTI_DATA_DIR")
-    if base and (Path(base) / fname).is_file():
-        return Path(base) / fname
-    return resolve_dataset(fname)
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0 or not json_path.exists():
+        why = f"killed after {timeout:.0f}s timeout" if timeout and wall >= timeout else f"rc={rc}"
+        raise RuntimeError(f"{shown(cmd)} failed ({why}):\n{stdout[-4000:]}")
+    return {"wall_s": wall, "result": read_json(json_path), "stdout": stdout, "peak_rss_mib": usage.ru_maxrss / 1024.0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -297,25 +287,19 @@ def data_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def fmt_num(x, digits: int = 3) -> str:
-    """Compact human formatting: None -> '–', large numbers with thousands separators."""
-    if x is None:
+    """Compact human formatting: None/NaN -> '–', large numbers with thousands separators."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    if isinstance(x, bool):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
     if isinstance(x, int):
         return f"{x:,}"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "–"
-        ax = abs(x)
-        if ax >= 1000:
-            return f"{x:,.0f}"
-        if ax >= 100:
-            return f"{x:.1f}"
-        if ax == 0:
-            return "0"
-        return f"{x:.{digits}g}"
-    return str(x)
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.1f}"
+    return "0" if ax == 0 else f"{x:.{digits}g}"
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
@@ -331,12 +315,3 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
             raise ValueError(f"row has {len(r)} cells, header has {len(headers)}: {r}")
         lines.append("| " + " | ".join(cell(v) for v in r) + " |")
     return lines
-
-
-def base_argparser(description: str):
-    import argparse
-
-    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    return ap

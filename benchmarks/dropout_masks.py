@@ -9,25 +9,19 @@ This is why ``jaxsenti/models/dropout.py`` exists.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import statistics
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import finish  # noqa: E402
+from common import alternate, base_argparser, finish, parse_args
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = base_argparser(__doc__)
     ap.add_argument("--shape", default="32,4,128,128")
     ap.add_argument("--rate", type=float, default=0.1)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5, help="(quick: 2)")
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args(argv)
+    a = parse_args(ap, argv, quick=dict(rounds=2))
 
     import jax
     import jax.numpy as jnp
@@ -38,20 +32,15 @@ def main(argv=None) -> int:
     n = math.prod(shape)
     x = jnp.ones(shape, jnp.float32)
     key = jax.random.key(0)
+    keys = [jax.random.fold_in(key, j) for j in range(a.rounds * a.reps)]  # made before timing, not in it
     fns = {
         "threefry": jax.jit(lambda k, x: jnp.where(jax.random.bernoulli(k, 1 - a.rate, shape), x / (1 - a.rate), 0.0)),
         "hash": jax.jit(lambda k, x: jnp.where(dropout_keep_mask(k, shape, a.rate), x * keep_scale(a.rate), 0.0)),
     }
-    times = {k: [] for k in fns}
     for f in fns.values():
         jax.block_until_ready(f(key, x))
-    for r in range(a.rounds):
-        for name, f in fns.items():
-            for i in range(a.reps):
-                k = jax.random.fold_in(key, r * a.reps + i)
-                t = time.perf_counter()
-                jax.block_until_ready(f(k, x))
-                times[name].append(time.perf_counter() - t)
+    times = alternate({k: lambda j, f=f: jax.block_until_ready(f(keys[j], x)) for k, f in fns.items()},
+                      [a.reps] * a.rounds)
     med = {k: statistics.median(v) for k, v in times.items()}
     res = {"shape": list(shape), "elements": n, "rate": a.rate,
            "median_ms": {k: v * 1e3 for k, v in med.items()},

@@ -18,14 +18,9 @@ the GEMM kernels each framework calls on this machine. Rounds alternate JAX and 
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import finish  # noqa: E402
+from common import alternate, base_argparser, finish, names_of, parse_args
 
 
 def lstm_gemms(B=64, T=128, E=400, H=256, layers=2):
@@ -126,24 +121,17 @@ def torch_runner(big, chains, batched):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="lstm,bert")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating JAX/PyTorch rounds")
-    ap.add_argument("--reps", type=int, default=3, help="timed calls per framework and round")
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args(argv)
+    ap = base_argparser(__doc__)
+    ap.add_argument("--models", default="lstm,bert", type=names_of(MODELS))
+    ap.add_argument("--rounds", type=int, default=5, help="alternating JAX/PyTorch rounds (quick: 2)")
+    ap.add_argument("--reps", type=int, default=3, help="timed calls per framework and round (quick: 1)")
+    a = parse_args(ap, argv, quick=dict(rounds=2, reps=1))
 
     results = {}
-    for name in a.models.split(","):
+    for name in a.models:
         gemms = MODELS[name]()
         runners = {"jax": jax_runner(*gemms), "torch": torch_runner(*gemms)}
-        times = {k: [] for k in runners}
-        for _ in range(a.rounds):
-            for k, run in runners.items():
-                for _ in range(a.reps):
-                    t = time.perf_counter()
-                    run()
-                    times[k].append(time.perf_counter() - t)
+        times = alternate({k: lambda _i, run=run: run() for k, run in runners.items()}, [a.reps] * a.rounds)
         fl = flops(*gemms)
         med = {k: statistics.median(v) for k, v in times.items()}
         results[name] = {
@@ -155,7 +143,7 @@ def main(argv=None) -> int:
         print(f"{name}: {fl / 1e9:.1f} GFLOP in {results[name]['n_products']} products;  "
               f"JAX {med['jax'] * 1e3:.0f} ms ({fl / med['jax'] / 1e9:.0f} GFLOP/s)   "
               f"PyTorch {med['torch'] * 1e3:.0f} ms ({fl / med['torch'] / 1e9:.0f} GFLOP/s)")
-    return finish({"args": vars(a), "results": results}, a, argv, None)
+    return finish({"args": {k: v for k, v in vars(a).items() if k != "json"}, "results": results}, a, argv)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ with ``Predictor`` and timed on real dianping reviews:
 
 * ``single``: one review per call (``predict([text])``, batch shape 1), a different review each call;
   every bucket shape is compiled before timing, so the timed calls are steady state.
-* ``batch``: 256 reviews per call (``predict(texts)``; the predictor buckets them by length and pads
-  each bucket to 256 rows, one jitted call per bucket), the same 256 reviews each call.
+* ``batch``: 256 reviews per call (``predict(texts)``; the predictor buckets them by length and pads each
+  bucket to the smallest of ``Predictor.BATCH_SIZES`` that holds it, one jitted call per bucket), the same
+  256 reviews each call.
 * ``model_only``: just the jitted forward on an already padded ``[B, 128]`` batch (B = 1 and 256),
   i.e. without jieba/tokenizer, bucketing and host transfers; the same function body as
   ``Predictor._predict`` under a fresh ``jax.jit`` so that ``compile_s`` (an explicit ``lower(...).compile()``)
@@ -28,25 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    time_calls)
 
-from common import (ROOT, Stopwatch, base_argparser, data_path, peak_rss_mib, time_calls,  # noqa: E402
-                    finish)
-
-CONFIGS = {"lstm": ROOT / "configs" / "lstm_dianping.py", "bert": ROOT / "configs" / "bert_small_random.py"}
-
-
-def _clear_segment_cache(_i=None) -> None:
-    from jaxsenti.data import text as text_mod
-
-    fn = getattr(text_mod, "_segment_cached", None)
-    if fn is not None and hasattr(fn, "cache_clear"):
-        fn.cache_clear()
+CONFIGS = {"lstm": "lstm_dianping", "bert": "bert_small_random"}  # packaged experiment configs
 
 
 def write_random_model_folder(kind: str, folder: Path, vocab_texts, *, tiny: bool = False, seed: int = 0):
@@ -55,8 +45,9 @@ def write_random_model_folder(kind: str, folder: Path, vocab_texts, *, tiny: boo
     from flax import nnx
 
     from jaxsenti import config as config_lib
-    from jaxsenti.pipeline import make_encoder, make_model
-    from jaxsenti.training.loop import Checkpoints
+    from jaxsenti import registry
+    from jaxsenti.pipeline import make_model
+    from jaxsenti.training.checkpoints import Checkpoints
 
     cfg = config_lib.load_config(CONFIGS[kind])
     if tiny:  # for tests: same code path, toy sizes
@@ -64,7 +55,7 @@ def write_random_model_folder(kind: str, folder: Path, vocab_texts, *, tiny: boo
                  "bert": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)}[kind]
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **small))
     folder.mkdir(parents=True, exist_ok=True)
-    encoder = make_encoder(cfg, list(vocab_texts))
+    encoder = registry.spec_for(cfg.model).encoder.fit(cfg.encoder, list(vocab_texts), None, cfg.max_len, cfg.pretrained)
     model, cfg = make_model(cfg, encoder, seed)
     encoder.save(folder)
     config_lib.dump(cfg, folder / "config.json")
@@ -85,17 +76,19 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
     import numpy as np
     from flax import nnx
 
-    from jaxsenti.data.text import segment
+    from jaxsenti.data.text import jieba_tokenizer
     from jaxsenti.pipeline import Predictor
     from jaxsenti.training.batching import bucket_for
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="jaxsenti-latency-"))
     folder = workdir / f"{kind}_random"
-    with Stopwatch() as sw_folder:
-        cfg = write_random_model_folder(kind, folder, texts, tiny=tiny)
-    with Stopwatch() as sw_load:
-        pred = Predictor(folder)
-    segment("预热结巴分词")  # load jieba's dictionary outside the timed first call
+    t0 = time.perf_counter()
+    cfg = write_random_model_folder(kind, folder, texts, tiny=tiny)
+    write_folder_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = Predictor(folder)
+    predictor_load_s = time.perf_counter() - t0
+    jieba_tokenizer()  # load jieba's dictionary outside the timed first call
     pred.encoder.encode(["预热"])  # and the tokenizer
     n_params = int(sum(x.size for x in jax.tree.leaves(pred.params)))
 
@@ -108,13 +101,13 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
     order = sorted(by_bucket)
     single_first = {}
     for b in order:
-        _clear_segment_cache()
+        clear_segment_memo()
         t0 = time.perf_counter()
         pred.predict([by_bucket[b]])
         single_first[str(b)] = time.perf_counter() - t0
     pool = texts[: max(single_repeats, 1)]
     single = time_calls(lambda i: pred.predict([pool[i % len(pool)]]), repeats=single_repeats, warmup=1,
-                        first_call=False, before=_clear_segment_cache)
+                        first_call=False, before=clear_segment_memo)
     single["first_call_s"] = single_first[str(order[0])]
     single["first_call_by_bucket_s"] = single_first
     single["mean_review_chars"] = float(np.mean([len(t) for t in pool]))
@@ -123,12 +116,12 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
     batch_texts = texts[:batch_size]
     batch_buckets = sorted({bucket_for(n, buckets) for n in lengths[:batch_size]})
     batch = time_calls(lambda i: pred.predict(batch_texts), repeats=batch_repeats, warmup=batch_warmup,
-                       before=_clear_segment_cache)
+                       before=clear_segment_memo)
     batch |= {"batch_size": len(batch_texts), "buckets_used": batch_buckets, "jitted_calls_per_predict": len(batch_buckets),
               "reviews_per_s": len(batch_texts) / batch["median_s"]}
 
     encode = time_calls(lambda i: pred.encoder.encode(batch_texts), repeats=max(3, batch_repeats), warmup=1,
-                        first_call=False, before=_clear_segment_cache)
+                        first_call=False, before=clear_segment_memo)
     encode["reviews_per_s"] = len(batch_texts) / encode["median_s"]
 
     # model-only forward at fixed shapes
@@ -146,22 +139,23 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
         t0 = time.perf_counter()
         forward.lower(pred.params, tokens, lens).compile()
         compile_s = time.perf_counter() - t0
-        r = time_calls(lambda i: jax.block_until_ready(forward(pred.params, tokens, lens)),
+        r = time_calls(lambda i, t=tokens, n=lens: jax.block_until_ready(forward(pred.params, t, n)),
                        repeats=model_only_repeats if B == 1 else max(3, model_only_repeats // 3), warmup=1)
-        r |= {"compile_s": compile_s, "batch": B, "seq": T, "seq_per_s": B / r["median_s"], "tokens_per_s": B * T / r["median_s"]}
+        r |= {"compile_s": compile_s, "batch": B, "seq": T, "seq_per_s": B / r["median_s"],
+              "tokens_per_s": B * T / r["median_s"]}
         model_only[f"b{B}"] = r
 
     return {
         "model": kind,
-        "config_file": str(CONFIGS[kind].relative_to(ROOT)),
+        "config_file": f"configs/{CONFIGS[kind]}.py",
         "model_config": dataclasses.asdict(cfg.model),
         "max_len": cfg.max_len,
         "buckets": list(buckets),
         "n_params": n_params,
         "weights": "random init (seed 0), untrained: latency does not depend on weight values",
         "tiny": tiny,
-        "write_folder_s": sw_folder.seconds,
-        "predictor_load_s": sw_load.seconds,
+        "write_folder_s": write_folder_s,
+        "predictor_load_s": predictor_load_s,
         "single": single,
         "batch": batch,
         "encode_batch": encode,
@@ -185,8 +179,7 @@ def run(models=("lstm", "bert"), *, texts=None, single_repeats: int = 50, batch_
     for kind in models:
         out["models"][kind] = bench_model(kind, list(texts), single_repeats=single_repeats, batch_repeats=batch_repeats,
                                           batch_size=batch_size, model_only_repeats=model_only_repeats,
-                                          batch_warmup=batch_warmup, tiny=tiny,
-                                          workdir=workdir)
+                                          batch_warmup=batch_warmup, tiny=tiny, workdir=workdir)
     out["peak_rss_mib"] = peak_rss_mib()
     out["wall_s"] = time.perf_counter() - t0
     return out
@@ -196,9 +189,11 @@ def print_summary(res: dict) -> None:
     for kind, r in res["models"].items():
         s, b = r["single"], r["batch"]
         print(f"{kind}: {r['n_params'] / 1e6:.2f}M params (random init)")
-        print(f"  single review : first call {s['first_call_s']:.2f}s, p50 {s['p50_s'] * 1e3:.1f} ms, p99 {s['p99_s'] * 1e3:.1f} ms")
+        print(f"  single review : first call {s['first_call_s']:.2f}s, p50 {s['p50_s'] * 1e3:.1f} ms, "
+              f"p99 {s['p99_s'] * 1e3:.1f} ms")
         print(f"  batch of {b['batch_size']}: first call {b['first_call_s']:.2f}s, p50 {b['p50_s'] * 1e3:.0f} ms, "
-              f"p99 {b['p99_s'] * 1e3:.0f} ms ({b['reviews_per_s']:.0f} reviews/s, {b['jitted_calls_per_predict']} jitted calls)")
+              f"p99 {b['p99_s'] * 1e3:.0f} ms ({b['reviews_per_s']:.0f} reviews/s, "
+              f"{b['jitted_calls_per_predict']} jitted calls)")
         for k, m in r["model_only"].items():
             print(f"  model only {k} x{m['seq']}: compile {m['compile_s']:.2f}s, p50 {m['p50_s'] * 1e3:.1f} ms")
     print(f"peak RSS {res['peak_rss_mib']:.0f} MiB, wall {res['wall_s']:.0f}s")
@@ -206,27 +201,16 @@ def print_summary(res: dict) -> None:
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--models", default="lstm,bert", help="comma-separated: lstm, bert")
-    ap.add_argument("--single-repeats", type=int, default=None, help="timed single-review calls (default 50; quick 10)")
-    ap.add_argument("--batch-repeats", type=int, default=None, help="timed 256-review calls (default 8; quick 2)")
+    ap.add_argument("--models", default="lstm,bert", type=names_of(CONFIGS), help="comma-separated: lstm, bert")
+    ap.add_argument("--single-repeats", type=int, default=50, help="timed single-review calls (quick: 10)")
+    ap.add_argument("--batch-repeats", type=int, default=8, help="timed 256-review calls (quick: 2)")
+    ap.add_argument("--batch-warmup", type=int, default=1, help="untimed 256-review calls after the first (quick: 0)")
+    ap.add_argument("--model-only-repeats", type=int, default=20, help="timed forward-only calls at batch 1, a third "
+                    "as many at the batch size (quick: 6)")
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--tiny", action="store_true", help="toy model sizes (for tests)")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N dianping reviews")
-    a = ap.parse_args(argv)
-    models = [m for m in a.models.split(",") if m]
-    for m in models:
-        if m not in CONFIGS:
-            ap.error(f"unknown model {m!r}; choose from {sorted(CONFIGS)}")
-    texts = None
-    if a.limit:
-        from jaxsenti.data import load_reviews
-
-        texts = load_reviews(data_path("dianping"), "comment", "sentiment").texts[: a.limit]
-    res = run(models, texts=texts,
-              single_repeats=a.single_repeats or (10 if a.quick else 50),
-              batch_repeats=a.batch_repeats or (2 if a.quick else 8),
-              batch_size=a.batch_size, model_only_repeats=6 if a.quick else 20, batch_warmup=0 if a.quick else 1,
-              tiny=a.tiny)
+    a = parse_args(ap, argv, quick=dict(single_repeats=10, batch_repeats=2, batch_warmup=0, model_only_repeats=6))
+    res = run(a.models, single_repeats=a.single_repeats, batch_repeats=a.batch_repeats, batch_size=a.batch_size,
+              model_only_repeats=a.model_only_repeats, batch_warmup=a.batch_warmup)
     return finish(res, a, argv, print_summary)
 
 

@@ -9,7 +9,7 @@ Stages, each timed on its own (median of ``--repeats`` runs; the slow jieba stag
 * ``cjk_jieba``: ``segment_many(texts, use_disk_cache=False)`` = CJK filter + jieba; jieba's in-process memo
   cache is cleared before every run and its dictionary is loaded beforehand (``jieba_init_s``, reported apart);
 * ``vocab_build``: ``Vocab.build`` on the segmented reviews; ``vocab_encode``: ``Vocab.encode(words, 256)`` per review;
-* ``bert_tokenize``: ``BertEncoder(tokenizer, 128).encode(texts)`` (the fast bert-base-chinese WordPiece tokenizer,
+* ``bert_tokenize``: ``WordPieceEncoder(tokenizer, 128).encode(texts)`` (the fast bert-base-chinese WordPiece tokenizer,
   batch call, truncation to 128, ``TOKENIZERS_PARALLELISM`` as set in the environment).
 
 ``--limit N`` keeps the first N reviews (after loading) for the stages after ``load_validate``.
@@ -17,22 +17,11 @@ Stages, each timed on its own (median of ``--repeats`` runs; the slow jieba stag
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import DATA_FILES, base_argparser, data_path, peak_rss_mib, time_calls, finish  # noqa: E402
-
-
-def _clear_segment_cache(_i=None) -> None:
-    from jaxsenti.data import text as text_mod
-
-    fn = getattr(text_mod, "_segment_cached", None)
-    if fn is not None and hasattr(fn, "cache_clear"):
-        fn.cache_clear()
+from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    time_calls)
 
 
 def _stage(n_items: int, timing: dict, **extra) -> dict:
@@ -70,7 +59,7 @@ def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | Non
         box["words"] = segment_many(texts, use_disk_cache=False, progress=False)
 
     out["cjk_jieba"] = _stage(n, time_calls(seg, repeats=slow_repeats, warmup=0, first_call=False,
-                                            before=_clear_segment_cache))
+                                            before=clear_segment_memo))
     words = box["words"]
     n_words = sum(map(len, words))
     out["cjk_jieba"]["words_per_s"] = n_words / out["cjk_jieba"]["median_s"]
@@ -84,11 +73,11 @@ def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | Non
     out["vocab_encode"]["words_per_s"] = n_words / out["vocab_encode"]["median_s"]
 
     if tokenizer_dir:
+        from jaxsenti.data.encoders import WordPieceEncoder
         from jaxsenti.models.hf_bert import load_tokenizer
-        from jaxsenti.pipeline import BertEncoder
 
         t0 = time.perf_counter()
-        enc = BertEncoder(load_tokenizer(tokenizer_dir), max_len_bert)
+        enc = WordPieceEncoder(load_tokenizer(tokenizer_dir), max_len_bert)
         out["bert_tokenizer_load_s"] = time.perf_counter() - t0
         enc.encode(texts[:8])  # warm-up
         bt = time_calls(lambda i: box.__setitem__("ids", enc.encode(texts)), repeats=slow_repeats, warmup=0,
@@ -100,47 +89,36 @@ def bench_dataset(path: Path, text_col: str, label_col: str, *, limit: int | Non
 
 
 def run(datasets: dict[str, tuple[Path, str, str]], *, limit: int | None = None, repeats: int = 3,
-        tokenizer_dir: str | None = None, limits: dict | None = None) -> dict:
+        tokenizer_dir: str | None = None) -> dict:
     t0 = time.perf_counter()
     res = {"benchmark": "preprocessing", "datasets": {}}
     for name, (path, tc, lc) in datasets.items():
-        lim = (limits or {}).get(name, limit)
-        res["datasets"][name] = bench_dataset(Path(path), tc, lc, limit=lim, repeats=repeats, tokenizer_dir=tokenizer_dir)
+        res["datasets"][name] = bench_dataset(Path(path), tc, lc, limit=limit, repeats=repeats, tokenizer_dir=tokenizer_dir)
     res["peak_rss_mib"] = peak_rss_mib()
     res["wall_s"] = time.perf_counter() - t0
     return res
 
 
-STAGES = ("load_validate", "cjk_filter", "cjk_jieba", "vocab_build", "vocab_encode", "bert_tokenize")
-
-
 def print_summary(res: dict) -> None:
     for name, d in res["datasets"].items():
         print(f"{name}: {d['n_reviews']} reviews (file rows {d['rows_read']}), jieba init {d['jieba_init_s']:.2f}s")
-        for st in STAGES:
-            if st in d:
-                print(f"  {st:<14}{d[st]['reviews_per_s']:>12,.0f} reviews/s   ({d[st]['median_s']:.3f}s for {d[st]['n_reviews']})")
+        for st, r in d.items():
+            if isinstance(r, dict) and "reviews_per_s" in r:
+                print(f"  {st:<14}{r['reviews_per_s']:>12,.0f} reviews/s   ({r['median_s']:.3f}s for {r['n_reviews']})")
 
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--datasets", default="dianping,online_shopping")
-    ap.add_argument("--limit", type=int, default=None, help="first N reviews per dataset after loading "
-                    "(quick default: 20000 for online_shopping)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tokenizer", default=os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR"),
-                    help="BERT tokenizer folder (default $JAXSENTI_BERT_TOKENIZER_DIR; the stage is skipped without one)")
-    a = ap.parse_args(argv)
-    names = [n for n in a.datasets.split(",") if n]
-    datasets = {}
-    for n in names:
-        if n not in DATA_FILES:
-            ap.error(f"unknown dataset {n!r}; choose from {sorted(DATA_FILES)}")
-        _, tc, lc = DATA_FILES[n]
-        datasets[n] = (data_path(n), tc, lc)
-    limits = {"online_shopping": 20000} if a.quick and a.limit is None else None
-    res = run(datasets, limit=a.limit, repeats=a.repeats if not a.quick else min(a.repeats, 2), tokenizer_dir=a.tokenizer,
-              limits=limits)
+    ap.add_argument("--datasets", default="dianping,online_shopping", type=names_of(DATA_FILES))
+    ap.add_argument("--limit", type=int, default=None, help="first N reviews per dataset after loading (quick: 20000)")
+    ap.add_argument("--repeats", type=int, default=3, help="(quick: 2)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="BERT tokenizer folder (default: $JAXSENTI_BERT_TOKENIZER_DIR, else the packaged one)")
+    a = parse_args(ap, argv, quick=dict(repeats=2, limit=20000))
+    from jaxsenti.data.encoders import default_tokenizer_dir
+
+    datasets = {n: (data_path(n), *DATA_FILES[n][1:]) for n in a.datasets}
+    res = run(datasets, limit=a.limit, repeats=a.repeats, tokenizer_dir=a.tokenizer or default_tokenizer_dir())
     return finish(res, a, argv, print_summary)
 
 

@@ -6,7 +6,7 @@
   embedding 400, 2 x LSTM(256), T = 128, full-length rows), each framework in its own subprocess, so peak RSS
   is per batch size too. PyTorch is measured as well unless ``--no-torch`` (``--quick`` implies it).
 * ``dataset``: one epoch of LSTM training through the project's own path (jieba words -> ``Vocab`` ->
-  ``iterate_batches`` with length buckets -> ``jit_train_step``) on 2000 dianping reviews and on random
+  ``LabelledBatches`` with length buckets -> ``jit_train_step``) on 2000 dianping reviews and on random
   subsets (seed 0) of online_shopping: 20000 and all 62695 (``--quick``: 2000 and 10000). The model is a
   moderate one so that the 62k epoch stays affordable on 2 cores: embedding 128, 1 x LSTM(128), max_len 128,
   buckets 32/64/128, batch 64, the study's optimizer (Adam 1e-3, clip 5), vocabulary words with >= 2
@@ -18,30 +18,20 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (HERE, base_argparser, data_path, peak_rss_mib, run_script,  # noqa: E402
-                    finish)
-
+from common import (HERE, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    run_script)
 
 # ----------------------------------------------------------------------------------------------
 # batch-size scaling (subprocesses of lstm_throughput.py)
 # ----------------------------------------------------------------------------------------------
 
-
-def lstm_throughput_summary(res: dict) -> dict:
-    """The fields we use from lstm_throughput.py's JSON, tolerant of missing keys."""
-    out = {"tokens_per_step": res.get("tokens_per_step"), "jax_over_torch": res.get("jax_over_torch_tokens_per_s")}
-    for fw, r in (res.get("results") or {}).items():
-        out[fw] = {k: r.get(k) for k in ("median_step_s", "tokens_per_s", "compile_plus_first_step_s", "peak_rss_mib")}
-        if r.get("median_step_s") and res.get("args", {}).get("batch"):
-            out[fw]["seq_per_s"] = res["args"]["batch"] / r["median_step_s"]
-    return out
+ROW_KEYS = ("median_step_s", "tokens_per_s", "seq_per_s", "first_step_s", "peak_rss_mib")
 
 
 def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, warmup: int = 2, torch: bool = True,
@@ -50,16 +40,15 @@ def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, 
     rows = []
     for b in batches:
         jpath = workdir / f"lstm_b{b}.json"
-        cmd = [sys.executable, str(HERE / "lstm_throughput.py"), "--batch", str(b), "--seq", str(seq),
-               "--steps", str(steps), "--warmup", str(warmup), "--rounds", "1", "--json", str(jpath)]
-        if not torch:
-            cmd += ["--only", "jax"]
+        cmd = [sys.executable, HERE / "lstm_throughput.py", "--batch", b, "--seq", seq, "--steps", steps,
+               "--warmup", warmup, "--rounds", 1, "--json", jpath] + ([] if torch else ["--only", "jax"])
         r = run_script(cmd, jpath)
-        s = lstm_throughput_summary(r["result"])
-        rows.append({"batch": b, "seq": seq, "wall_s": r["wall_s"], **s})
-        j = s.get("jax", {})
-        log(f"  B={b:<4} jax {j.get('tokens_per_s') or float('nan'):>8.0f} tok/s"
-            + (f"  torch {s['torch']['tokens_per_s']:>8.0f} tok/s  ratio {s['jax_over_torch']:.2f}x" if "torch" in s else ""))
+        res = r["result"]
+        fws = {fw: {k: x.get(k) for k in ROW_KEYS} for fw, x in res["frameworks"].items()}
+        rows.append({"batch": b, "seq": seq, "wall_s": r["wall_s"], "tokens_per_step": res["tokens_per_step"],
+                     "jax_over_torch": res["jax_over_torch"], "frameworks": fws})
+        log(f"  B={b:<4} " + "  ".join(f"{fw} {x['tokens_per_s']:>8.0f} tok/s" for fw, x in fws.items())
+            + (f"  ratio {res['jax_over_torch']:.2f}x" if res["jax_over_torch"] else ""))
     return {"model": "study LSTM: vocab 9524, emb 400, 2 x LSTM(256), dropout 0.5, Adam", "seq": seq,
             "steps": steps, "warmup": warmup, "torch": torch, "rows": rows}
 
@@ -71,15 +60,7 @@ def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, 
 MODERATE = dict(embed_dim=128, hidden_dim=128, num_layers=1, dropout=0.5, pooling="last")
 
 
-def _clear_segment_cache() -> None:
-    from jaxsenti.data import text as text_mod
-
-    fn = getattr(text_mod, "_segment_cached", None)
-    if fn is not None and hasattr(fn, "cache_clear"):
-        fn.cache_clear()
-
-
-def load_size(n: int, seed: int = 0) -> tuple[str, list[str], "object"]:
+def load_size(n: int, seed: int = 0) -> tuple[str, list[str], object]:
     """n <= 2000: dianping's first n reviews; otherwise a random subset of online_shopping (all of it if n is larger)."""
     import numpy as np
 
@@ -95,37 +76,35 @@ def load_size(n: int, seed: int = 0) -> tuple[str, list[str], "object"]:
     return "online_shopping", [r.texts[i] for i in idx], r.labels[idx]
 
 
-_TX_CACHE: dict = {}
+@functools.cache
+def study_optimizer():
+    """The study's optimizer, built once: the train state holds it as a static field, so the same object lets
+    jit reuse the compiled steps across sizes."""
+    from jaxsenti import config as config_lib
+    from jaxsenti.training.optim import make_optimizer
 
-
-def _study_optimizer():
-    """The study's optimizer, built once so that its (static) identity lets jit reuse compiled steps across sizes."""
-    if "tx" not in _TX_CACHE:
-        from jaxsenti import config as config_lib
-        from jaxsenti.training.optim import make_optimizer
-
-        study = config_lib.load_config(Path(__file__).resolve().parents[1] / "configs" / "lstm_dianping.py")
-        if getattr(study.optim, "schedule", "constant") not in (None, "constant"):
-            raise ValueError("the dataset-scaling benchmark assumes a constant learning rate")
-        _TX_CACHE["tx"] = make_optimizer(study.optim, 1)
-    return _TX_CACHE["tx"]
+    study = config_lib.load_config("lstm_dianping")
+    if study.optim.schedule != "constant":
+        raise ValueError("the dataset-scaling benchmark assumes a constant learning rate")
+    return make_optimizer(study.optim, 1)
 
 
 def epoch_benchmark(texts, labels, *, model_kw=None, batch_size: int = 64, max_len: int = 128,
                     buckets=(32, 64, 128), min_freq: int = 2, vocab_cap: int = 30000, seed: int = 0) -> dict:
     import jax
     import numpy as np
-
-    from jaxsenti.data import Vocab, segment_many
-    from jaxsenti.data.text import jieba_tokenizer
-    from jaxsenti.models import build_model
-    from jaxsenti.models.lstm import LSTMConfig
-    from jaxsenti.training.batching import iterate_batches, num_batches, pad_batch
-    from jaxsenti.training.steps import create_train_state, jit_train_step
     from flax import nnx
 
+    from jaxsenti import registry
+    from jaxsenti.data import Vocab, segment_many
+    from jaxsenti.data.text import jieba_tokenizer
+    from jaxsenti.objectives import Classification
+    from jaxsenti.training.batching import Encoded, LabelledBatches, bucket_for, pad_batch
+    from jaxsenti.training.loop import device_batch
+    from jaxsenti.training.steps import create_train_state, jit_train_step
+
     jieba_tokenizer()
-    _clear_segment_cache()
+    clear_segment_memo()
     t0 = time.perf_counter()
     words = segment_many(list(texts), use_disk_cache=False, progress=False)
     seg_s = time.perf_counter() - t0
@@ -137,25 +116,24 @@ def epoch_benchmark(texts, labels, *, model_kw=None, batch_size: int = 64, max_l
 
     # The embedding always has vocab_cap rows (ids beyond the real vocabulary are never used), so that every
     # size trains the same parameter shapes: the jitted step compiles once, for the first size only.
-    mcfg = LSTMConfig(vocab_size=vocab_cap, **(model_kw or MODERATE))
-    model = build_model("lstm", mcfg, rngs=nnx.Rngs(params=seed))
-    n_steps = num_batches(seqs, batch_size, buckets)
-    state = create_train_state(model, _study_optimizer(), seed=seed)
+    spec = registry.get("lstm")
+    model = spec.module(spec.config(vocab_size=vocab_cap, **(model_kw or MODERATE)), rngs=nnx.Rngs(params=seed))
+    batches = LabelledBatches(Encoded(seqs, labels), batch_size, tuple(buckets), shuffle=True, seed=seed)
+    state = create_train_state(model, study_optimizer(), Classification(), seed=seed)
     del model
 
-    keys = ("tokens", "lengths", "labels", "weights")
-    used = sorted({min((b for b in buckets if len(s) <= b), default=buckets[-1]) for s in seqs})
+    used = sorted({bucket_for(len(s), buckets) for s in seqs})
     t0 = time.perf_counter()
     for b in used:  # compile every bucket shape before the timed epoch
         batch = pad_batch(seqs[:batch_size], labels[:batch_size], batch_size, b)
-        state, m = jit_train_step(state, {k: batch[k] for k in keys})
+        state, m = jit_train_step(state, device_batch(state, batch))
     jax.block_until_ready(state.params)
     compile_s = time.perf_counter() - t0
 
     sums = None
     t0 = time.perf_counter()
-    for batch in iterate_batches(seqs, labels, batch_size, buckets, shuffle=True, seed=seed, epoch=0):
-        state, m = jit_train_step(state, {k: batch[k] for k in keys})
+    for batch in batches.epoch(0):
+        state, m = jit_train_step(state, device_batch(state, batch))
         sums = m if sums is None else jax.tree.map(lambda a, b: a + b, sums, m)
     jax.block_until_ready((state.params, sums))
     epoch_s = time.perf_counter() - t0
@@ -163,7 +141,7 @@ def epoch_benchmark(texts, labels, *, model_kw=None, batch_size: int = 64, max_l
     n = len(seqs)
     real_tokens = int(sum(len(s) for s in seqs))
     return {
-        "n_reviews": n, "vocab_size": len(vocab), "embedding_rows": vocab_cap, "n_steps": n_steps, "buckets_used": used,
+        "n_reviews": n, "vocab_size": len(vocab), "embedding_rows": vocab_cap, "n_steps": len(batches), "buckets_used": used,
         "segment_s": seg_s, "vocab_encode_s": encode_s, "preprocess_s": seg_s + encode_s,
         "compile_s": compile_s, "epoch_s": epoch_s, "train_reviews_per_s": n / epoch_s,
         "real_tokens_per_s": real_tokens / epoch_s, "mean_tokens": real_tokens / n,
@@ -200,7 +178,7 @@ def plot_batch(res: dict, path) -> Path:
     fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
     bs = [r["batch"] for r in rows]
     for fw, style in (("jax", "o-"), ("torch", "s--")):
-        pts = [(r["batch"], r[fw]) for r in rows if r.get(fw) and r[fw].get("tokens_per_s")]
+        pts = [(r["batch"], r["frameworks"][fw]) for r in rows if fw in r["frameworks"]]
         if pts:
             ax1.plot([b for b, _ in pts], [v["tokens_per_s"] for _, v in pts], style, label=fw)
             ax2.plot([b for b, _ in pts], [v["median_step_s"] * 1e3 for _, v in pts], style, label=fw)
@@ -245,25 +223,24 @@ def plot_dataset(res: dict, path) -> Path:
 
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
-    ap.add_argument("--part", default="batch,dataset", help="comma-separated: batch, dataset")
-    ap.add_argument("--batches", default=None, help="batch sizes (default 16,32,64,128; quick 16,32,64)")
-    ap.add_argument("--sizes", default=None, help="dataset sizes (default 2000,20000,62695; quick 2000,10000)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 6; quick 3)")
-    ap.add_argument("--no-torch", action="store_true", help="batch scaling: JAX only")
+    ap.add_argument("--part", default="batch,dataset", type=names_of(("batch", "dataset")),
+                    help="comma-separated: batch, dataset")
+    ap.add_argument("--batches", default="16,32,64,128", help="batch sizes (quick: 16,32,64)")
+    ap.add_argument("--sizes", default="2000,20000,62695", help="dataset sizes (quick: 2000,10000)")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per batch size (quick: 3)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per batch size (quick: 1)")
+    ap.add_argument("--no-torch", action="store_true", help="batch scaling: JAX only (quick: on)")
     ap.add_argument("--plots", default=None, help="write scaling_batch.png / scaling_dataset.png into this folder")
-    a = ap.parse_args(argv)
-    parts = [p for p in a.part.split(",") if p]
+    a = parse_args(ap, argv, quick=dict(batches="16,32,64", sizes="2000,10000", steps=3, warmup=1, no_torch=True))
     res = {"benchmark": "scaling"}
     t0 = time.perf_counter()
-    if "batch" in parts:
-        batches = [int(x) for x in (a.batches or ("16,32,64" if a.quick else "16,32,64,128")).split(",")]
+    if "batch" in a.part:
         print("batch-size scaling (lstm_throughput.py per batch size):", flush=True)
-        res["batch"] = batch_scaling(batches, steps=a.steps or (3 if a.quick else 6), warmup=1 if a.quick else 2,
-                                     torch=not (a.no_torch or a.quick))
-    if "dataset" in parts:
-        sizes = [int(x) for x in (a.sizes or ("2000,10000" if a.quick else "2000,20000,62695")).split(",")]
+        res["batch"] = batch_scaling([int(x) for x in a.batches.split(",")], steps=a.steps, warmup=a.warmup,
+                                     torch=not a.no_torch)
+    if "dataset" in a.part:
         print("dataset-size scaling (one epoch, moderate LSTM):", flush=True)
-        res["dataset"] = dataset_scaling(sizes)
+        res["dataset"] = dataset_scaling([int(x) for x in a.sizes.split(",")])
     res["peak_rss_mib"] = peak_rss_mib()
     res["wall_s"] = time.perf_counter() - t0
     if a.plots:
@@ -271,7 +248,7 @@ def main(argv=None) -> int:
             print("wrote", plot_batch(res["batch"], Path(a.plots) / "scaling_batch.png"))
         if "dataset" in res:
             print("wrote", plot_dataset(res["dataset"], Path(a.plots) / "scaling_dataset.png"))
-    return finish(res, a, argv, None)
+    return finish(res, a, argv)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import common  # noqa: E402
+import report  # noqa: E402
 import run_all  # noqa: E402
 
 
@@ -82,10 +83,39 @@ def test_write_json_is_strict_and_maps_nonfinite_to_null(tmp_path):
     assert d["a"] is None and d["b"] == [1.5, None] and d["c"] == [0, 1, 2] and d["d"] == str(tmp_path)
 
 
-def test_machine_info_has_cpu_and_versions():
+def test_machine_info_is_the_projects_and_has_cpu_and_versions():
+    from jaxsenti.machine import machine_info
+
+    assert common.machine_info is machine_info
     m = common.machine_info()
     assert m["cpu_model"] and m["cpu_count"] >= 1
     assert {"jax", "flax", "torch", "numpy"} <= set(m["versions"])
+
+
+def test_alternate_takes_turns_round_by_round():
+    calls = []
+    times = common.alternate({k: (lambda j, k=k: calls.append((k, j))) for k in ("a", "b")}, [2, 1])
+    assert calls == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("a", 2), ("b", 2)]
+    assert [len(v) for v in times.values()] == [3, 3]
+
+
+def test_parse_args_quick_defaults_yield_to_explicit_options():
+    ap = common.base_argparser("x")
+    ap.add_argument("--steps", type=int, default=12)
+    assert common.parse_args(ap, [], quick={"steps": 4}).steps == 12
+    assert common.parse_args(ap, ["--quick"], quick={"steps": 4}).steps == 4
+    assert common.parse_args(ap, ["--quick", "--steps", "7"], quick={"steps": 4}).steps == 7
+
+
+def test_throughput_result_layout():
+    fws = {"jax": {"compile_s": 3.0, "first_step_s": 0.5, "step_times_s": [0.2, 0.4, 0.3], "peak_rss_mib": 10.0},
+           "torch": {"first_step_s": 0.6, "step_times_s": [0.6, 0.6], "peak_rss_mib": 9.0}}
+    r = common.throughput_result(fws, setup="s", note="n", batch=4, seq=8, flops=1e9, peak_flops=1e10)
+    j, t = r["frameworks"]["jax"], r["frameworks"]["torch"]
+    assert set(j) == set(t) and t["compile_s"] is None
+    assert j["median_step_s"] == 0.3 and j["tokens_per_s"] == pytest.approx(32 / 0.3) and j["seq_per_s"] == pytest.approx(4 / 0.3)
+    assert j["mfu"] == pytest.approx(1e9 / 0.3 / 1e10) and j["steps_timed"] == 3 and j["min_step_s"] == 0.2
+    assert r["jax_over_torch"] == pytest.approx(2.0) and r["tokens_per_step"] == 32
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,13 +135,16 @@ def fake_results(tmp_path: Path) -> dict:
     out = tmp_path / "results"
     out.mkdir(exist_ok=True)
     (out / "scaling_batch.png").write_bytes(b"png")
-    fw = {"compile_plus_first_step_s": 2.5, "median_step_s": 0.5, "tokens_per_s": 16384.0, "peak_rss_mib": 800.0}
-    lstm = {"args": {"batch": 64, "seq": 128, "embed": 400, "hidden": 256, "layers": 2, "dtype": "float32"},
-            "tokens_per_step": 8192, "jax_over_torch_tokens_per_s": 0.9,
-            "results": {"jax": dict(fw), "torch": dict(fw, median_step_s=0.45)}}
-    bert_fw = {"compile_s": 7.0, "median_step_s": 1.8, "seq_per_s": 17.7, "tokens_per_s": 2270.0, "mfu": 0.5}
-    bert = {"config": "small", "layers": 4, "hidden": 256, "batch": 32, "seq": 128, "jax_dtype": "float32",
-            "peak_flops": 8e10, "jax": bert_fw, "torch": dict(bert_fw, median_step_s=4.0), "jax_over_torch": 2.2}
+    cpu = {"devices": ["cpu: cpu"]}
+    lstm = common.throughput_result(
+        {"jax": {"first_step_s": 2.5, "step_times_s": [0.5] * 3, "peak_rss_mib": 800.0},
+         "torch": {"first_step_s": 0.6, "step_times_s": [0.45] * 3, "peak_rss_mib": 700.0}},
+        setup="emb 400, 2x256, B=64, T=128, float32", note="full length rows.", batch=64, seq=128) | {"machine": cpu}
+    bert = common.throughput_result(
+        {"jax": {"compile_s": 7.0, "first_step_s": 1.0, "step_times_s": [1.8] * 3, "peak_rss_mib": 2000.0},
+         "torch": {"first_step_s": 1.2, "step_times_s": [4.0] * 3, "peak_rss_mib": 2000.0}},
+        setup="4x256, B=32, T=128, float32", note="padded tokens.", batch=32, seq=128, flops=7.2e10,
+        peak_flops=8e10) | {"machine": cpu}
     model = {"n_params": 5_000_000, "config_file": "configs/lstm_dianping.py", "buckets": [32, 64, 128, 256],
              "weights": "random init", "single": _timing(0.002, 0.6),
              "batch": _timing(2.0, 7.0) | {"batch_size": 256, "jitted_calls_per_predict": 4, "buckets_used": [32, 64],
@@ -121,11 +154,12 @@ def fake_results(tmp_path: Path) -> dict:
                             "b256": _timing(1.4, 2.0) | {"compile_s": 1.5, "batch": 256, "seq": 128, "seq_per_s": 180.0}}}
     stage = _timing(0.5) | {"n_reviews": 2000, "reviews_per_s": 4000.0}
     pre = {"datasets": {"dianping": {"rows_read": 2000, "rows_kept": 2000, "n_reviews": 2000, "jieba_init_s": 0.9,
-                                     **{k: dict(stage) for k, _ in run_all.PRE_STAGES},
+                                     **{k: dict(stage) for k, _ in report.PRE_STAGES},
                                      "cjk_jieba": dict(stage, words_per_s=1e5)}}}
     scaling = {"batch": {"model": "LSTM", "seq": 128, "steps": 3, "rows": [
-        {"batch": b, "jax": {"median_step_s": 0.1 * b / 16, "tokens_per_s": 2e4, "seq_per_s": 160.0, "peak_rss_mib": 700.0},
-         "torch": {"median_step_s": 0.1, "tokens_per_s": 2e4, "peak_rss_mib": 600.0}, "jax_over_torch": 1.0}
+        {"batch": b, "jax_over_torch": 1.0, "frameworks": {
+            "jax": {"median_step_s": 0.1 * b / 16, "tokens_per_s": 2e4, "seq_per_s": 160.0, "peak_rss_mib": 700.0},
+            "torch": {"median_step_s": 0.1, "tokens_per_s": 2e4, "seq_per_s": 160.0, "peak_rss_mib": 600.0}}}
         for b in (16, 32)]},
         "dataset": {"model": {"embed_dim": 128, "hidden_dim": 128, "num_layers": 1, "batch_size": 64, "max_len": 128,
                               "buckets": [32, 64, 128], "vocab_cap": 30000},
@@ -139,7 +173,8 @@ def fake_results(tmp_path: Path) -> dict:
         "command": "python benchmarks/run_all.py --quick", "quick": True, "machine": common.machine_info(),
         "wall_s": 123.0, "skipped": ["bert_base"], "errors": {},
         "parts": {"lstm": part("lstm_throughput", lstm), "bert": part("bert_throughput_small", bert),
-                  "latency": part("inference_latency_lstm", {"models": {"lstm": model}, "peak_rss_mib": 1000.0}),
+                  "latency": part("inference_latency_lstm", {"models": {"lstm": model}, "peak_rss_mib": 1000.0,
+                                                             "machine": cpu}),
                   "preprocessing": part("preprocessing", pre), "scaling": part("scaling", scaling),
                   "gemm_floor": part("gemm_floor", {"results": {"lstm": {
                       "gemm_flops": 5.9e10, "n_products": 520, "jax_gemm_ms": 400.0, "jax_gflops": 147.0,
@@ -167,9 +202,9 @@ def parse_tables(md: str) -> list[list[list[str]]]:
 
 def test_render_markdown_tables_parse_and_numbers_are_finite(tmp_path):
     res = fake_results(tmp_path)
-    md = run_all.render_markdown(res, tmp_path / "RESULTS.md")
+    md = report.render_markdown(res, tmp_path / "RESULTS.md", tmp_path / "results")
     assert "python benchmarks/run_all.py --quick" in md
-    assert "No GPU numbers were measured" in md and "CPU numbers" in md
+    assert "**All numbers are CPU numbers** (jax saw no accelerator)" in md and "| devices jax saw | cpu: cpu |" in md
     for title in ("Machine", "Compile time vs steady state", "Training throughput", "How much of a step is GEMMs",
                   "Dropout masks",
                   "Inference latency",
@@ -201,6 +236,18 @@ def test_render_markdown_tables_parse_and_numbers_are_finite(tmp_path):
     # GEMM ceiling = PyTorch's whole LSTM step (450 ms) / JAX's GEMMs (400 ms)
     gemm = next(t for t in tables if "JAX GEMMs (ms)" in t[0])
     assert gemm[2][-1] == "1.12"
+    # both throughput scripts' layout read alike: BERT's JAX MFU and compile, the LSTM's compile-in-first-step
+    assert "BERT small: JAX MFU 50.0% of a measured 80 GFLOP/s" in md
+    assert "| BERT small train step (B=32 T=128) | jax | lower + compile | 7 | 1,800 |" in md
+    assert "| LSTM train step (B=64 T=128) | jax | compile + first step | 2.5 | 500.0 |" in md
+    assert "| LSTM train step (B=64 T=128) | torch | first step (eager) | 0.6 | 450.0 |" in md
+
+
+def test_render_names_the_accelerator_jax_saw(tmp_path):
+    res = fake_results(tmp_path)
+    res["parts"]["lstm"][0]["result"]["machine"] = {"devices": ["gpu: NVIDIA H100 80GB HBM3"]}
+    md = report.render_markdown(res, tmp_path / "RESULTS.md", tmp_path / "results")
+    assert "JAX ran on gpu: NVIDIA H100 80GB HBM3, PyTorch on the CPU" in md and "All numbers are CPU numbers" not in md
 
 
 def test_render_only_cli_rewrites_results_md(tmp_path):
@@ -217,7 +264,7 @@ def test_plan_quick_skips_bert_base_and_honours_skip(tmp_path):
     assert parts == ["lstm", "gemm_floor", "dropout", "latency", "preprocessing", "scaling"]
     full = dict(run_all.plan(False, tmp_path, set(), True, 3))
     assert "bert_base" in full and "accuracy" in full
-    for _, jobs in full.items():
+    for jobs in full.values():
         for json_path, cmd in jobs:
             assert cmd[-2:] == ["--json", str(json_path)]
 
@@ -306,3 +353,37 @@ def test_dropout_masks_benchmark_tiny(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["elements"] == 128 and set(res["median_ms"]) == {"threefry", "hash"}
     assert res["speedup_hash_over_threefry"] > 0
+    assert res["machine"]["devices"]  # jax is loaded, so the machine lists its devices
+
+
+def _check_throughput_layout(res: dict, steps: int, tokens_per_step: int) -> None:
+    j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
+    assert {"compile_s", "first_step_s", "median_step_s", "tokens_per_s", "seq_per_s", "peak_rss_mib", "mfu"} <= set(j) & set(t)
+    assert j["steps_timed"] == t["steps_timed"] == steps and j["first_step_s"] > 0 and t["first_step_s"] > 0
+    assert res["tokens_per_step"] == tokens_per_step and res["setup"] and res["note"]
+    assert res["jax_over_torch"] == pytest.approx(j["tokens_per_s"] / t["tokens_per_s"])
+    assert res["machine"]["devices"] and _all_finite(res)
+
+
+def test_lstm_throughput_tiny_writes_the_common_layout(tmp_path):
+    import lstm_throughput
+
+    out = tmp_path / "lstm.json"
+    tiny = ["--batch", "2", "--seq", "4", "--vocab", "50", "--embed", "8", "--hidden", "8", "--layers", "1",
+            "--steps", "2", "--warmup", "0", "--rounds", "1"]
+    assert lstm_throughput.main(tiny + ["--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    _check_throughput_layout(res, 2, 8)
+    assert res["frameworks"]["jax"]["compile_s"] is None  # plain jit: the compile is in the first step
+
+
+def test_bert_throughput_tiny_writes_the_common_layout(tmp_path, monkeypatch):
+    import bert_throughput
+
+    monkeypatch.setitem(bert_throughput.CONFIGS, "small", (1, 16, 2, 32, 2, 3, 0))  # toy sizes, same code path
+    monkeypatch.setattr(bert_throughput, "measure_peak", lambda: 1e10)  # skip the 4096^2 matmuls
+    out = tmp_path / "bert.json"
+    assert bert_throughput.main(["--seq", "8", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    _check_throughput_layout(res, 3, 16)
+    assert res["frameworks"]["jax"]["compile_s"] > 0 and res["frameworks"]["jax"]["mfu"] > 0

@@ -1,0 +1,273 @@
+"""RESULTS.md from the ``results.json`` that ``run_all.py`` writes: one section per benchmark, numbers as measured."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common import fmt_num, md_table
+
+THROUGHPUT = {"lstm": "LSTM", "bert": "BERT small", "bert_base": "BERT base-size"}  # parts in common's layout
+PRE_STAGES = (("load_validate", "load + validate (whole file)"), ("cjk_filter", "CJK filter"),
+              ("cjk_jieba", "CJK filter + jieba (no disk cache)"), ("vocab_build", "vocab build"),
+              ("vocab_encode", "vocab encode (max 256)"), ("bert_tokenize", "BERT tokenizer encode (max 128)"))
+
+
+def _ms(s):
+    return None if s is None else s * 1e3
+
+
+def _outputs(results: dict, part: str) -> list[dict]:
+    """The part's runs: ``{"file", "command", "wall_s", "peak_rss_mib", "result"}`` each."""
+    return (results.get("parts") or {}).get(part) or []
+
+
+def _result(results: dict, part: str) -> dict | None:
+    outs = _outputs(results, part)
+    return outs[0]["result"] if outs else None
+
+
+def devices(results: dict) -> list[str]:
+    """Every device jax saw in any part (the driver itself never loads jax)."""
+    return sorted({d for outs in (results.get("parts") or {}).values() for o in outs
+                   for d in o["result"].get("machine", {}).get("devices") or []})
+
+
+def machine_section(results: dict) -> list[str]:
+    m = results.get("machine", {})
+    loads = lambda xs: " / ".join(fmt_num(x, 2) for x in xs or [])  # noqa: E731
+    rows = [("CPU model", m.get("cpu_model")),
+            ("CPU cores (os.cpu_count / affinity)", f"{m.get('cpu_count')} / {m.get('cpu_affinity')}"),
+            ("RAM (GiB)", m.get("ram_gib")),
+            ("load average at start (1/5/15 min)", loads(m.get("load_average"))),
+            ("load average at end", loads(results.get("load_average_end"))),
+            ("devices jax saw", ", ".join(devices(results)) or None),
+            ("platform", m.get("platform")), ("python", m.get("python")), *(m.get("versions") or {}).items()]
+    return md_table(["", ""], rows)
+
+
+def compile_section(results: dict) -> list[str]:
+    rows = []
+    for part, label in THROUGHPUT.items():
+        r = _result(results, part)
+        for fw, x in (r or {}).get("frameworks", {}).items():
+            if x.get("compile_s") is not None:
+                what, s = "lower + compile", x["compile_s"]
+            else:
+                what, s = ("compile + first step" if fw == "jax" else "first step (eager)"), x["first_step_s"]
+            rows.append((f"{label} train step (B={r['batch']} T={r['seq']})", fw, what, s, _ms(x["median_step_s"])))
+    for lat in _outputs(results, "latency"):
+        for kind, m in lat["result"]["models"].items():
+            s, b = m["single"], m["batch"]
+            rows.append((f"{kind} predict, 1 review", "jax", "first call (compile + run)", s["first_call_s"],
+                         _ms(s["p50_s"])))
+            rows.append((f"{kind} predict, {b['batch_size']} reviews", "jax",
+                         f"first call ({b['jitted_calls_per_predict']} bucket shapes)", b["first_call_s"], _ms(b["p50_s"])))
+            mo = m["model_only"].get(f"b{b['batch_size']}")
+            if mo:
+                rows.append((f"{kind} forward only, {mo['batch']}x{mo['seq']}", "jax", "lower + compile", mo["compile_s"],
+                             _ms(mo["p50_s"])))
+    ds = ((_result(results, "scaling") or {}).get("dataset") or {}).get("rows")
+    if ds:
+        rows.append((f"LSTM (moderate) epoch, {ds[0]['n_reviews']} reviews", "jax", "compile all bucket shapes",
+                     ds[0]["compile_s"], _ms(ds[0]["epoch_s"])))
+    if not rows:
+        return []
+    return md_table(["what", "framework", "one-off cost", "one-off (s)", "steady state (ms, median/p50)"], rows)
+
+
+def train_section(results: dict) -> list[str]:
+    rows, notes = [], []
+    for part, label in THROUGHPUT.items():
+        r = _result(results, part)
+        if not r:
+            continue
+        for fw, x in r["frameworks"].items():
+            rows.append((label, r["setup"], fw, _ms(x["median_step_s"]), x["tokens_per_s"], x["seq_per_s"],
+                         x["peak_rss_mib"], r["jax_over_torch"] if fw == "jax" else None))
+        mfu = r["frameworks"].get("jax", {}).get("mfu")
+        notes.append(f"{label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
+                                     "fp32 matmul peak; " if mfu else "") + r["note"])
+    if not rows:
+        return []
+    return md_table(["model", "config", "framework", "median step (ms)", "tokens/s", "seq/s", "peak RSS (MiB)",
+                     "JAX/PyTorch speed"], rows) + [""] + [f"- {n}" for n in notes]
+
+
+def gemm_floor_section(results: dict) -> list[str]:
+    g = _result(results, "gemm_floor")
+    if not g:
+        return []
+    rows = []
+    for name, r in g["results"].items():  # gemm_floor's "bert" is the small config
+        step = {fw: _ms(x["median_step_s"]) for fw, x in ((_result(results, name) or {}).get("frameworks") or {}).items()}
+        best = step["torch"] / r["jax_gemm_ms"] if step.get("torch") and r.get("jax_gemm_ms") else None
+        rows.append((name, fmt_num(r["gemm_flops"] / 1e9), r["n_products"], r["jax_gemm_ms"], r["jax_gflops"],
+                     r["torch_gemm_ms"], r["torch_gflops"], step.get("jax"), step.get("torch"), best))
+    lines = md_table(["model", "GFLOP/step", "products", "JAX GEMMs (ms)", "JAX GFLOP/s", "PyTorch GEMMs (ms)",
+                      "PyTorch GFLOP/s", "JAX whole step (ms)", "PyTorch whole step (ms)",
+                      "JAX/PyTorch ceiling = PyTorch step / JAX GEMMs"], rows)
+    return lines + ["", "- Every matrix product of one train step (forward, input and weight gradients, the LSTM's "
+                    "128-step recurrent chains as dependent loops, BERT's batched attention products), timed alone "
+                    "in float32; `benchmarks/gemm_floor.py`. The whole-step columns are from the throughput table "
+                    "above (a separate run). A step cannot be faster than its GEMMs, so the last column is the best "
+                    "JAX/PyTorch speed ratio reachable with the GEMM kernels XLA calls on this CPU."]
+
+
+def dropout_section(results: dict) -> list[str]:
+    r = _result(results, "dropout")
+    if not r:
+        return []
+    rows = [(k, r["median_ms"][k], r["ns_per_element"][k]) for k in ("threefry", "hash")]
+    return md_table(["mask", "median (ms)", "ns/element"], rows) + [
+        "", f"- `where(mask, x * scale, 0)` on {fmt_num(r['elements'])} elements (shape {r['shape']}, one BERT-small "
+            f"attention-probability tensor), rate {r['rate']}; the hashed mask (`jaxsenti/models/dropout.py`, used by "
+            f"both models) is {fmt_num(r['speedup_hash_over_threefry'])}x faster than `jax.random.bernoulli`."]
+
+
+def latency_section(results: dict) -> list[str]:
+    rows, notes = [], []
+    for lat in _outputs(results, "latency"):
+        for kind, m in lat["result"]["models"].items():
+            s, b, e = m["single"], m["batch"], m["encode_batch"]
+            name = f"{kind} ({fmt_num(m['n_params'] / 1e6)}M params)"
+            rows += [(name, "predict, 1 review (end to end)", s["n"], _ms(s["p50_s"]), _ms(s["p99_s"]), 1.0 / s["p50_s"],
+                      lat["peak_rss_mib"]),
+                     (name, f"predict, {b['batch_size']} reviews (end to end)", b["n"], _ms(b["p50_s"]), _ms(b["p99_s"]),
+                      b["reviews_per_s"], lat["peak_rss_mib"]),
+                     (name, f"encode only, {b['batch_size']} reviews", e["n"], _ms(e["p50_s"]), _ms(e["p99_s"]),
+                      e["reviews_per_s"], None)]
+            for mo in sorted(m["model_only"].values(), key=lambda mo: mo["batch"]):
+                rows.append((name, f"forward only, {mo['batch']}x{mo['seq']} tokens", mo["n"], _ms(mo["p50_s"]),
+                             _ms(mo["p99_s"]), mo["seq_per_s"], None))
+            notes.append(f"{kind}: `{m['config_file']}`, buckets {m['buckets']}; {m['weights']}. "
+                         f"The {b['batch_size']}-review call ran {b['jitted_calls_per_predict']} jitted calls "
+                         f"(buckets {b['buckets_used']}), each padded to the smallest of `Predictor.BATCH_SIZES` "
+                         "that holds it.")
+    if not rows:
+        return []
+    return md_table(["model", "mode", "calls timed", "p50 (ms)", "p99 (ms)", "reviews/s at p50", "peak RSS (MiB)"],
+                    rows) + [""] + [f"- {n}" for n in notes]
+
+
+def preprocessing_section(results: dict) -> list[str]:
+    p = _outputs(results, "preprocessing")
+    if not p:
+        return []
+    rows, notes = [], []
+    for name, d in p[0]["result"]["datasets"].items():
+        for key, label in PRE_STAGES:
+            st = d.get(key)
+            if st:
+                rates = (("words_per_s", "words/s"), ("tokens_per_s", "tokens/s"))
+                extra = next((f"{fmt_num(st[k])} {unit}" for k, unit in rates if st.get(k)),
+                             f"vocab {fmt_num(st['vocab_size'])}" if st.get("vocab_size") else "")
+                rows.append((name, label, st["n_reviews"], st["median_s"], st["reviews_per_s"], extra))
+        init = d.get("jieba_init_s")
+        init = "already loaded" if init is not None and init < 0.01 else f"{fmt_num(init)} s, not in the jieba row"
+        notes.append(f"{name}: {fmt_num(d['rows_read'])} rows read, {fmt_num(d['rows_kept'])} kept after "
+                     f"validation; {fmt_num(d['n_reviews'])} used for the later stages; jieba dictionary load: {init}")
+    return md_table(["dataset", "stage", "reviews", "median (s)", "reviews/s", "other"], rows) + [""] + \
+        [f"- {n}" for n in notes] + [f"- peak RSS of the preprocessing process: {fmt_num(p[0]['peak_rss_mib'])} MiB"]
+
+
+def scaling_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
+    r = _result(results, "scaling")
+    if not r:
+        return []
+    lines = []
+
+    def img(name, alt):
+        f = Path(out_dir) / name
+        return [f"![{alt}]({os.path.relpath(f, md_dir)})", ""] if f.is_file() else []
+
+    if "batch" in r:
+        b = r["batch"]
+        rows = []
+        for row in b["rows"]:
+            j, t = row["frameworks"].get("jax") or {}, row["frameworks"].get("torch") or {}
+            rows.append((row["batch"], _ms(j.get("median_step_s")), j.get("tokens_per_s"), j.get("seq_per_s"),
+                         j.get("peak_rss_mib"), _ms(t.get("median_step_s")), t.get("tokens_per_s"), t.get("peak_rss_mib"),
+                         row["jax_over_torch"]))
+        lines += [f"### Train-step throughput vs batch size ({b['model']}, T={b['seq']}, {b['steps']} timed steps "
+                  "per size)", ""]
+        lines += md_table(["batch", "JAX step (ms)", "JAX tokens/s", "JAX seq/s", "JAX peak RSS (MiB)", "PyTorch step (ms)",
+                           "PyTorch tokens/s", "PyTorch peak RSS (MiB)", "JAX/PyTorch"], rows) + [""]
+        lines += img("scaling_batch.png", "train-step throughput vs batch size")
+    if "dataset" in r:
+        d, m = r["dataset"], r["dataset"]["model"]
+        keys = ("n_reviews", "data", "vocab_size", "n_steps", "preprocess_s", "compile_s", "epoch_s", "train_reviews_per_s",
+                "real_tokens_per_s")
+        lines += [f"### One training epoch vs dataset size (LSTM emb {m['embed_dim']}, {m['num_layers']}x"
+                  f"{m['hidden_dim']}, batch {m['batch_size']}, max_len {m['max_len']}, buckets {m['buckets']})", ""]
+        lines += md_table(["reviews", "data", "vocab", "steps", "jieba + encode (s)", "compile (s)", "epoch (s)",
+                           "train reviews/s", "real tokens/s"], [[row.get(k) for k in keys] for row in d["rows"]]) + [""]
+        lines += ["- compile is paid once: every size uses the same parameter shapes (embedding of "
+                  f"{m['vocab_cap']} rows), so later sizes reuse the compiled steps.", ""]
+        lines += img("scaling_dataset.png", "time vs dataset size")
+    return lines
+
+
+def accuracy_section(results: dict) -> list[str]:
+    from jaxsenti.metrics import fmt_mean_std
+
+    rows = []
+    for name, a in (results.get("accuracy") or {}).items():
+        r = a["result"]
+        s = r["summary"]
+        mixed = r.get("mixed_sentence_p_positive") or []
+        pooling = ((r.get("config_dict") or {}).get("model") or {}).get("pooling")
+        label = (r.get("config") or name) + (f" (pooling={pooling})" if pooling else "")
+        rows.append((label, Path(str(r.get("data", ""))).name, s.get("runs"), "/".join(map(str, r.get("split", []))),
+                     *(fmt_mean_std(s[k]) if k in s else "–" for k in ("accuracy", "f1", "precision", "recall")),
+                     sum(mixed) / len(mixed) if mixed else None, r.get("total_seconds"), name))
+    if not rows:
+        return []
+    return md_table(["config", "data", "seeds", "split", "accuracy", "F1", "precision", "recall",
+                     "mixed sentence P(pos), mean", "wall (s)", "file"], rows) + [
+        "", "- mean ± sample std over seeds (seed i = split i and init i); produced by `benchmarks/accuracy.py` "
+            "(command inside each JSON file)."]
+
+
+def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os.PathLike) -> str:
+    """The whole report; ``out_dir`` holds the plots it links to."""
+    md_dir = Path(md_path).resolve().parent
+    m = results.get("machine", {})
+    accel = [d for d in devices(results) if not d.startswith("cpu")]
+    where = (f"JAX ran on {', '.join(accel)}, PyTorch on the CPU" if accel
+             else "**All numbers are CPU numbers** (jax saw no accelerator)")
+    lines = ["# Benchmark results", "",
+             "_Generated by `benchmarks/run_all.py` — do not edit by hand; re-run the command below._", "",
+             f"- date: {m.get('date', '–')}",
+             f"- command: `{results.get('command', '–')}`",
+             f"- mode: {'quick (fewer steps/repeats, smaller sizes)' if results.get('quick') else 'full'}",
+             f"- total wall time: {fmt_num(results.get('wall_s'))} s",
+             f"- raw data: `{results.get('results_json', 'results.json')}` (everything below, plus the per-part JSON files)",
+             "",
+             f"> {where}, on a shared machine with {m.get('cpu_count', '?')} cores ({m.get('cpu_model', '?')}); other "
+             "jobs may have been running, so treat differences under ~20 % as noise. JAX/PyTorch ratios are measured "
+             "in the same run, alternating the two frameworks.",
+             "", "## Machine", ""]
+    lines += machine_section(results) + [""]
+    errors = results.get("errors") or {}
+    if errors:
+        lines += ["## Failed parts", ""] + [f"- **{p}**: `{e[0].splitlines()[0][:300]}`" for p, e in errors.items()] + [""]
+    if results.get("skipped"):
+        lines += [f"Skipped parts: {', '.join(results['skipped'])}.", ""]
+    sections = (
+        ("Compile time vs steady state", compile_section(results)),
+        ("Training throughput (train step: forward + backward + optimizer)", train_section(results)),
+        ("How much of a step is GEMMs (the reachable speed ratio)", gemm_floor_section(results)),
+        ("Dropout masks", dropout_section(results)),
+        ("Inference latency (`Predictor.predict`)", latency_section(results)),
+        ("Preprocessing throughput", preprocessing_section(results)),
+        ("Scaling", scaling_section(results, md_dir, Path(out_dir))),
+        ("Accuracy", accuracy_section(results)),
+    )
+    for title, body in sections:
+        if body:
+            lines += [f"## {title}", ""] + body + [""]
+    lines += ["## Per-part commands", ""]
+    for part, outs in (results.get("parts") or {}).items():
+        lines += [f"- {part} ({fmt_num(o['wall_s'])} s): `{o['command']}`" for o in outs]
+    return "\n".join(lines).rstrip() + "\n"
