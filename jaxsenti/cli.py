@@ -1,6 +1,6 @@
 """jaxsenti: Chinese review sentiment analysis in JAX/Flax (the study, its models, their data).
 
-Commands: study (everything, one report), eda, baselines, train, lr-find, predict, download.
+Commands: study (everything, one report), eda, baselines, train, pretrain, lr-find, predict, download.
 Run `jaxsenti COMMAND --help` for a command's options.
 """
 
@@ -23,6 +23,7 @@ from jaxsenti.data.io import DEFAULT_MAX_CHARS, has_chinese, load_table, print_r
 from jaxsenti.eda import run_eda
 from jaxsenti.objectives import Classification
 from jaxsenti.pipeline import Predictor, prepare, train_on_split
+from jaxsenti.pretrain import pretrain
 from jaxsenti.study import StudyOptions, is_study_dataset, run_study, summary_lines
 from jaxsenti.training.batching import LabelledBatches
 from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
@@ -226,6 +227,41 @@ def cmd_predict(args) -> int:
     return 0
 
 
+class _CorpusAction(argparse.Action):
+    """--corpus FILE [--text-column COL] ..., each --text-column belonging to the --corpus before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        pairs = list(getattr(namespace, "corpus", None) or [])
+        if option_string == "--corpus":
+            pairs.append((value, None))
+        elif not pairs:
+            parser.error("--text-column must follow the --corpus it belongs to")
+        else:
+            pairs[-1] = (pairs[-1][0], value)
+        namespace.corpus = pairs
+
+
+def cmd_pretrain(args) -> int:
+    spec = registry.get(args.model)
+    if spec.pretraining is None:
+        raise DataError(f"model {args.model!r} has no pretraining task")
+    cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.pretrain_config), args.set)
+    if not isinstance(cfg, config_lib.PretrainConfig) or cfg.model_name != args.model:
+        raise DataError(f"{args.config} is not a pretraining config for {args.model!r}")
+    if args.corpus:  # the user's text replaces the default corpus; the fine-tuning val/test texts stay excluded
+        cfg = dataclasses.replace(cfg, corpus=dataclasses.replace(cfg.corpus, sources=tuple(args.corpus), shopping=False,
+                                                                  finetune_train=False))
+    out = Path(args.out or f"runs/pretrain/{cfg.name}")
+    res = pretrain(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                   command="jaxsenti " + " ".join(sys.argv[1:]))
+    f = res.info["final"]
+    print(f"pretrained {res.info['tokens_seen']:,} tokens in {res.seconds:.0f}s ({res.info['epochs_run']} epochs"
+          + (", stopped by the time budget" if res.info["out_of_time"] else "") + f"): held-out loss {f['val_loss']:.3f}, "
+          f"masked-token accuracy {f['val_accuracy']:.3f}")
+    print(f"pretrained folder: {out}   (fine-tune: jaxsenti train {args.model} --pretrained {out})")
+    return 0
+
+
 def cmd_download(args) -> int:
     for name in (list(DATASETS) if args.all else ["dianping"]):
         print(f"{name}: {download(name, args.dest)}")
@@ -289,6 +325,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="plot file (default: runs/<experiment name>_lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
 
+    pretrainable = [s.name for s in registry.MODELS.values() if s.pretraining is not None]
+    p = sub.add_parser("pretrain", help=f"pretrain a model on unlabeled reviews ({', '.join(pretrainable)})",
+                       epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", choices=pretrainable, help="which model")
+    defaults = ", ".join(f"{s.name}: {s.pretrain_config}" for s in registry.MODELS.values() if s.pretraining)
+    p.add_argument("--config", help=f"pretraining config: a packaged name or a .py file (default: {defaults})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set epochs=2 --set corpus.max_texts=5000 (repeatable)")
+    p.add_argument("--corpus", action=_CorpusAction, default=[], metavar="FILE",
+                   help="pretrain on this CSV or TXT (one review per line) instead of the default corpus; repeatable. "
+                        "The fine-tuning run's validation and test texts are always kept out")
+    p.add_argument("--text-column", action=_CorpusAction, metavar="COL",
+                   help="the text column of the --corpus CSV before it (default: review, comment, text or content)")
+    _add_output_args(p, None, "the pretrained model (default: runs/pretrain/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the pretraining run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.set_defaults(func=cmd_pretrain)
+
     p = sub.add_parser("predict", help="score reviews with a trained model folder")
     p.add_argument("--model", required=True, help="model folder written by `jaxsenti train` (or a study's models/*)")
     p.add_argument("texts", nargs="*", help="review texts to score; one JSON line each is printed")
@@ -310,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "study", "lr-find"):
+    if args.command in ("train", "study", "lr-find", "pretrain"):
         maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
     try:
         return args.func(args)

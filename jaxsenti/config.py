@@ -159,8 +159,9 @@ class CorpusConfig:
 
     sources: tuple = ()  # (path, text column or None) pairs: CSV or TXT (one review per line); () = the default corpus
     shopping: bool = True  # default corpus: online_shopping_10_cats.csv without 酒店 (found like the datasets)
-    finetune: str | None = None  # experiment config of the fine-tuning run: its training texts join the corpus, and
-    # the validation/test texts of its split for seeds 0 .. exclude_seeds-1 are kept out (None: no fine-tuning data)
+    finetune: str | None = None  # experiment config of the fine-tuning run: the validation/test texts of its split for
+    # seeds 0 .. exclude_seeds-1 are kept out of the corpus, and (with finetune_train) its other texts join it
+    finetune_train: bool = True
     exclude_seeds: int = 5
     heldout_fraction: float = 0.02  # held out for the validation MLM/LM loss each epoch
     max_texts: int | None = None  # keep only the first N texts (quick runs)
@@ -172,7 +173,7 @@ class CorpusConfig:
         _require(self.exclude_seeds >= 1, "corpus.exclude_seeds", "must be >= 1")
         _require(0 < self.heldout_fraction < 0.5, "corpus.heldout_fraction", "must be in (0, 0.5)")
         _require(self.max_texts is None or self.max_texts >= 10, "corpus.max_texts", "must be >= 10 or None")
-        _require(self.shopping or self.sources or self.finetune, "corpus", "names no text at all")
+        _require(self.shopping or self.sources or (self.finetune and self.finetune_train), "corpus", "names no text at all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +198,7 @@ class PretrainConfig:
     mesh_devices: int | None = None
     fsdp: bool = False
     time_budget_s: float | None = None  # stop once this much training time has passed (validating first)
+    snapshot_epochs: tuple = ()  # also export the model after these epochs (snapshots/epochN): how much pretraining helps
 
     def __post_init__(self):
         spec = registry.spec_for(self.model)
@@ -213,6 +215,8 @@ class PretrainConfig:
         for name in ("patience", "checkpoint_every"):
             _require(getattr(self, name) >= 0, name, "must be >= 0")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 or None")
+        _require(all(isinstance(e, int) and 1 <= e <= self.epochs for e in self.snapshot_epochs), "snapshot_epochs",
+                 f"must be epochs between 1 and {self.epochs}")
         _require(self.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss")
 
     @property
@@ -342,7 +346,7 @@ def from_dict(d: dict, where: str = "config.json") -> TrainConfig:
 
 # Fields a resumed run may change: how it reports and how long it goes on, not what it trains.
 RESUMABLE_FIELDS = ("epochs", "patience", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size",
-                    "time_budget_s")
+                    "time_budget_s", "snapshot_epochs")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -59,7 +59,8 @@ def build_corpus(cfg: CorpusConfig, seed: int = 0) -> Corpus:
     exclude: dict[str, list[str]] = {}
     if cfg.finetune:
         train, exclude, path = finetune_exclusions(cfg.finetune, cfg.exclude_seeds)
-        sources.append(TextSource.from_texts(f"{Path(path).name} training texts (seeds 0-{cfg.exclude_seeds - 1})", train))
+        if cfg.finetune_train:
+            sources.append(TextSource.from_texts(f"{Path(path).name} training texts (seeds 0-{cfg.exclude_seeds - 1})", train))
     corpus = load_corpus(sources, exclude_texts=exclude)
     if cfg.shopping and "cat=" + HOTEL not in corpus.sources[0].filtered:
         raise config_lib.ConfigError(f"{SHOPPING} has no 'cat' column, so its {HOTEL} (hotel) rows cannot be left out")
@@ -114,8 +115,15 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
         tx = make_optimizer(cfg.optim, len(prep.train) * cfg.epochs)
         state = create_train_state(prep.model, tx, prep.objective, seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
         del prep.model
+        def snapshot(state, row):  # the model as it is after this epoch, for the accuracy-vs-pretraining curve
+            if row["epoch"] in cfg.snapshot_epochs and is_primary():
+                where = folder / "snapshots" / f"epoch{row['epoch']}"
+                spec.pretraining.export(prep, state.model(), where)
+                atomic.write_json(where / "snapshot.json", row | {"tokens_seen": row["step"] * prep.tokens_per_batch})
+
         result = fit(state, prep.train, prep.val, cfg, out_dir=folder, resume=resume, progress=progress,
-                     label=f"{spec.name} pretraining: ", unit=("tok", prep.tokens_per_batch), time_budget_s=cfg.time_budget_s)
+                     label=f"{spec.name} pretraining: ", unit=("tok", prep.tokens_per_batch),
+                     time_budget_s=cfg.time_budget_s, on_epoch_end=snapshot)
         if result.interrupted:
             return PretrainOutcome(out_dir, result.history, time.perf_counter() - t0, {}, True)
         info = {"command": command, "model": spec.name, "corpus": corpus.report(), "train_texts": len(train_idx),

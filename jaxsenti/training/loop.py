@@ -119,6 +119,7 @@ class _Run:
     label: str
     unit: tuple[str, int]  # what the progress bar counts per batch, e.g. ("tok", 16384)
     time_budget_s: float | None
+    on_epoch_end: object  # callable(state, history row) or None
 
     def out_of_time(self) -> bool:
         return self.time_budget_s is not None and time.perf_counter() - self.t_start >= self.time_budget_s
@@ -179,12 +180,14 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
         val_part = " ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
         tqdm.write(f"{run.label}epoch {epoch + 1}: train {train_part} | val {val_part}", file=sys.stderr)
     run.ckpt.save(state, run.snapshot(epoch + 1, 0, None))
+    if run.on_epoch_end is not None:
+        run.on_epoch_end(state, row)
     return bool(run.cfg.patience and meta["bad_epochs"] >= run.cfg.patience)
 
 
 def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool = False, progress: bool = True,
         stop_after_steps: int | None = None, label: str = "", unit: tuple[str, int] = ("batch", 1),
-        time_budget_s: float | None = None) -> FitResult:
+        time_budget_s: float | None = None, on_epoch_end=None) -> FitResult:
     """Train with early stopping on ``cfg.monitor``; the best parameters are kept in ``out_dir/checkpoints/best``.
 
     ``train``/``val`` are batch sources; ``cfg`` is any config with the loop fields of
@@ -197,6 +200,7 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
     counts per batch (``("tok", tokens_per_batch)`` shows tokens/s). ``time_budget_s``: once that much training
     time has passed (counting a resumed run's earlier time), the epoch in progress is validated like a full
     one and training ends (``FitResult.out_of_time``); a later ``--resume`` continues with the next epoch.
+    ``on_epoch_end(state, row)`` runs after each epoch's validation and checkpoint (e.g. to export snapshots).
     """
     out_dir = Path(out_dir)
     monitor = _monitor(state, cfg.monitor)
@@ -213,7 +217,7 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
         if restored is not None:
             state, meta = restored
     run = _Run(cfg, ckpt, meta, time.perf_counter() - meta["seconds"], progress and is_primary(), label, unit,
-               time_budget_s)
+               time_budget_s, on_epoch_end)
     stopped = None
     try:
         for epoch in range(meta["epoch"], cfg.epochs):
