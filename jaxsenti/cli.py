@@ -109,7 +109,7 @@ def _model_pairs(values: list[str], what: str, default_model: str | None = None)
             if default_model is None:
                 raise DataError(f"{what} {v!r} must look like MODEL=VALUE (models: {', '.join(registry.names())})")
             model, value = default_model, v
-        registry.get(model.strip())  # unknown model: error listing the known ones
+        registry.study_variant(model.strip())  # unknown model: error listing the known ones
         out[model.strip()] = value.strip()
     return tuple(out.items())
 
@@ -117,9 +117,9 @@ def _model_pairs(values: list[str], what: str, default_model: str | None = None)
 def cmd_study(args) -> int:
     path, reviews = _load(args)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    unknown = set(models) - {"baselines", *registry.names()}
+    unknown = set(models) - {"baselines", *registry.study_names()}
     if unknown or not models:
-        raise DataError(f"--models {args.models!r}: choose from baselines, {', '.join(registry.names())}")
+        raise DataError(f"--models {args.models!r}: choose from baselines, {', '.join(registry.study_names())}")
     split = args.split
     if split is None and not is_study_dataset(path):
         split = (0.8, 0.1, 0.1)
@@ -128,8 +128,9 @@ def cmd_study(args) -> int:
     opts = StudyOptions(seeds=args.seeds, neural_seeds=args.neural_seeds, split=split, models=models,
                         configs=_model_pairs(args.config, "--config"),
                         pretrained=_model_pairs(args.pretrained, "--pretrained", default_model="bert"),
+                        pretrain_configs=_model_pairs(args.pretrain_config, "--pretrain-config"),
                         text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
-                        progress=not args.quiet)
+                        progress=not args.quiet, pretrain_budget_s=args.pretrain_budget)
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda, overwrite=args.overwrite)
     print("\n".join(summary_lines(res, args.out)))
     return 0
@@ -137,6 +138,7 @@ def cmd_study(args) -> int:
 
 def cmd_baselines(args) -> int:
     args.no_eda, args.models, args.neural_seeds, args.config, args.pretrained = True, "baselines", 0, [], []
+    args.pretrain_budget, args.pretrain_config = 0.0, []
     return cmd_study(args)
 
 
@@ -272,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxsenti", description=__doc__, epilog=ENVIRONMENT,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    names = ",".join(registry.names())
+    names = ",".join(registry.study_names())
 
     p = sub.add_parser("study", help="the whole study: EDA, baselines, neural models, analyses, one report",
                        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train/val/test counts or fractions (default on dianping.csv: the study's 1600/200/200, "
                         "BERT 1620/180/200; on other data: 0.8/0.1/0.1 of all reviews)")
     p.add_argument("--jobs", type=_positive_int, default=1, help="parallel grid-search jobs for the baselines (default: 1)")
+    p.add_argument("--pretrain-config", action="append", default=[], metavar="MODEL=CONFIG",
+                   help="pretraining config for a <model>_pretrained row, e.g. bert=bert_mlm_small (the default); repeatable")
+    p.add_argument("--pretrain-budget", type=float, default=300.0, metavar="SECONDS",
+                   help="for each <model>_pretrained row whose data no shipped or cached checkpoint fits: pretrain "
+                        "for at most this long (default: 300)")
     p.add_argument("--no-eda", action="store_true", help="skip the exploratory figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     p.set_defaults(func=cmd_study)

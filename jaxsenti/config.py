@@ -173,7 +173,6 @@ class CorpusConfig:
         _require(self.exclude_seeds >= 1, "corpus.exclude_seeds", "must be >= 1")
         _require(0 < self.heldout_fraction < 0.5, "corpus.heldout_fraction", "must be in (0, 0.5)")
         _require(self.max_texts is None or self.max_texts >= 10, "corpus.max_texts", "must be >= 10 or None")
-        _require(self.shopping or self.sources or (self.finetune and self.finetune_train), "corpus", "names no text at all")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ from jaxsenti import config as config_lib
 from jaxsenti.config import CorpusConfig, PretrainConfig
 from jaxsenti.data import load_reviews, resolve_dataset, stratified_split
 from jaxsenti.data.corpus import HOTEL, Corpus, TextSource, load_corpus, split_heldout
+from jaxsenti.data.text import cache_dir
 from jaxsenti.machine import machine_info
 from jaxsenti.plotting import plot_training_curves
 from jaxsenti.training.loop import fit
@@ -35,32 +36,51 @@ from jaxsenti.training.steps import create_train_state
 SHOPPING = "online_shopping_10_cats.csv"
 
 
-def finetune_exclusions(finetune: str, seeds: int) -> tuple[list[str], dict[str, list[str]], str]:
-    """For the fine-tuning run of config ``finetune``: (training texts of every one of ``seeds`` splits,
-    {"val": ..., "test": ...} texts of any of them, the dataset's path)."""
-    ft = config_lib.load_config(finetune)
-    path = resolve_dataset(ft.data.path)
-    reviews = load_reviews(path, ft.data.text_column, ft.data.label_column, max_chars=ft.data.max_chars)
-    val, test = set(), set()
-    for seed in range(seeds):  # seed i of the study and of benchmarks/accuracy.py uses split i
-        sp = stratified_split(reviews.labels, ft.data.split, seed=seed, source=str(path))
-        val.update(sp.val.tolist())
-        test.update(sp.test.tolist())
-    train = [t for i, t in enumerate(reviews.texts) if i not in val and i not in test]
-    return train, {"val": [reviews.texts[i] for i in sorted(val)], "test": [reviews.texts[i] for i in sorted(test)]}, str(path)
+@dataclasses.dataclass(frozen=True)
+class FinetuneTexts:
+    """What pretraining may and may not see of a fine-tuning dataset: its texts in no validation or test
+    split of seeds 0..seeds-1 (seed i of the study and of benchmarks/accuracy.py uses split i), and those it must not."""
+
+    name: str
+    train: list
+    exclude: dict  # {"val": [...], "test": [...]}
+
+    @classmethod
+    def of(cls, reviews, split, seeds: int, name: str) -> FinetuneTexts:
+        val, test = set(), set()
+        for seed in range(seeds):
+            sp = stratified_split(reviews.labels, split, seed=seed, source=name)
+            val.update(sp.val.tolist())
+            test.update(sp.test.tolist())
+        train = [t for i, t in enumerate(reviews.texts) if i not in val and i not in test]
+        return cls(f"{Path(name).name} training texts (seeds 0-{seeds - 1})", train,
+                   {"val": [reviews.texts[i] for i in sorted(val)], "test": [reviews.texts[i] for i in sorted(test)]})
+
+    @classmethod
+    def of_config(cls, finetune: str, seeds: int) -> FinetuneTexts:
+        ft = config_lib.load_config(finetune)
+        path = resolve_dataset(ft.data.path)
+        reviews = load_reviews(path, ft.data.text_column, ft.data.label_column, max_chars=ft.data.max_chars)
+        return cls.of(reviews, ft.data.split, seeds, str(path))
 
 
-def build_corpus(cfg: CorpusConfig, seed: int = 0) -> Corpus:
+def build_corpus(cfg: CorpusConfig, seed: int = 0, finetune: FinetuneTexts | None = None) -> Corpus:
     """The texts ``cfg`` names, with the rules of ``jaxsenti.data.corpus`` (no 酒店 rows; no validation or test
-    text of the fine-tuning run, for any of its ``exclude_seeds`` splits: asserted after loading)."""
+    text of the fine-tuning run, for any of its ``exclude_seeds`` splits: asserted after loading).
+    ``finetune`` replaces what ``cfg.finetune`` would give (the study passes its own data and splits)."""
     sources = [TextSource(str(p), text_column=col) for p, col in cfg.sources]
     if cfg.shopping:
         sources.insert(0, TextSource(str(resolve_dataset(SHOPPING)), text_column="review", name="online_shopping_10_cats"))
     exclude: dict[str, list[str]] = {}
-    if cfg.finetune:
-        train, exclude, path = finetune_exclusions(cfg.finetune, cfg.exclude_seeds)
+    if finetune is None and cfg.finetune:
+        finetune = FinetuneTexts.of_config(cfg.finetune, cfg.exclude_seeds)
+    if finetune is not None:
+        exclude = finetune.exclude
         if cfg.finetune_train:
-            sources.append(TextSource.from_texts(f"{Path(path).name} training texts (seeds 0-{cfg.exclude_seeds - 1})", train))
+            sources.append(TextSource.from_texts(finetune.name, finetune.train))
+    if not sources:
+        raise config_lib.ConfigError("config field corpus: names no text at all (no sources, no shopping reviews, "
+                                     "no fine-tuning training texts)")
     corpus = load_corpus(sources, exclude_texts=exclude)
     if cfg.shopping and "cat=" + HOTEL not in corpus.sources[0].filtered:
         raise config_lib.ConfigError(f"{SHOPPING} has no 'cat' column, so its {HOTEL} (hotel) rows cannot be left out")
@@ -99,8 +119,10 @@ def _check_resume(out_dir: Path, cfg: PretrainConfig) -> bool:
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-             progress: bool = True, command: str = "", corpus: Corpus | None = None) -> PretrainOutcome:
-    """Pretrain ``cfg.model`` on ``cfg.corpus`` (or ``corpus``) into ``out_dir``; see the module docstring."""
+             progress: bool = True, command: str = "", corpus: Corpus | None = None,
+             stop_after_steps: int | None = None) -> PretrainOutcome:
+    """Pretrain ``cfg.model`` on ``cfg.corpus`` (or ``corpus``) into ``out_dir``; see the module docstring.
+    ``stop_after_steps`` simulates an interruption (a checkpoint, no export), as in ``training.loop.fit``."""
     maybe_initialize_distributed()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -123,10 +145,10 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
 
         result = fit(state, prep.train, prep.val, cfg, out_dir=folder, resume=resume, progress=progress,
                      label=f"{spec.name} pretraining: ", unit=("tok", prep.tokens_per_batch),
-                     time_budget_s=cfg.time_budget_s, on_epoch_end=snapshot)
+                     time_budget_s=cfg.time_budget_s, on_epoch_end=snapshot, stop_after_steps=stop_after_steps)
         if result.interrupted:
             return PretrainOutcome(out_dir, result.history, time.perf_counter() - t0, {}, True)
-        info = {"command": command, "model": spec.name, "corpus": corpus.report(), "train_texts": len(train_idx),
+        info = {"command": command, "key": pretrained_key(cfg, corpus), "model": spec.name, "corpus": corpus.report(), "train_texts": len(train_idx),
                 "heldout_texts": len(heldout_idx), "steps": result.steps, "epochs_run": len(result.history),
                 "tokens_seen": result.steps * prep.tokens_per_batch, "best_epoch": result.best_epoch,
                 "final": result.history[-1] if result.history else {}, "train_seconds": result.seconds,
@@ -140,3 +162,45 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
                 plot_training_curves({k: [h[k] for h in result.history] for k in keys}, folder / "pretraining_curves.png",
                                      title=f"{cfg.name}: pretraining (held-out {len(heldout_idx)} texts)")
     return PretrainOutcome(out_dir, result.history, time.perf_counter() - t0, info)
+
+
+# --------------------------------------------------------------------------------------------------
+# finding a pretrained model for the study: packaged, cached, or made within a time budget
+
+_NOT_IN_KEY = ("name", "time_budget_s", "snapshot_epochs", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size")
+
+
+def pretrained_key(cfg: PretrainConfig, corpus: Corpus) -> str:
+    """What makes two pretraining runs the same: the config (how long it may run aside) and the corpus."""
+    d = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in _NOT_IN_KEY}
+    blob = json.dumps(d, sort_keys=True, default=str) + corpus.sha256
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def packaged_pretrained_dir(name: str) -> Path:
+    """Where a checkpoint shipped inside the package lives (``jaxsenti/assets/pretrained/<config name>``)."""
+    return Path(__file__).resolve().parent / "assets" / "pretrained" / name
+
+
+def _matches(folder: Path, key: str) -> bool:
+    try:
+        return json.loads((folder / "pretraining.json").read_text(encoding="utf-8")).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def find_or_pretrain(cfg: PretrainConfig, finetune: FinetuneTexts, *, time_budget_s: float, progress: bool = True
+                     ) -> tuple[Path, dict, str]:
+    """A pretrained folder for ``cfg`` whose corpus holds none of ``finetune``'s validation/test texts:
+    the packaged one, else one in the user cache, else made now within ``time_budget_s`` (and cached).
+    Returns (folder, its pretraining.json, where it came from)."""
+    corpus = build_corpus(cfg.corpus, cfg.seed, finetune)
+    key = pretrained_key(cfg, corpus)
+    cached = cache_dir() / "pretrained" / f"{cfg.name}-{key}"
+    for folder, origin in ((packaged_pretrained_dir(cfg.name), "shipped with the package"), (cached, "cached")):
+        if _matches(folder, key):
+            return folder, json.loads((folder / "pretraining.json").read_text(encoding="utf-8")), origin
+    budgeted = dataclasses.replace(cfg, time_budget_s=time_budget_s, snapshot_epochs=())
+    res = pretrain(budgeted, cached, overwrite=True, progress=progress, corpus=corpus,
+                   command=f"jaxsenti study (pretraining {cfg.name} within {time_budget_s:.0f} s)")
+    return cached, res.info, f"pretrained now (budget {time_budget_s:.0f} s)"

@@ -31,7 +31,8 @@ class ModelSpec:
     check_pretrained: Callable[[str], Any] | None = None  # fails fast (seconds) when the weights are not there
     default_config: str = ""  # packaged experiment config of `jaxsenti train NAME`
     study_config: str = ""  # packaged experiment config the study trains from random initialisation
-    study_pretrained_config: str = ""  # ... and from pretrained weights
+    study_pretrained_config: str = ""  # ... and from pretrained weights the user gives
+    study_pretrained_here_config: str = ""  # ... and from this project's own pretraining (its `pretraining` task)
     random_init_note: str = ""  # said in the study report when the model starts from random weights
     pretraining: Any = None  # its pretraining task (jaxsenti.tasks): unlabeled text -> pretrained weights
     pretrain_config: str = ""  # packaged config of `jaxsenti pretrain NAME`
@@ -50,12 +51,30 @@ MODELS: dict[str, ModelSpec] = {
                       default_config="bert_dianping",
                       study_config="bert_small_random",
                       study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE,
-                      pretraining=MaskedLMTask(), pretrain_config="bert_mlm_small"),
+                      pretraining=MaskedLMTask(), pretrain_config="bert_mlm_small",
+                      study_pretrained_here_config="bert_small_mlm"),
 }
 
 
 def names() -> tuple[str, ...]:
     return tuple(MODELS)
+
+
+PRETRAINED_SUFFIX = "_pretrained"  # study row of a model fine-tuned from the project's own pretraining
+
+
+def study_names() -> tuple[str, ...]:
+    """Neural rows the study can run: every model, and ``<model>_pretrained`` for models with a pretraining task."""
+    return names() + tuple(n + PRETRAINED_SUFFIX for n, s in MODELS.items() if s.pretraining is not None)
+
+
+def study_variant(name: str) -> tuple[ModelSpec, bool]:
+    """(the model's entry, whether the row starts from the project's own pretraining) for a study row name."""
+    if name.endswith(PRETRAINED_SUFFIX) and name[: -len(PRETRAINED_SUFFIX)] in MODELS:
+        spec = MODELS[name[: -len(PRETRAINED_SUFFIX)]]
+        if spec.pretraining is not None:
+            return spec, True
+    return get(name), False
 
 
 def get(name: str) -> ModelSpec:

@@ -20,12 +20,13 @@ from jaxsenti import atomic, registry
 from jaxsenti import config as config_lib
 from jaxsenti.analysis import MIXED_SENTENCE, embedding_tsne, plot_prefix_probabilities, plot_tsne, prefixes, word_vectors
 from jaxsenti.baselines import evaluate_baseline, fit_unsegmented_svm, join_words, positive_score
-from jaxsenti.data import Reviews, segment_many, stratified_split
+from jaxsenti.data import Reviews, resolve_dataset, segment_many, stratified_split
 from jaxsenti.data.io import DEFAULT_DATASET
 from jaxsenti.eda import run_eda
 from jaxsenti.machine import machine_info
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
 from jaxsenti.pipeline import Predictor, train_on_split
+from jaxsenti.pretrain import SHOPPING, FinetuneTexts, find_or_pretrain
 from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
@@ -36,13 +37,15 @@ class StudyOptions:
     seeds: int = 5  # baselines: cheap, so the study's 5
     neural_seeds: int = 3  # neural models: ≥ 3 keeps the default study under 15 minutes on 2 CPU cores
     split: tuple | None = None  # None: each model's study split (1600/200/200; BERT 1620/180/200)
-    models: tuple = ("baselines", "lstm", "bert")  # "baselines" and registered model names
+    models: tuple = ("baselines", "lstm", "bert", "bert_pretrained")  # "baselines" and registry.study_names()
     configs: tuple = ()  # (model name, config name or path) pairs; default: the registry's study configs
     pretrained: tuple = ()  # (model name, weights) pairs: start that model from these weights
+    pretrain_configs: tuple = ()  # (model name, pretraining config) pairs for the "<model>_pretrained" rows
     text_column: str | None = None
     label_column: str | None = None
     n_jobs: int = 1
     progress: bool = True
+    pretrain_budget_s: float = 300.0  # per "<model>_pretrained" row, when no shipped or cached checkpoint fits the data
 
 
 def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
@@ -105,9 +108,10 @@ def neural_configs(opts: StudyOptions) -> dict:
     for name in opts.models:
         if name == "baselines":
             continue
-        spec = registry.get(name)
+        spec, here = registry.study_variant(name)
         weights = pretrained.get(name)
-        cfg = config_lib.load_config(chosen.get(name) or (spec.study_pretrained_config if weights else spec.study_config))
+        default = spec.study_pretrained_here_config if here else spec.study_pretrained_config if weights else spec.study_config
+        cfg = config_lib.load_config(chosen.get(name) or default)
         if weights:
             cfg = dataclasses.replace(cfg, pretrained=weights)
         data = cfg.data
@@ -129,11 +133,20 @@ def results_table(models: dict) -> list[str]:
     return lines
 
 
-def init_note(name: str, cfg) -> str:
+def init_note(name: str, cfg, pretraining: dict | None = None) -> str:
     """How the model's weights started, for the report."""
+    if pretraining:
+        p, c = pretraining["info"], pretraining["info"].get("corpus", {})
+        f = p.get("final", {})
+        return (f"**{name}**: fine-tuned from {p.get('model', '')} pretraining done by this project "
+                f"({pretraining['origin']}): {p.get('epochs_run')} epochs over {c.get('texts', 0):,} unlabeled reviews "
+                f"(no 酒店, no validation/test text of these splits), {p.get('tokens_seen', 0):,} tokens, held-out loss "
+                f"{f.get('val_loss', float('nan')):.3f}, accuracy {f.get('val_accuracy', float('nan')):.3f}, "
+                f"{p.get('train_seconds', 0) / 60:.0f} min" + (", stopped by the time budget" if p.get("out_of_time") else "")
+                + (f"; made by `{p['command']}`" if p.get("command") else "") + ".")
     if cfg.pretrained:
         return f"{name}: fine-tuned from `{cfg.pretrained}`."
-    return registry.get(name).random_init_note.format(cfg=cfg)
+    return registry.study_variant(name)[0].random_init_note.format(cfg=cfg)
 
 
 def _count(n: int, noun: str) -> str:
@@ -187,16 +200,20 @@ def is_study_dataset(path) -> bool:
     return Path(path).name == DEFAULT_DATASET
 
 
-def preflight(cfgs: dict, progress: bool) -> None:
+def preflight(cfgs: dict, opts: StudyOptions) -> None:
     """Check, in seconds, what the neural models will need (tokenizers, pretrained weights) and the figure font,
     so a missing file or an offline hub fails now, not after the baselines ran."""
     for name, cfg in cfgs.items():
-        spec = registry.get(name)
+        spec, here = registry.study_variant(name)
         spec.encoder.check(cfg.encoder, cfg.pretrained)
         if cfg.pretrained and spec.check_pretrained is not None:
             spec.check_pretrained(cfg.pretrained)
+        if here:
+            pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
+            if pcfg.corpus.shopping:
+                resolve_dataset(SHOPPING)  # the pretraining corpus, should it have to be made
     font = setup_matplotlib()  # warns once, with the fix, when no CJK font is usable
-    _say(progress, f"checked: {', '.join(cfgs) or 'no neural models'}; figure font {font or 'none (Chinese shows as boxes)'}")
+    _say(opts.progress, f"checked: {', '.join(cfgs) or 'no neural models'}; figure font {font or 'none (Chinese shows as boxes)'}")
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -209,7 +226,7 @@ def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: Study
               eda: bool = True, overwrite: bool = False) -> dict:
     """Run the study into ``out_dir`` (replaced only when the new study has finished; see ``atomic.output_folder``)."""
     cfgs = neural_configs(opts)  # a missing config, tokenizer or weights fails here, before any long step
-    preflight(cfgs, opts.progress)
+    preflight(cfgs, opts)
     t0 = time.perf_counter()
     with atomic.output_folder(out_dir, overwrite=overwrite) as folder:
         results = _run(reviews, data_path, folder, opts, cfgs, eda)
@@ -235,10 +252,23 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
         seconds[f"baselines ({_count(opts.seeds, 'seed')} × 4 models, grid search)"] = time.perf_counter() - t
     for name, cfg in cfgs.items():
         t = time.perf_counter()
+        pretraining = None
+        spec, here = registry.study_variant(name)
+        if here:  # the project's own pretraining: shipped, cached, or made now within the budget
+            pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
+            seeds = max(opts.neural_seeds, pcfg.corpus.exclude_seeds)
+            finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
+            _say(opts.progress, f"{name}: looking for {pcfg.name} pretrained without this data's validation/test texts")
+            folder, info, origin = find_or_pretrain(pcfg, finetune, time_budget_s=opts.pretrain_budget_s, progress=opts.progress)
+            cfg = dataclasses.replace(cfg, pretrained=str(folder))
+            pretraining = {"folder": str(folder), "origin": origin, "info": info}
+            _say(opts.progress, f"{name}: starting from {folder} ({origin})")
         models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir, progress=opts.progress,
                                   folder_name=f"{name}_{Path(data_path).stem}")
         seconds[f"{name} ({_count(opts.neural_seeds, 'seed')}, {cfg.name})"] = time.perf_counter() - t
-        if note := init_note(name, cfg):
+        if pretraining:
+            models[name]["pretraining"] = pretraining
+        if note := init_note(name, cfg, pretraining):
             notes.append(note)
         seed0 = out_dir / models[name]["folders"][0]
         if (seed0 / "training_curves.png").exists():
@@ -254,7 +284,7 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
         figures["prefix"] = str(path.relative_to(out_dir))
     figures["tsne"] = {}
     for name in cfgs:  # models that embed jieba words: does the embedding carry meaning?
-        if registry.get(name).encoder.uses_words:
+        if registry.study_variant(name)[0].encoder.uses_words:
             tsne = embedding_tsne(*word_vectors(Predictor(out_dir / models[name]["folders"][0])))
             path = plot_tsne(tsne, out_dir / "figures" / f"{name}_embedding_tsne.png", title=f"t-SNE of {name} word embeddings")
             figures["tsne"][name] = str(path.relative_to(out_dir))

@@ -35,6 +35,9 @@ from jaxsenti.training.sharding import Layout, fetch, is_primary, sync
 from jaxsenti.training.steps import TrainState, jit_eval_step, jit_train_step, shard_state
 
 
+LINE_EVERY_S = 60  # without a progress bar, long epochs still say how they are doing this often
+
+
 @dataclasses.dataclass
 class FitResult:
     state: TrainState
@@ -141,13 +144,20 @@ def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_ste
                unit=unit, unit_scale=per_batch > 1, disable=None if run.progress else True, leave=False,
                dynamic_ncols=True)  # disable=None: no bar when stderr is not a terminal
     first_step = int(fetch(state.step))  # counted on the host from here: no device sync per batch
+    t_epoch = last_line = time.perf_counter()
     for i, batch in enumerate(train.epoch(epoch, start=start), start=start):
         state, m = jit_train_step(state, device_batch(state, batch, train=True))
         m.pop("grad_norm")
         sums = _add(sums, m)
         bar.update(per_batch)
         if run.progress and (i + 1) % cfg.log_every == 0:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in _summary(state, sums).items()})  # a small sync, for the bar only
+            summary = _summary(state, sums)  # a small sync, for progress only
+            bar.set_postfix({k: f"{v:.4f}" for k, v in summary.items()})
+            if bar.disable and time.perf_counter() - last_line >= LINE_EVERY_S:  # no bar (a pipe, a log): a line
+                last_line = time.perf_counter()
+                rate = (i + 1 - start) * per_batch / (last_line - t_epoch)
+                tqdm.write(f"{run.label}epoch {epoch + 1} batch {i + 1}/{len(train)}: "
+                           + " ".join(f"{k} {v:.4f}" for k, v in summary.items()) + f", {rate:,.0f} {unit}/s", file=sys.stderr)
         step = first_step + i + 1 - start
         if stop_after_steps is not None and step >= stop_after_steps:
             run.ckpt.save(state, run.snapshot(epoch, i + 1, sums))
