@@ -165,7 +165,7 @@ def write_report(out_dir: Path, data_path: str, reviews: Reviews, eda: dict | No
            "and F1 of the positive class."
            + (f" Baselines: {_count(opts.seeds, 'seed')}, 5-fold grid search on train+val." if "baselines" in opts.models else "")
            + (f" {'/'.join(ran)}: {_count(opts.neural_seeds, 'seed')}, best epoch on validation." if ran else "")
-           + (" With one seed there is no spread: ± 0.000 means one run, not zero variance." if min(
+           + (" With one seed there is no spread to show: those cells hold the one run's value." if min(
               [opts.seeds] * ("baselines" in opts.models) + [opts.neural_seeds] * bool(ran), default=2) == 1 else ""), "",
            "## Results", "", *results_table(models), "", *notes, "",
            "`tfidf_svm_unsegmented` feeds raw, unsegmented Chinese into a default `TfidfVectorizer` (the study's setting): "

@@ -67,8 +67,11 @@ class Checkpoints:
                 damaged.append(f"step {step} ({_reason(e)})")
                 continue
             if damaged and is_primary():
-                print(f"[jaxsenti] {self.directory / 'state'}: damaged checkpoint(s) {'; '.join(damaged)}; "
+                print(f"[jaxsenti] {self.directory / 'state'}: damaged checkpoint(s) {'; '.join(damaged)} removed; "
                       f"resuming from step {step}", file=sys.stderr)
+                for bad in self.manager.all_steps():
+                    if bad > step:
+                        self.manager.delete(bad)  # its step number comes again: orbax will not write over it
             return template.replace(**r.state), r.meta
         if damaged:
             raise CheckpointError(f"{self.directory / 'state'}: every checkpoint is damaged ({'; '.join(damaged)}); "
