@@ -7,7 +7,8 @@ from pathlib import Path
 
 from common import fmt_num, md_table
 
-THROUGHPUT = {"lstm": "LSTM", "bert": "BERT small", "bert_base": "BERT base-size"}  # parts in common's layout
+THROUGHPUT = {"lstm": "LSTM", "bert": "BERT small", "bert_base": "BERT base-size",  # parts in common's layout
+              "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining"}
 PRE_STAGES = (("load_validate", "load + validate (whole file)"), ("cjk_filter", "CJK filter"),
               ("cjk_jieba", "CJK filter + jieba (no disk cache)"), ("vocab_build", "vocab build"),
               ("vocab_encode", "vocab encode (max 256)"), ("bert_tokenize", "BERT tokenizer encode (max 128)"))
@@ -83,15 +84,16 @@ def train_section(results: dict) -> list[str]:
         if not r:
             continue
         for fw, x in r["frameworks"].items():
+            ratio = r["jax_over_torch"] if fw == "jax" else r.get(f"jax_over_{fw}") if fw != "torch" else None
             rows.append((label, r["setup"], fw, _ms(x["median_step_s"]), x["tokens_per_s"], x["seq_per_s"],
-                         x["peak_rss_mib"], r["jax_over_torch"] if fw == "jax" else None))
+                         x["peak_rss_mib"], ratio))
         mfu = r["frameworks"].get("jax", {}).get("mfu")
         notes.append(f"{label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
                                      "fp32 matmul peak; " if mfu else "") + r["note"])
     if not rows:
         return []
     return md_table(["model", "config", "framework", "median step (ms)", "tokens/s", "seq/s", "peak RSS (MiB)",
-                     "JAX/PyTorch speed"], rows) + [""] + [f"- {n}" for n in notes]
+                     "JAX/PyTorch speed (jax row: vs torch; other rows: JAX vs that row)"], rows) + [""] + [f"- {n}" for n in notes]
 
 
 def gemm_floor_section(results: dict) -> list[str]:

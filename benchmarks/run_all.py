@@ -8,6 +8,7 @@ Parts (each runs in its own subprocess, so peak memory is per part; its JSON lan
   lstm           LSTM train-step throughput, JAX vs PyTorch    benchmarks/lstm_throughput.py
   bert           BERT train-step throughput, small config       benchmarks/bert_throughput.py --config small
   bert_base      ... bert-base-sized config (skipped by --quick)
+  mlm            MLM pretraining step, JAX vs PyTorch BertForMaskedLM (whole-vocab and masked-only heads)
   gemm_floor     the LSTM / small-BERT steps' matrix products alone, JAX vs PyTorch   benchmarks/gemm_floor.py
   dropout        dropout-mask cost, threefry vs the models' hashed masks            benchmarks/dropout_masks.py
   latency        Predictor.predict latency, LSTM and small BERT  benchmarks/inference_latency.py
@@ -39,6 +40,7 @@ JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {see
     "lstm": [("lstm_throughput.json", "lstm_throughput.py")],
     "bert": [("bert_throughput_small.json", "bert_throughput.py", "--config", "small")],
     "bert_base": [("bert_throughput_base.json", "bert_throughput.py", "--config", "base")],
+    "mlm": [("mlm_throughput.json", "mlm_throughput.py")],
     "gemm_floor": [("gemm_floor.json", "gemm_floor.py")],
     "dropout": [("dropout_masks.json", "dropout_masks.py")],
     "latency": [(f"inference_latency_{m}.json", "inference_latency.py", "--models", m) for m in ("lstm", "bert")],
