@@ -387,3 +387,21 @@ def test_bert_throughput_tiny_writes_the_common_layout(tmp_path, monkeypatch):
     res = json.loads(out.read_text())
     _check_throughput_layout(res, 3, 16)
     assert res["frameworks"]["jax"]["compile_s"] > 0 and res["frameworks"]["jax"]["mfu"] > 0
+
+
+def test_mlm_throughput_tiny_runs_all_three_runners_with_the_same_masking(tmp_path, monkeypatch):
+    import mlm_throughput
+
+    batch = mlm_throughput.make_batch(4, 16, 21128)
+    w = batch["target_weights"]
+    assert (w.sum(1) == np.maximum(1, np.rint(0.15 * (batch["lengths"] - 1)))).all()  # 15 % of each row's real tokens
+    assert (batch["tokens"][np.arange(4)[:, None], batch["positions"]][w > 0] == mlm_throughput.MASK_ID).all()
+    assert (batch["positions"][w > 0] >= 1).all()  # [CLS] is never masked
+    monkeypatch.setitem(mlm_throughput.CONFIGS, "small", (1, 16, 2, 32, 4, 16, 2))  # toy sizes, same code path
+    monkeypatch.setattr(mlm_throughput, "measure_peak", lambda: 1e10)
+    out = tmp_path / "mlm.json"
+    assert mlm_throughput.main(["--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["frameworks"]) == {"jax", "torch", "torch_masked"}
+    assert res["jax_over_torch"] > 0 and res["jax_over_torch_masked"] > 0
+    assert all(np.isfinite(r["final_loss"]) for r in res["frameworks"].values())
