@@ -47,6 +47,9 @@ class NextWordLM:
         h = model.hidden(batch["tokens"], batch["lengths"], deterministic=deterministic, rngs=rngs)  # [T, B, H]
         seq_len, rows, _ = h.shape
         # Positions flattened time-major (as the LSTM emits them); only targets/weights are transposed.
+        # All B*T positions get logits: a jitted step needs a static count, and no smaller static
+        # capacity is safe for every batch; length buckets keep the padding share low instead
+        # (14.7 % with LMBatches' default buckets on the default corpus).
         z = model.output_vectors(h.reshape(seq_len * rows, -1))
         targets = batch["targets"].T.reshape(-1)
         w = self._target_weights(batch).T.reshape(-1).astype(jnp.float32)
