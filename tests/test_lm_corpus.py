@@ -7,8 +7,15 @@ import csv
 import numpy as np
 import pytest
 
-from jaxsenti.data.lm_corpus import (EOS, HOTEL, LMBatches, build_lm_corpus, default_lm_corpus, lm_vocab,
-                                     read_shopping_reviews)
+from jaxsenti.data.lm_corpus import (
+    EOS,
+    HOTEL,
+    LMBatches,
+    build_lm_corpus,
+    default_lm_corpus,
+    lm_vocab,
+    read_shopping_reviews,
+)
 from jaxsenti.data.splits import stratified_split
 from jaxsenti.data.text import PAD, UNK, cjk_only
 from tests.conftest import DATA_DIR

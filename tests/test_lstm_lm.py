@@ -14,13 +14,29 @@ from flax import nnx
 from jaxsenti.data.lm_corpus import EOS, LMBatches, lm_vocab
 from jaxsenti.data.text import PAD, UNK, Vocab
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
-from jaxsenti.models.lstm_lm import LSTMLanguageModel, LSTMLMConfig, log_expected_count, log_uniform_sample
-from jaxsenti.models.lstm_transfer import (flat_params, load_lm, load_pretrained_lstm, save_lm,
-                                           transfer_lm_to_classifier)
+from jaxsenti.models.lstm_lm import (
+    LSTMLanguageModel,
+    LSTMLMConfig,
+    log_expected_count,
+    log_uniform_sample,
+)
+from jaxsenti.models.lstm_transfer import (
+    flat_params,
+    load_lm,
+    load_pretrained_lstm,
+    save_lm,
+    transfer_lm_to_classifier,
+)
 from jaxsenti.objectives.language_model import NextWordLM
-from jaxsenti.training.steps import create_train_state, eval_step, loss_fn, trace_counts, train_step
+from jaxsenti.training.steps import (
+    create_train_state,
+    eval_step,
+    loss_fn,
+    trace_counts,
+    train_step,
+)
 
-SMALL = dict(vocab_size=40, embed_dim=12, hidden_dim=8, num_layers=2)
+SMALL = {"vocab_size": 40, "embed_dim": 12, "hidden_dim": 8, "num_layers": 2}
 
 
 def small_lm(seed=0, **kw) -> LSTMLanguageModel:
@@ -134,7 +150,7 @@ def test_eval_uses_full_softmax_whatever_the_training_mode():
     full = create_train_state(model, optax.adam(1e-3), NextWordLM(0))
     sampled = create_train_state(model, optax.adam(1e-3), NextWordLM(4))
     a, rows_a = eval_step(full, batch)
-    b, rows_b = eval_step(sampled, batch)
+    b, _ = eval_step(sampled, batch)
     for k in a:
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-6)
     np.testing.assert_allclose(float(jnp.sum(rows_a)), float(a["loss_sum"]), rtol=1e-5)
@@ -268,7 +284,7 @@ def test_transfer_mismatch_names_the_field(field, value):
 
 
 def test_transfer_rejects_a_vocabulary_of_the_wrong_size():
-    lm, lm_v = lm_and_vocab()
+    lm, _ = lm_and_vocab()
     clf, clf_v = classifier_and_vocab()
     with pytest.raises(ValueError, match="vocabulary"):
         transfer_lm_to_classifier(lm, Vocab([PAD, UNK, "x"]), clf, clf_v)

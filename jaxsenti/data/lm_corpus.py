@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxsenti.data.text import PAD, UNK, Vocab, cjk_only, segment_many
-from jaxsenti.training.batching import batch_plan, bucket_for
+from jaxsenti.training.batching import batch_plan
 
 __all__ = ["EOS", "HOTEL", "LMBatches", "LMCorpus", "build_lm_corpus", "default_lm_corpus", "lm_vocab",
            "read_shopping_reviews"]
@@ -97,7 +97,7 @@ def _key(text: str) -> str:
 
 
 def build_lm_corpus(pretrain_texts: Sequence[str], finetune_train: Sequence[str], finetune_heldout: Sequence[str], *,
-                    val_size: int | float = 0.02, seed: int = 0, min_freq: int = 2, max_size: int | None = 30000,
+                    val_size: float = 0.02, seed: int = 0, min_freq: int = 2, max_size: int | None = 30000,
                     use_disk_cache: bool = True) -> LMCorpus:
     """LM corpus from unlabeled ``pretrain_texts`` plus the fine-tuning ``finetune_train`` texts.
 
@@ -119,7 +119,7 @@ def build_lm_corpus(pretrain_texts: Sequence[str], finetune_train: Sequence[str]
             seen.add(k)
             pre.append(t)
     ft = [t for t in finetune_train if _key(t) and _key(t) not in seen]
-    n_val = int(round(len(pre) * val_size)) if isinstance(val_size, float) else int(val_size)
+    n_val = round(len(pre) * val_size) if isinstance(val_size, float) else int(val_size)
     if not 0 <= n_val < len(pre):
         raise ValueError(f"val_size {val_size} gives {n_val} held-out reviews out of {len(pre)}")
     val_idx = set(np.random.default_rng(seed).choice(len(pre), size=n_val, replace=False).tolist())

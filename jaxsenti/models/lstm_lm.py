@@ -63,7 +63,7 @@ class LSTMLMConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LSTMLMConfig":
+    def from_dict(cls, d: dict) -> LSTMLMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
