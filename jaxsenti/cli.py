@@ -259,7 +259,7 @@ def cmd_pretrain(args) -> int:
     f = res.info["final"]
     print(f"pretrained {res.info['tokens_seen']:,} tokens in {res.seconds:.0f}s ({res.info['epochs_run']} epochs"
           + (", stopped by the time budget" if res.info["out_of_time"] else "") + f"): held-out loss {f['val_loss']:.3f}, "
-          f"masked-token accuracy {f['val_accuracy']:.3f}")
+          f"accuracy {f['val_accuracy']:.3f} (of the masked tokens / next words)")
     print(f"pretrained folder: {out}   (fine-tune: jaxsenti train {args.model} --pretrained {out})")
     return 0
 

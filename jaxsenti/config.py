@@ -130,6 +130,7 @@ class TrainConfig:
 
     def __post_init__(self):
         spec = registry.spec_for(self.model)
+        _require(type(self.model) is spec.config, "model", f"must be a {spec.config.__name__} to train {spec.name!r}")
         if self.encoder is None:
             object.__setattr__(self, "encoder", spec.encoder_config())
         _require(isinstance(self.encoder, spec.encoder_config), "encoder",
@@ -269,35 +270,51 @@ def _parse_value(raw: str):
         return raw  # bare strings: --set model.pooling=mean
 
 
-def override(cfg, key: str, value, _full: str | None = None):
-    """A copy of ``cfg`` with the dotted ``key`` set to ``value``."""
-    head, _, rest = key.partition(".")
-    if not dataclasses.is_dataclass(cfg) or head not in {f.name for f in dataclasses.fields(cfg)}:
-        fields = [f.name for f in dataclasses.fields(cfg)] if dataclasses.is_dataclass(cfg) else []
-        raise ConfigError(f"unknown config key {_full or key!r}; valid here: {fields}")
-    if rest:
-        value = override(getattr(cfg, head), rest, value, _full or key)
-    else:
+def _coerce(old, value):
+    """An override's literal as the field's type: lists become tuples, ints become floats."""
+    if isinstance(old, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _replace(cfg, updates: dict, prefix: str = ""):
+    """``cfg`` with every dotted key of ``updates`` set, each object rebuilt once, innermost first, so checks
+    across fields see all the new values together (``--set epochs=2 --set snapshot_epochs=[1]`` in any order)."""
+    fields = [f.name for f in dataclasses.fields(cfg)] if dataclasses.is_dataclass(cfg) else []
+    groups: dict[str, dict] = {}
+    for key, value in updates.items():
+        head, _, rest = key.partition(".")
+        if head not in fields or (rest and not dataclasses.is_dataclass(getattr(cfg, head))):
+            raise ConfigError(f"unknown config key {prefix + key!r}; valid here: {fields}")
+        groups.setdefault(head, {})[rest] = value
+    changes = {}
+    for head, sub in groups.items():
         old = getattr(cfg, head)
-        if isinstance(old, tuple) and isinstance(value, list):
-            value = tuple(value)
-        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        changes[head] = _coerce(old, sub[""]) if "" in sub else _replace(old, sub, f"{prefix}{head}.")
     try:
-        return dataclasses.replace(cfg, **{head: value})
+        return dataclasses.replace(cfg, **changes)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:  # a model config's own checks (e.g. dropout range)
-        raise ConfigError(f"config field {_full or key}: {e}") from None
+        raise ConfigError(f"config field {prefix}{', '.join(changes)}: {e}") from None
+
+
+def override(cfg, key: str, value):
+    """A copy of ``cfg`` with the dotted ``key`` set to ``value``."""
+    return _replace(cfg, {key: value})
 
 
 def apply_overrides(cfg, pairs: list[str]):
+    """``cfg`` with ``KEY=VALUE`` overrides (values are Python literals, else strings), all applied at once."""
+    updates = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
             raise ConfigError(f"override {pair!r} must look like key=value")
-        cfg = override(cfg, key.strip(), _parse_value(raw.strip()))
-    return cfg
+        updates[key.strip()] = _parse_value(raw.strip())
+    return _replace(cfg, updates) if updates else cfg
 
 
 def to_dict(cfg: TrainConfig | PretrainConfig) -> dict:

@@ -16,6 +16,7 @@ from jaxsenti.data.encoders import WordEncoder, WordPieceConfig, WordPieceEncode
 from jaxsenti.models.bert import BertClassifier, BertConfig
 from jaxsenti.models.hf_bert import check_checkpoint, load_pretrained_classifier
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+from jaxsenti.tasks import language_model as lstm_lm_task
 from jaxsenti.tasks.masked_lm import MaskedLMTask
 
 
@@ -44,8 +45,11 @@ _BERT_RANDOM_NOTE = (
     "training split only (the real bert-base-chinese tokenizer). Pass `--pretrained PATH_OR_ID` for the study's model.")
 
 MODELS: dict[str, ModelSpec] = {
-    "lstm": ModelSpec("lstm", LSTMConfig, LSTMClassifier, WordEncoder, WordVocabConfig, default_config="lstm_dianping",
-                      study_config="lstm_dianping", study_pretrained_config="lstm_dianping"),
+    "lstm": ModelSpec("lstm", LSTMConfig, LSTMClassifier, WordEncoder, WordVocabConfig,
+                      load_pretrained=lstm_lm_task.load_pretrained_classifier, check_pretrained=lstm_lm_task.check_pretrained,
+                      default_config="lstm_dianping", study_config="lstm_dianping", study_pretrained_config="lstm_dianping",
+                      pretraining=lstm_lm_task.LanguageModelTask(), pretrain_config="lstm_lm",
+                      study_pretrained_here_config="lstm_dianping_lm"),
     "bert": ModelSpec("bert", BertConfig, BertClassifier, WordPieceEncoder, WordPieceConfig,
                       load_pretrained=load_pretrained_classifier, check_pretrained=check_checkpoint,
                       default_config="bert_dianping",
@@ -65,7 +69,7 @@ PRETRAINED_SUFFIX = "_pretrained"  # study row of a model fine-tuned from the pr
 
 def study_names() -> tuple[str, ...]:
     """Neural rows the study can run: every model, and ``<model>_pretrained`` for models with a pretraining task."""
-    return names() + tuple(n + PRETRAINED_SUFFIX for n, s in MODELS.items() if s.pretraining is not None)
+    return tuple(x for n, s in MODELS.items() for x in (n, n + PRETRAINED_SUFFIX) if x == n or s.pretraining is not None)
 
 
 def study_variant(name: str) -> tuple[ModelSpec, bool]:
@@ -88,9 +92,9 @@ def get(name: str) -> ModelSpec:
 
 
 def spec_for(model_config) -> ModelSpec:
-    """The entry whose hyperparameter class ``model_config`` is an instance of."""
+    """The entry whose hyperparameter class (or pretraining model's, e.g. the LSTM's LM) ``model_config`` is."""
     for spec in MODELS.values():
-        if type(model_config) is spec.config:
+        if type(model_config) is spec.config or (spec.pretraining and type(model_config) is spec.pretraining.model_config):
             return spec
     raise ValueError(f"{type(model_config).__name__} is not the config of a registered model "
                      f"({', '.join(s.config.__name__ for s in MODELS.values())})")

@@ -37,7 +37,7 @@ class StudyOptions:
     seeds: int = 5  # baselines: cheap, so the study's 5
     neural_seeds: int = 3  # neural models: ≥ 3 keeps the default study under 15 minutes on 2 CPU cores
     split: tuple | None = None  # None: each model's study split (1600/200/200; BERT 1620/180/200)
-    models: tuple = ("baselines", "lstm", "bert", "bert_pretrained")  # "baselines" and registry.study_names()
+    models: tuple = ("baselines", *registry.study_names())  # "baselines" and registry.study_names()
     configs: tuple = ()  # (model name, config name or path) pairs; default: the registry's study configs
     pretrained: tuple = ()  # (model name, weights) pairs: start that model from these weights
     pretrain_configs: tuple = ()  # (model name, pretraining config) pairs for the "<model>_pretrained" rows

@@ -70,7 +70,7 @@ def mlm_config(tmp_path, corpus_txt):
 def test_pretrain_command_exports_a_hugging_face_checkpoint(mlm_config, tmp_path, capsys):
     out = tmp_path / "mlm"
     assert main(["pretrain", "bert", "--config", str(mlm_config), "--out", str(out), "--quiet"]) == 0
-    assert "masked-token accuracy" in capsys.readouterr().out
+    assert "held-out loss" in capsys.readouterr().out
     for f in ("config.json", "model.safetensors", "tokenizer.json", "pretraining.json", "history.json", "pretraining_curves.png"):
         assert (out / f).is_file(), f
     info = json.loads((out / "pretraining.json").read_text())
@@ -169,3 +169,61 @@ def test_study_shows_the_pretrained_row_with_how_it_was_pretrained(mlm_config, t
     p = res["models"]["bert_pretrained"]["pretraining"]
     assert p["info"]["tokens_seen"] > 0 and p["info"]["corpus"]["texts"] > 100
     assert "bert_pretrained" in res["figures"]["confusion"]
+
+
+TINY_LM = '''"""Tiny LSTM LM pretraining for tests.
+
+    jaxsenti pretrain lstm --config THIS
+
+Expected: seconds.
+"""
+from jaxsenti.config import CorpusConfig, OptimConfig, PretrainConfig
+from jaxsenti.models.lstm_lm import LSTMLMConfig
+from jaxsenti.tasks.language_model import LMTaskConfig
+
+
+def get_config():
+    return PretrainConfig(name="tiny_lm", model=LSTMLMConfig(embed_dim=8, hidden_dim=8, num_layers=1),
+                          task=LMTaskConfig(min_freq=1, num_sampled=16, buckets=(8, 16)),
+                          corpus=CorpusConfig(sources=((CORPUS, None),), shopping=False, heldout_fraction=0.1),
+                          optim=OptimConfig(name="adam", lr=1e-2), batch_size=16, eval_batch_size=32, epochs=2,
+                          max_len=16, checkpoint_every=0)
+'''
+
+
+def test_lstm_pretraining_then_fine_tuning_copies_the_shared_word_vectors(corpus_txt, tmp_path, tiny_csv, capsys):
+    cfg = tmp_path / "tiny_lm.py"
+    cfg.write_text(TINY_LM.replace("CORPUS", repr(str(corpus_txt))), encoding="utf-8")
+    lm = tmp_path / "lm"
+    assert main(["pretrain", "lstm", "--config", str(cfg), "--out", str(lm), "--quiet"]) == 0
+    for f in ("config.json", "vocab.json", "params.npz", "pretraining.json"):
+        assert (lm / f).is_file(), f
+    capsys.readouterr()
+    ft = tmp_path / "tiny_lstm.py"
+    ft.write_text(TINY_LSTM_FT, encoding="utf-8")
+    out = tmp_path / "model"
+    assert main(["train", "lstm", "--config", str(ft), "--pretrained", str(lm), "--data", str(tiny_csv), "--out", str(out),
+                 "--quiet"]) == 0
+    assert "word vectors and 1 LSTM layer(s) from the pretrained LM" in capsys.readouterr().err
+    bad = tmp_path / "bad.py"
+    bad.write_text(TINY_LSTM_FT.replace("hidden_dim=8", "hidden_dim=12"), encoding="utf-8")
+    assert main(["train", "lstm", "--config", str(bad), "--pretrained", str(lm), "--data", str(tiny_csv), "--out",
+                 str(tmp_path / "m2"), "--quiet"]) == 2
+    assert "hidden_dim" in capsys.readouterr().err
+
+
+TINY_LSTM_FT = '''"""Tiny LSTM fine-tuning from a tiny LM.
+
+    jaxsenti train lstm --config THIS --pretrained DIR
+
+Expected: seconds.
+"""
+from jaxsenti.config import DataConfig, OptimConfig, TrainConfig
+from jaxsenti.models.lstm import LSTMConfig
+
+
+def get_config():
+    return TrainConfig(name="tiny_lstm_lm", model=LSTMConfig(embed_dim=8, hidden_dim=8, num_layers=1, dropout=0.0),
+                       data=DataConfig(split=(0.6, 0.2, 0.2)), optim=OptimConfig(name="adam", lr=1e-2),
+                       batch_size=8, eval_batch_size=16, epochs=1, patience=0, max_len=32, buckets=(8, 32))
+'''

@@ -1,13 +1,8 @@
-"""Word-level language-model corpus and fixed-shape next-word batches for LSTM pretraining.
+"""Word-level next-word batches for LSTM language-model pretraining.
 
-Corpus (``build_lm_corpus`` / ``default_lm_corpus``): the non-hotel reviews of
-online_shopping_10_cats.csv (the ``酒店`` rows are excluded and asserted absent: they overlap a
-public benchmark) plus the *training* split of the fine-tuning dataset. Any review whose text, as
-the models see it (CJK characters only), equals a validation or test text of the fine-tuning
-dataset is removed, and that is asserted. A seeded slice of the online-shopping reviews is held
-out for validation perplexity; the vocabulary is built from the LM training reviews only.
-Words come from ``segment_many`` (CJK filter + jieba, disk-cached), exactly as the classifier
-sees them.
+The corpus itself (which texts, the 酒店 and validation/test exclusions) is the one every pretraining
+task shares, ``jaxsenti.data.corpus``; here are the LM's vocabulary (:func:`lm_vocab`, built from the
+training texts' jieba words, as the classifier sees them) and its batches.
 
 Batches (``LMBatches``): one sequence per review, bucketed by length, not a concatenated
 stream cut into BPTT windows. The train step is stateless (no carry between windows), so a
@@ -22,51 +17,17 @@ beginning-of-review token, so the LM input has none either).
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from jaxsenti.data.text import PAD, UNK, Vocab, cjk_only, segment_many
+from jaxsenti.data.text import PAD, UNK, Vocab
 from jaxsenti.training.batching import batch_plan
 
-__all__ = ["EOS", "HOTEL", "LMBatches", "LMCorpus", "build_lm_corpus", "default_lm_corpus", "lm_vocab",
-           "read_shopping_reviews"]
+__all__ = ["EOS", "LMBatches", "lm_vocab"]
 
 EOS = "<eos>"  # end of review; jieba words after the CJK filter never contain '<'
-HOTEL = "酒店"  # the online-shopping category that must never be pretraining text
-SHOPPING_CSV = "online_shopping_10_cats.csv"
 DEFAULT_BUCKETS = (8, 16, 24, 32, 48, 64)
-
-
-def read_shopping_reviews(path: str | os.PathLike, *, exclude_cats: Sequence[str] = (HOTEL,)) -> list[str]:
-    """Review texts of online_shopping_10_cats.csv outside ``exclude_cats`` (always excluding ``酒店``).
-
-    BOMs are stripped, reviews without a CJK ideograph dropped, exact duplicates keep their first copy.
-    """
-    exclude = set(exclude_cats) | {HOTEL}
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found (set JAXSENTI_DATA_DIR or pass the path)")
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"cat", "review"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: column(s) {sorted(missing)} not found; columns are {reader.fieldnames}")
-        texts, seen = [], set()
-        for row in reader:
-            cat = (row["cat"] or "").replace("\ufeff", "").strip()
-            if cat in exclude:
-                continue
-            assert cat != HOTEL  # the hard rule, checked where the row is taken
-            text = (row["review"] or "").replace("\ufeff", "").strip()
-            if cjk_only(text) and text not in seen:
-                seen.add(text)
-                texts.append(text)
-    return texts
 
 
 def lm_vocab(docs: Sequence[Sequence[str]], *, min_freq: int = 2, max_size: int | None = 30000) -> Vocab:
@@ -77,80 +38,6 @@ def lm_vocab(docs: Sequence[Sequence[str]], *, min_freq: int = 2, max_size: int 
     if max_size is not None:
         words = words[: max_size - 3]
     return Vocab([PAD, UNK, EOS, *words])
-
-
-@dataclasses.dataclass(frozen=True)
-class LMCorpus:
-    """Segmented LM reviews (lists of words), their vocabulary and where the reviews came from."""
-
-    train: list[list[str]]
-    val: list[list[str]]
-    vocab: Vocab
-    stats: dict
-
-    def encode(self, docs: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        return [self.vocab.encode(d) for d in docs]
-
-
-def _key(text: str) -> str:
-    return cjk_only(text)
-
-
-def build_lm_corpus(pretrain_texts: Sequence[str], finetune_train: Sequence[str], finetune_heldout: Sequence[str], *,
-                    val_size: float = 0.02, seed: int = 0, min_freq: int = 2, max_size: int | None = 30000,
-                    use_disk_cache: bool = True) -> LMCorpus:
-    """LM corpus from unlabeled ``pretrain_texts`` plus the fine-tuning ``finetune_train`` texts.
-
-    ``finetune_heldout`` are the fine-tuning validation and test texts: any corpus review equal to
-    one of them (on CJK characters) is removed, and ``finetune_train`` must not contain one.
-    ``val_size`` (a count or a fraction) reviews of ``pretrain_texts``, chosen with ``seed``, are held
-    out for validation perplexity; the fine-tuning training texts always stay in training.
-    """
-    heldout = {_key(t) for t in finetune_heldout}
-    leaked = [t for t in finetune_train if _key(t) in heldout]
-    if leaked:
-        raise ValueError(f"{len(leaked)} fine-tuning training text(s) equal a validation/test text, e.g. {leaked[0]!r}")
-    pre, seen, removed = [], set(), 0
-    for t in pretrain_texts:
-        k = _key(t)
-        if k in heldout:
-            removed += 1
-        elif k and k not in seen:
-            seen.add(k)
-            pre.append(t)
-    ft = [t for t in finetune_train if _key(t) and _key(t) not in seen]
-    n_val = round(len(pre) * val_size) if isinstance(val_size, float) else int(val_size)
-    if not 0 <= n_val < len(pre):
-        raise ValueError(f"val_size {val_size} gives {n_val} held-out reviews out of {len(pre)}")
-    val_idx = set(np.random.default_rng(seed).choice(len(pre), size=n_val, replace=False).tolist())
-    # Segment the shopping reviews and the fine-tuning split separately: each keeps its own disk cache entry.
-    pre_words = segment_many(pre, use_disk_cache=use_disk_cache)
-    ft_words = segment_many(ft, use_disk_cache=use_disk_cache) if ft else []
-    train = [w for i, w in enumerate(pre_words) if i not in val_idx and w] + [w for w in ft_words if w]
-    val = [w for i, w in enumerate(pre_words) if i in val_idx and w]
-    corpus_keys = {_key(t) for t in pre} | {_key(t) for t in ft}
-    assert not corpus_keys & heldout, "validation/test text of the fine-tuning data leaked into the LM corpus"
-    vocab = lm_vocab(train, min_freq=min_freq, max_size=max_size)
-    n_words = sum(len(w) for w in train)
-    unk = sum(vocab.stoi.get(x, 1) == 1 for w in train for x in w)
-    stats = {"pretrain_reviews": len(pre) - n_val, "finetune_train_reviews": len(ft_words), "val_reviews": len(val),
-             "removed_heldout_duplicates": removed, "train_words": n_words, "vocab_size": len(vocab),
-             "train_unk_rate": unk / max(n_words, 1), "min_freq": min_freq, "max_size": max_size, "seed": seed}
-    return LMCorpus(train=train, val=val, vocab=vocab, stats=stats)
-
-
-def default_lm_corpus(finetune_texts: Sequence[str], split, *, shopping_csv: str | os.PathLike | None = None,
-                      **kwargs) -> LMCorpus:
-    """The study's corpus: non-hotel online-shopping reviews + ``split.train`` of ``finetune_texts``.
-
-    ``split`` is the fine-tuning ``data.splits.Split``; its ``val`` and ``test`` texts are excluded.
-    ``shopping_csv`` defaults to ``$JAXSENTI_DATA_DIR/online_shopping_10_cats.csv`` (else ``data/``).
-    """
-    if shopping_csv is None:
-        shopping_csv = Path(os.environ.get("JAXSENTI_DATA_DIR", "data")) / SHOPPING_CSV
-    heldout = [finetune_texts[i] for i in np.concatenate([split.val, split.test])]
-    train = [finetune_texts[i] for i in split.train]
-    return build_lm_corpus(read_shopping_reviews(shopping_csv), train, heldout, **kwargs)
 
 
 class LMBatches:

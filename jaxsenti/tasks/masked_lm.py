@@ -24,6 +24,7 @@ from flax import nnx
 from jaxsenti.data.corpus import Corpus, TokenizedCorpus, VocabInfo, tokenize_corpus
 from jaxsenti.data.encoders import tokenizer_source
 from jaxsenti.data.masking import MaskedLMBatches, pack
+from jaxsenti.models.bert import BertConfig
 from jaxsenti.models.bert_mlm import BertForMaskedLM
 from jaxsenti.models.hf_bert import load_tokenizer
 from jaxsenti.models.hf_export import save_pretrained
@@ -58,6 +59,7 @@ class Prepared:
 @dataclasses.dataclass(frozen=True)
 class MaskedLMTask:
     config: type = MaskingConfig
+    model_config: type = BertConfig
 
     def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx) -> Prepared:
         """Tokenize (cached), pack ``max_len`` sequences, build the model with the tokenizer's vocabulary."""

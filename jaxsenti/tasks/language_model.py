@@ -1,0 +1,89 @@
+"""The LSTM's pretraining task: a next-word language model over jieba words (ULMFiT/ELMo-style transfer).
+
+Same architecture as the study's classifier (embedding 400, 2×LSTM 256), trained to predict each next
+word of each review; the output layer is tied to the input embedding through a 256→400 projection,
+with a sampled softmax in training (a full one for the held-out loss: see ``NextWordLM``). The
+exported folder (config.json, vocab.json, params.npz) is what ``jaxsenti train lstm --pretrained
+FOLDER`` starts the classifier from: embedding rows of the words both vocabularies share and every
+LSTM weight are copied, words new to the LM keep fresh vectors (``models.lstm_transfer``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from flax import nnx
+
+from jaxsenti.data.corpus import Corpus
+from jaxsenti.data.lm_corpus import DEFAULT_BUCKETS, EOS, LMBatches, lm_vocab
+from jaxsenti.data.text import Vocab, segment_many
+from jaxsenti.models.lstm import LSTMConfig
+from jaxsenti.models.lstm_lm import LSTMLanguageModel, LSTMLMConfig
+from jaxsenti.models.lstm_transfer import load_pretrained_lstm, save_lm
+from jaxsenti.objectives.language_model import NextWordLM
+
+
+@dataclasses.dataclass(frozen=True)
+class LMTaskConfig:
+    min_freq: int = 2  # words seen fewer times in the training texts map to <unk>
+    max_size: int = 30000  # vocabulary cap (<pad>, <unk>, <eos> included)
+    num_sampled: int = 1024  # sampled-softmax candidates in training (0: full softmax; ~8x slower at 30k words)
+    buckets: tuple = DEFAULT_BUCKETS  # padded lengths in words; longer reviews are cut into chunks of the last
+
+
+@dataclasses.dataclass
+class Prepared:
+    model: nnx.Module
+    objective: NextWordLM
+    train: LMBatches
+    val: LMBatches
+    tokens_per_batch: int  # predicted words per training batch, on average
+    vocab: Vocab
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelTask:
+    config: type = LMTaskConfig
+    model_config: type = LSTMLMConfig
+
+    def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx) -> Prepared:
+        """Segment (cached), build the vocabulary from the training texts, batch, build the model."""
+        if cfg.task.buckets[-1] != cfg.max_len:
+            raise ValueError(f"task.buckets must end at max_len ({cfg.max_len}), got {cfg.task.buckets}")
+        words = segment_many(corpus.texts)
+        train_words = [words[i] for i in train_idx]
+        vocab = lm_vocab(train_words, min_freq=cfg.task.min_freq, max_size=cfg.task.max_size)
+
+        def batches(docs, batch_size, shuffle):
+            return LMBatches([vocab.encode(d) for d in docs], eos_id=vocab.stoi[EOS], batch_size=batch_size,
+                             buckets=cfg.task.buckets, shuffle=shuffle, seed=cfg.seed)
+
+        train = batches(train_words, cfg.batch_size, True)
+        val = batches([words[i] for i in heldout_idx], cfg.eval_batch_size, False)
+        model = LSTMLanguageModel(dataclasses.replace(cfg.model, vocab_size=len(vocab)), rngs=nnx.Rngs(params=cfg.seed))
+        return Prepared(model, NextWordLM(num_sampled=cfg.task.num_sampled), train, val,
+                        max(1, train.num_targets // max(len(train), 1)), vocab)
+
+    def export(self, prepared: Prepared, model, folder) -> None:
+        save_lm(folder, model, prepared.vocab)
+
+
+def load_pretrained_classifier(path, cfg: LSTMConfig, encoder, rngs: nnx.Rngs):
+    """The model registry's loader: an LSTM classifier started from a pretrained LM folder."""
+    cfg = dataclasses.replace(cfg, vocab_size=encoder.vocab_size)
+    model, report = load_pretrained_lstm(path, encoder.vocab, cfg, rngs)
+    print(f"[jaxsenti] {path}: {report.copied} of {len(encoder.vocab)} word vectors and {report.layers} LSTM layer(s) "
+          f"from the pretrained LM; {report.fresh} words new to it start fresh", file=sys.stderr)
+    return model, cfg
+
+
+def check_pretrained(path) -> None:
+    """The folder holds an LM (config.json, vocab.json, params.npz); nothing is loaded."""
+    missing = [n for n in ("config.json", "vocab.json", "params.npz") if not (Path(path) / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: no {', '.join(missing)}; not a pretrained LSTM LM folder (jaxsenti pretrain lstm)")
+
+
+__all__ = ["LMTaskConfig", "LanguageModelTask", "check_pretrained", "load_pretrained_classifier"]
