@@ -405,3 +405,25 @@ def test_mlm_throughput_tiny_runs_all_three_runners_with_the_same_masking(tmp_pa
     assert set(res["frameworks"]) == {"jax", "torch", "torch_masked"}
     assert res["jax_over_torch"] > 0 and res["jax_over_torch_masked"] > 0
     assert all(np.isfinite(r["final_loss"]) for r in res["frameworks"].values())
+
+
+def test_transfer_runs_random_final_and_snapshots_on_one_split_scheme(tmp_path, monkeypatch):
+    import transfer
+
+    from jaxsenti import config as config_lib
+    from jaxsenti.pretrain import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["菜很好吃服务也好", "环境太差味道一般", "非常满意下次还来", "又贵又难吃"] * 40), encoding="utf-8")
+    cfg = config_lib.apply_overrides(config_lib.load_config("lstm_lm"), [
+        f"corpus.sources=[({str(corpus)!r}, None)]", "corpus.shopping=False", "corpus.finetune=None", "epochs=2",
+        "snapshot_epochs=[1]", "model.embed_dim=8", "model.hidden_dim=8", "task.num_sampled=8", "task.min_freq=1"])
+    pretrain(cfg, tmp_path / "lm", progress=False)
+    out = tmp_path / "transfer.json"
+    tiny = ["epochs=1", "model.embed_dim=8", "model.hidden_dim=8", "batch_size=128"]
+    assert transfer.main(["lstm", "--pretrained", str(tmp_path / "lm"), "--seeds", "1", "--curve-seeds", "1",
+                          *sum((["--set", s] for s in tiny), []), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [c["epoch"] for c in res["curve"]] == [1, 2] and res["curve"][0]["tokens_seen"] < res["curve"][1]["tokens_seen"]
+    assert res["random"]["summary"]["runs"] == res["final"]["summary"]["runs"] == 1
+    assert (tmp_path / "transfer.png").read_bytes()[:4] == b"\x89PNG"
