@@ -24,6 +24,7 @@ from jaxsenti import atomic, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import CorpusConfig, PretrainConfig
 from jaxsenti.data import load_reviews, resolve_dataset, stratified_split
+from jaxsenti.data.download import DATASETS
 from jaxsenti.data.corpus import HOTEL, Corpus, TextSource, load_corpus, split_heldout
 from jaxsenti.data.text import cache_dir
 from jaxsenti.machine import machine_info
@@ -120,14 +121,14 @@ def _check_resume(out_dir: Path, cfg: PretrainConfig) -> bool:
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True, command: str = "", corpus: Corpus | None = None,
-             stop_after_steps: int | None = None) -> PretrainOutcome:
+             finetune: FinetuneTexts | None = None, stop_after_steps: int | None = None) -> PretrainOutcome:
     """Pretrain ``cfg.model`` on ``cfg.corpus`` (or ``corpus``) into ``out_dir``; see the module docstring.
     ``stop_after_steps`` simulates an interruption (a checkpoint, no export), as in ``training.loop.fit``."""
     maybe_initialize_distributed()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     spec = registry.spec_for(cfg.model)
-    corpus = corpus if corpus is not None else build_corpus(cfg.corpus, cfg.seed)
+    corpus = corpus if corpus is not None else build_corpus(cfg.corpus, cfg.seed, finetune)
     train_idx, heldout_idx = split_heldout(len(corpus), cfg.corpus.heldout_fraction, cfg.seed)
     prep = spec.pretraining.prepare(cfg, corpus, train_idx, heldout_idx)
     resume = resume and _check_resume(out_dir, cfg)
@@ -148,7 +149,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
                      time_budget_s=cfg.time_budget_s, on_epoch_end=snapshot, stop_after_steps=stop_after_steps)
         if result.interrupted:
             return PretrainOutcome(out_dir, result.history, time.perf_counter() - t0, {}, True)
-        info = {"command": command, "key": pretrained_key(cfg, corpus), "model": spec.name, "corpus": corpus.report(), "train_texts": len(train_idx),
+        info = {"command": command, "key": pretrained_key(cfg, finetune), "model": spec.name, "corpus": corpus.report(), "train_texts": len(train_idx),
                 "heldout_texts": len(heldout_idx), "steps": result.steps, "epochs_run": len(result.history),
                 "tokens_seen": result.steps * prep.tokens_per_batch, "best_epoch": result.best_epoch,
                 "final": result.history[-1] if result.history else {}, "train_seconds": result.seconds,
@@ -170,11 +171,29 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
 _NOT_IN_KEY = ("name", "time_budget_s", "snapshot_epochs", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size")
 
 
-def pretrained_key(cfg: PretrainConfig, corpus: Corpus) -> str:
-    """What makes two pretraining runs the same: the config (how long it may run aside) and the corpus."""
+def _file_sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
+    """What makes two pretraining runs the same, computed without reading the corpus: the config (how long it
+    may run aside), the identity of every source file, and the fine-tuning texts it may and may not see.
+    The online-shopping file counts by its published sha256, so a checkpoint shipped with the package is
+    recognised on a machine that has only dianping.csv."""
     d = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in _NOT_IN_KEY}
-    blob = json.dumps(d, sort_keys=True, default=str) + corpus.sha256
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    parts = [json.dumps(d, sort_keys=True, default=str)]
+    parts += [_file_sha(str(p)) for p, _ in cfg.corpus.sources]
+    if cfg.corpus.shopping:
+        parts.append(DATASETS["online_shopping_10_cats"].sha256)
+    if finetune is None and cfg.corpus.finetune:
+        finetune = FinetuneTexts.of_config(cfg.corpus.finetune, cfg.corpus.exclude_seeds)
+    if finetune is not None:
+        parts.append(_sha([*finetune.train, "\x01", *finetune.exclude["val"], "\x01", *finetune.exclude["test"]]))
+    return hashlib.sha256("\x02".join(parts).encode()).hexdigest()[:16]
 
 
 def packaged_pretrained_dir(name: str) -> Path:
@@ -182,25 +201,31 @@ def packaged_pretrained_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "assets" / "pretrained" / name
 
 
-def _matches(folder: Path, key: str) -> bool:
+def _info(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / "pretraining.json").read_text(encoding="utf-8")).get("key") == key
+        return json.loads((folder / "pretraining.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def find_pretrained(cfg: PretrainConfig, finetune: FinetuneTexts) -> tuple[Path, dict, str] | None:
+    """(folder, its pretraining.json, where it came from) of a finished pretraining of ``cfg`` whose corpus holds
+    none of ``finetune``'s validation/test texts: shipped with the package, else in the user cache; None if none."""
+    key = pretrained_key(cfg, finetune)
+    for folder, origin in ((packaged_pretrained_dir(cfg.name), "shipped with the package"),
+                           (cache_dir() / "pretrained" / f"{cfg.name}-{key}", "cached")):
+        if (info := _info(folder)) is not None and info.get("key") == key:
+            return folder, info, origin
+    return None
 
 
 def find_or_pretrain(cfg: PretrainConfig, finetune: FinetuneTexts, *, time_budget_s: float, progress: bool = True
                      ) -> tuple[Path, dict, str]:
-    """A pretrained folder for ``cfg`` whose corpus holds none of ``finetune``'s validation/test texts:
-    the packaged one, else one in the user cache, else made now within ``time_budget_s`` (and cached).
-    Returns (folder, its pretraining.json, where it came from)."""
-    corpus = build_corpus(cfg.corpus, cfg.seed, finetune)
-    key = pretrained_key(cfg, corpus)
-    cached = cache_dir() / "pretrained" / f"{cfg.name}-{key}"
-    for folder, origin in ((packaged_pretrained_dir(cfg.name), "shipped with the package"), (cached, "cached")):
-        if _matches(folder, key):
-            return folder, json.loads((folder / "pretraining.json").read_text(encoding="utf-8")), origin
+    """:func:`find_pretrained`, else pretrain now within ``time_budget_s`` into the user cache (and use that)."""
+    if (found := find_pretrained(cfg, finetune)) is not None:
+        return found
+    cached = cache_dir() / "pretrained" / f"{cfg.name}-{pretrained_key(cfg, finetune)}"
     budgeted = dataclasses.replace(cfg, time_budget_s=time_budget_s, snapshot_epochs=())
-    res = pretrain(budgeted, cached, overwrite=True, progress=progress, corpus=corpus,
+    res = pretrain(budgeted, cached, overwrite=True, progress=progress, finetune=finetune,
                    command=f"jaxsenti study (pretraining {cfg.name} within {time_budget_s:.0f} s)")
     return cached, res.info, f"pretrained now (budget {time_budget_s:.0f} s)"

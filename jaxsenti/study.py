@@ -26,7 +26,7 @@ from jaxsenti.eda import run_eda
 from jaxsenti.machine import machine_info
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
 from jaxsenti.pipeline import Predictor, train_on_split
-from jaxsenti.pretrain import SHOPPING, FinetuneTexts, find_or_pretrain
+from jaxsenti.pretrain import SHOPPING, FinetuneTexts, find_or_pretrain, find_pretrained
 from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
@@ -209,9 +209,7 @@ def preflight(cfgs: dict, opts: StudyOptions) -> None:
         if cfg.pretrained and spec.check_pretrained is not None:
             spec.check_pretrained(cfg.pretrained)
         if here:
-            pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
-            if pcfg.corpus.shopping:
-                resolve_dataset(SHOPPING)  # the pretraining corpus, should it have to be made
+            config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
     font = setup_matplotlib()  # warns once, with the fix, when no CJK font is usable
     _say(opts.progress, f"checked: {', '.join(cfgs) or 'no neural models'}; figure font {font or 'none (Chinese shows as boxes)'}")
 
@@ -234,8 +232,30 @@ def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: Study
     return results | {"report": str(Path(out_dir) / "report.md")}
 
 
+def _pretraining_plan(reviews: Reviews, data_path: str, opts: StudyOptions, cfgs: dict) -> dict:
+    """For each "<model>_pretrained" row: (pretraining config, the data's texts it must not see, found checkpoint or
+    None). Looked up before any long step, so a missing corpus for a pretraining that must happen fails at once."""
+    plan = {}
+    for name, cfg in cfgs.items():
+        spec, here = registry.study_variant(name)
+        if not here:
+            continue
+        pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
+        seeds = max(opts.neural_seeds, pcfg.corpus.exclude_seeds)  # excluding more seeds' texts is always safe
+        finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
+        found = find_pretrained(pcfg, finetune)
+        if found is None and pcfg.corpus.shopping:
+            resolve_dataset(SHOPPING)  # no checkpoint fits: the corpus must be there to pretrain
+        _say(opts.progress, f"{name}: " + (f"pretrained {pcfg.name} {found[2]}: {found[0]}" if found else
+                                           f"no {pcfg.name} checkpoint fits this data; it will be pretrained "
+                                           f"within {opts.pretrain_budget_s:.0f} s"))
+        plan[name] = (pcfg, finetune)
+    return plan
+
+
 def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cfgs: dict, eda: bool) -> dict:
     seconds, models, notes, figures = {}, {}, [], {"confusion": {}, "curves": {}}
+    plan = _pretraining_plan(reviews, data_path, opts, cfgs)
     t = time.perf_counter()
     _say(opts.progress, f"segmenting {len(reviews)} reviews with jieba")
     words = segment_many(reviews.texts, progress=opts.progress)
@@ -253,12 +273,8 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
     for name, cfg in cfgs.items():
         t = time.perf_counter()
         pretraining = None
-        spec, here = registry.study_variant(name)
-        if here:  # the project's own pretraining: shipped, cached, or made now within the budget
-            pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
-            seeds = max(opts.neural_seeds, pcfg.corpus.exclude_seeds)
-            finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
-            _say(opts.progress, f"{name}: looking for {pcfg.name} pretrained without this data's validation/test texts")
+        if name in plan:  # the project's own pretraining: shipped, cached, or made now within the budget
+            pcfg, finetune = plan[name]
             folder, info, origin = find_or_pretrain(pcfg, finetune, time_budget_s=opts.pretrain_budget_s, progress=opts.progress)
             cfg = dataclasses.replace(cfg, pretrained=str(folder))
             pretraining = {"folder": str(folder), "origin": origin, "info": info}

@@ -145,13 +145,13 @@ def test_study_reuses_a_matching_pretrained_folder_and_pretrains_otherwise(mlm_c
     cfg = config_lib.load_config(mlm_config)
     ft = FinetuneTexts.of(load_reviews(tiny_csv), (0.6, 0.2, 0.2), seeds=5, name=str(tiny_csv))
     folder, info, origin = find_or_pretrain(cfg, ft, time_budget_s=5, progress=False)
-    assert origin.startswith("pretrained now") and info["key"] == pretrained_key(cfg, build_corpus(cfg.corpus, finetune=ft))
+    assert origin.startswith("pretrained now") and info["key"] == pretrained_key(cfg, ft)
     again, _, origin2 = find_or_pretrain(cfg, ft, time_budget_s=5, progress=False)
     assert again == folder and origin2 == "cached"
     other = FinetuneTexts.of(load_reviews(tiny_csv), (0.6, 0.2, 0.2), seeds=2, name=str(tiny_csv))
-    corpus_cfg = config_lib.CorpusConfig(sources=cfg.corpus.sources, shopping=False, finetune_train=True)
-    moved = config_lib.PretrainConfig(**{**cfg.__dict__, "corpus": corpus_cfg})
-    assert pretrained_key(moved, build_corpus(corpus_cfg, finetune=other)) != info["key"]  # other texts: another key
+    assert pretrained_key(cfg, other) != info["key"]  # other fine-tuning splits: another key
+    assert pretrained_key(config_lib.apply_overrides(cfg, ["model.hidden_size=64"]), ft) != info["key"]
+    assert pretrained_key(config_lib.apply_overrides(cfg, ["time_budget_s=99", "log_every=3"]), ft) == info["key"]
 
 
 def test_study_shows_the_pretrained_row_with_how_it_was_pretrained(mlm_config, tmp_path, tiny_csv):
