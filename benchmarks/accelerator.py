@@ -1,0 +1,724 @@
+"""Accelerator readiness: one command that measures jaxsenti against PyTorch on the same GPU, in one run.
+
+    bash benchmarks/gpu_check.sh                       # on the GPU machine (benchmarks/GPU.md): <= 8 minutes
+    python benchmarks/accelerator.py --out DIR         # the same, without the wrapper
+    python benchmarks/accelerator.py --smoke --out DIR # tiny shapes on any machine (tests/test_accelerator_smoke.py)
+
+Parts, in order (``--parts``/``--skip`` pick; each is skipped, and says so, when the ``--deadline`` leaves too little
+time for it; results are written to ``DIR/accelerator.json`` after every part, so a killed run keeps what it did):
+
+* ``device``: GPU name, driver, library versions; the measured bf16 and fp32 matrix rate (one big ``A @ B`` of random
+  data in JAX and in PyTorch). The best bf16 rate is the peak every MFU below is taken against.
+* ``lstm``: train step (embedding 400, 2 x 256, Adam, B=64 and B=256, T=128): our ``lax.scan`` LSTM, our cuDNN path
+  (``LSTMConfig(backend="cudnn")``) and PyTorch ``nn.LSTM`` (cuDNN).
+* ``parity``: the cuDNN path against the scan path with the same weights (outputs and gradients, padded rows,
+  uni- and bidirectional), asserted at float32 precision and reported under TF32.
+* ``bert``: BERT-base fine-tune step (B=32, T=128, AdamW, dropout on) in float32 (TF32 matmuls on both sides) and
+  bfloat16 compute: ours vs transformers' ``BertForSequenceClassification`` eager with SDPA attention.
+* ``mlm``: BERT-base masked-LM pretraining step (bf16, B=256, T=128, 19 masked positions per row, the same batch):
+  ours (``BertForMaskedLM``, head at the masked positions only) vs transformers' ``BertForMaskedLM``.
+* ``pretrain``: ``jaxsenti pretrain bert --config bert_mlm_small`` under ``--set time_budget_s=...``; its exported
+  checkpoint (config, weights, tokenizer, pretraining.json) is copied to ``DIR/bert_mlm_small/``.
+* ``study``: the whole ``jaxsenti study`` as a subprocess with what is left of the deadline: its wall time, or that
+  it timed out (and how far it got).
+
+Steps are timed as accel_steps.py says: compile (JAX, ahead of time) and the first step apart from the steady state;
+medians over chunks of back-to-back steps with one device sync per chunk, after warm-up; random inputs.
+On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md`` and a copy in ``DIR``; on a CPU or
+with ``--smoke`` it writes only the JSON (the cuDNN paths then run their CPU fallbacks, and the JSON says so).
+Exit status: 0 when every part that ran succeeded and the parity held, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+from common import HERE, ROOT, finish, fmt_num, machine_info, md_table, names_of, throughput_result, write_json
+
+PARTS = ("device", "lstm", "parity", "bert", "mlm", "pretrain", "study")
+RESULTS_MD = HERE / "RESULTS-gpu.md"
+# what of the exported folder comes back, in this order while the file limit allows: a Hugging Face checkpoint
+# (config, weights, tokenizer) and how it was made
+EXPORT_FILES = ("config.json", "model.safetensors", "pretraining.json", "tokenizer.json", "tokenizer_config.json",
+                "vocab.txt", "special_tokens_map.json")
+OUT_LIMITS = {"files": 8, "file_mib": 16, "depth": 2}  # what comes back from the device tool's $OUT
+OTHER_OUT_FILES = ("gpu_check.log", "accelerator.json", "RESULTS-gpu.md")  # beside the checkpoint there
+
+BASE = (12, 768, 12, 3072)  # layers, hidden, heads, intermediate
+FULL = {
+    "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3,
+    "lstm": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "shapes": [(64, 128), (256, 128)]},
+    "parity": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "batch": 16, "seq": 64,
+               "variants": [(False, "last"), (True, "mean")]},  # (bidirectional, pooling)
+    "bert": {"dims": BASE, "vocab": 21128, "batch": 32, "seq": 128, "dtypes": ("float32", "bfloat16")},
+    "mlm": {"dims": BASE, "vocab": 21128, "batch": 256, "seq": 128, "dtypes": ("bfloat16",)},
+    "pretrain_set": [], "study_args": ["--jobs", str(min(8, os.cpu_count() or 1))],
+    "min_s": {"device": 15, "lstm": 60, "parity": 15, "bert": 90, "mlm": 60, "pretrain": 90, "study": 30},
+    "variant_min_s": {"lstm": 25, "bert": 45, "mlm": 45},  # a shape or dtype inside a part
+}
+SMOKE = {
+    "matmul_n": 128, "steps": 2, "chunk": 1, "warmup": 0, "torch_threads": 1,
+    "lstm": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "shapes": [(2, 8)]},
+    "parity": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "batch": 4, "seq": 6, "variants": [(True, "mean")]},
+    "bert": {"dims": (1, 16, 2, 32), "vocab": 200, "batch": 2, "seq": 8, "dtypes": ("float32", "bfloat16")},
+    "mlm": {"dims": (1, 16, 2, 32), "vocab": 200, "batch": 2, "seq": 8, "dtypes": ("bfloat16",)},
+    # the same command on a tiny corpus (dianping's training texts only, 64 of them) and tiny batches
+    "pretrain_set": ["snapshot_epochs=()", "corpus.shopping=False", "corpus.max_texts=64", "epochs=1", "batch_size=8",
+                     "eval_batch_size=16", "max_len=32"],
+    "study_args": [],
+    "min_s": {p: 0 for p in PARTS}, "variant_min_s": {},
+}
+LR, WD = 2e-5, 0.01  # fine-tuning (bert_throughput.py's)
+MLM_LR = 2e-4  # bert_mlm_base's
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.t0, self.seconds = time.perf_counter(), seconds
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float:
+        return self.seconds - self.elapsed()
+
+
+@dataclasses.dataclass
+class Ctx:
+    args: argparse.Namespace
+    size: dict
+    deadline: Deadline
+    work: Path  # scratch folder (pretraining and study outputs)
+    torch_device: str = "cpu"
+    on_gpu: bool = False
+    peak_flops: float | None = None
+
+    def no_time_for(self, part: str) -> dict | None:
+        """A ``skipped`` entry when the deadline leaves too little for one more shape or dtype of ``part``."""
+        need = self.size["variant_min_s"].get(part, 0)
+        if self.deadline.left() < need:
+            return {"skipped": f"deadline: {self.deadline.left():.0f}s left, needs ~{need}s"}
+        return None
+
+    def timing(self) -> dict:
+        s = self.size
+        return {"steps": s["steps"], "chunk": s["chunk"], "warmup": s["warmup"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Parts
+# ----------------------------------------------------------------------------------------------
+
+
+def part_device(ctx: Ctx) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from jax.extend import backend as jax_backend
+
+    from accel_steps import chunked_times
+    from jaxsenti.machine import machine_info
+    from jaxsenti.models.lstm_cudnn import cuda_lstm_available
+
+    n = ctx.size["matmul_n"]
+    rates: dict[str, float] = {}
+    for dtype in ("bfloat16", "float32"):
+        a, b = (jax.random.normal(jax.random.key(i), (n, n), getattr(jnp, dtype)) for i in (0, 1))
+        f, box = jax.jit(jnp.matmul), [None]
+
+        def jax_mm(f=f, a=a, b=b, box=box):
+            box[0] = f(a, b)
+
+        t = chunked_times(jax_mm, lambda box=box: jax.block_until_ready(box[0]), steps=10, chunk=5, warmup=2)
+        rates[f"jax_{dtype}"] = 2.0 * n**3 / min(t)
+        ta, tb = (torch.randn(n, n, dtype=getattr(torch, dtype), device=ctx.torch_device) for _ in range(2))
+        sync = torch.cuda.synchronize if ctx.torch_device == "cuda" else (lambda: None)
+        t = chunked_times(lambda ta=ta, tb=tb: torch.matmul(ta, tb), sync, steps=10, chunk=5, warmup=2)
+        rates[f"torch_{dtype}"] = 2.0 * n**3 / min(t)
+    ctx.peak_flops = max(rates["jax_bfloat16"], rates["torch_bfloat16"])
+    dev = jax.devices()[0]
+    return {
+        "jax_device": f"{dev.platform}: {dev.device_kind}", "jax_backend": jax.default_backend(),
+        "jax_platform_version": jax_backend.get_backend().platform_version,
+        "torch_device": torch.cuda.get_device_name(0) if ctx.torch_device == "cuda" else "cpu",
+        "torch_cuda": torch.version.cuda, "torch_cudnn": torch.backends.cudnn.version(),
+        "nvidia_smi": _nvidia_smi(), "versions": machine_info()["versions"],
+        "lstm_cudnn_kernel": cuda_lstm_available(),
+        "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "matmul": {"n": n, "flops_per_s": rates, "note": "best of 2 chunks of 5 back-to-back products, random data"},
+        "peak_flops": ctx.peak_flops, "xla_python_client_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
+    }
+
+
+def _nvidia_smi() -> str | None:
+    """A read-only query of the card (name, driver, memory, clocks); None where there is no nvidia-smi."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    q = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit,temperature.gpu"
+    r = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"], capture_output=True, text=True,
+                       timeout=30)
+    return f"{q}: {r.stdout.strip()}" if r.returncode == 0 else None
+
+
+def _jax_row(build, tx, objective, batches, ctx: Ctx) -> dict:
+    """A JaxStep row, recording the warnings raised while tracing (the cuDNN paths' CPU fallbacks warn)."""
+    from accel_steps import JaxStep, run
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = run(JaxStep(build(), tx, objective, batches), **ctx.timing())
+    msgs = sorted({str(w.message).split(";")[0] for w in caught if issubclass(w.category, RuntimeWarning)})
+    return row | ({"warnings": msgs} if msgs else {})
+
+
+def _torch_row(build_and_loss, batches, ctx: Ctx, autocast=None) -> dict:
+    import torch
+
+    from accel_steps import TorchStep, run
+
+    runner = TorchStep(*build_and_loss, batches, device=ctx.torch_device, autocast=autocast)
+    row = run(runner, **ctx.timing())
+    del runner
+    if ctx.torch_device == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def part_lstm(ctx: Ctx) -> dict:
+    import optax
+    import torch
+    from flax import nnx
+
+    from accel_steps import lstm_batches, torch_lstm
+    from gemm_floor import flops, lstm_gemms
+    from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+    from jaxsenti.models.lstm_cudnn import cuda_lstm_available
+    from jaxsenti.objectives import Classification
+
+    s = ctx.size["lstm"]
+    cudnn_kernel = ("cuDNN (jax.experimental.rnn.lstm)" if cuda_lstm_available()
+                    else "CPU fallback: jax.experimental.rnn.lstm_ref (slow reference, no cuDNN here)")
+    out = {}
+    for B, T in s["shapes"]:
+        if skipped := ctx.no_time_for("lstm"):
+            out[f"B{B}_T{T}"] = skipped
+            continue
+        batches = lstm_batches(4, B, T, s["vocab"])
+        rows = {}
+        for name, backend in (("jax", "scan"), ("jax_cudnn", "cudnn")):
+            cfg = LSTMConfig(vocab_size=s["vocab"], embed_dim=s["embed"], hidden_dim=s["hidden"],
+                             num_layers=s["layers"], dropout=0.5, backend=backend)
+            rows[name] = _jax_row(lambda cfg=cfg: LSTMClassifier(cfg, rngs=nnx.Rngs(0)), optax.adam(1e-3),
+                                  Classification(), batches, ctx)
+            rows[name]["kernel"] = cudnn_kernel if backend == "cudnn" else "lax.scan (ours)"
+        rows["torch"] = _torch_row(torch_lstm(s["vocab"], s["embed"], s["hidden"], s["layers"], 0.5), batches, ctx)
+        rows["torch"]["kernel"] = ("nn.LSTM, cuDNN" if ctx.torch_device == "cuda" and torch.backends.cudnn.enabled
+                                   else "nn.LSTM, native CPU")
+        res = throughput_result(rows, setup=f"emb {s['embed']}, {s['layers']}x{s['hidden']}, B={B}, T={T}, float32",
+                                batch=B, seq=T, flops=flops(*lstm_gemms(B, T, s["embed"], s["hidden"], s["layers"])),
+                                peak_flops=ctx.peak_flops, note="full-length rows; Adam; dropout 0.5")
+        fw = res["frameworks"]
+        res["cudnn_over_torch"] = fw["jax_cudnn"]["tokens_per_s"] / fw["torch"]["tokens_per_s"]
+        res["cudnn_over_scan"] = fw["jax_cudnn"]["tokens_per_s"] / fw["jax"]["tokens_per_s"]
+        out[f"B{B}_T{T}"] = res
+        _say(f"lstm B={B}: " + ", ".join(f"{k} {v['median_step_s'] * 1e3:.2f} ms" for k, v in fw.items()))
+    return out
+
+
+def part_parity(ctx: Ctx) -> dict:
+    """cuDNN path vs scan path, same weights: logits and gradients, padded rows (one of length 0)."""
+    import jax
+    import numpy as np
+    import optax
+    from flax import nnx
+
+    from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+    from jaxsenti.models.lstm_cudnn import cuda_lstm_available
+
+    s = ctx.size["parity"]
+    B, T = s["batch"], s["seq"]
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
+    lengths[0], lengths[1] = T, 0
+    tokens = rng.integers(1, s["vocab"], size=(B, T)).astype(np.int32)
+    tokens[np.arange(T)[None] >= lengths[:, None]] = 0
+    labels = rng.integers(0, 2, size=B).astype(np.float32)
+    limits = {"float32": 1e-4, "tf32": 5e-2}  # float32 far under 1e-3; TF32 only has to rule out layout bugs
+    checks = []
+    for bidirectional, pooling in s["variants"]:
+        cfg = LSTMConfig(vocab_size=s["vocab"], embed_dim=s["embed"], hidden_dim=s["hidden"],
+                         num_layers=s["layers"], bidirectional=bidirectional, pooling=pooling, dropout=0.0)
+        models = {b: LSTMClassifier(dataclasses.replace(cfg, backend=b), rngs=nnx.Rngs(1)) for b in ("scan", "cudnn")}
+        nnx.update(models["cudnn"], nnx.state(models["scan"], nnx.Param))
+        for precision, ctxm in (("float32", jax.default_matmul_precision("highest")), ("tf32", nullcontext())):
+            got = {}
+            with ctxm, warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # the CPU fallback's; the lstm part reports it
+                for b, m in models.items():
+                    gd, params = nnx.split(m, nnx.Param)
+
+                    def loss(p, gd=gd):
+                        logits = nnx.merge(gd, p)(tokens, lengths, deterministic=True)
+                        return optax.sigmoid_binary_cross_entropy(logits, labels).sum(), logits
+
+                    (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+                    got[b] = (np.asarray(logits, np.float64),
+                              [np.asarray(g, np.float64).ravel() for g in jax.tree.leaves(grads)])
+            (lc, gc), (ls, gs) = got["cudnn"], got["scan"]
+            row = {"bidirectional": bidirectional, "pooling": pooling, "precision": precision,
+                   "logits_rel_err": _rel(lc, ls), "grads_rel_err": _rel(np.concatenate(gc), np.concatenate(gs)),
+                   "worst_grad_leaf_rel_err": max(_rel(a, b) for a, b in zip(gc, gs, strict=True)),
+                   "finite": bool(np.isfinite(lc).all()), "limit": limits[precision]}
+            row["passed"] = row["finite"] and max(row["logits_rel_err"], row["grads_rel_err"]) < row["limit"]
+            checks.append(row)
+    passed = all(c["passed"] for c in checks)
+    _say(f"parity cuDNN vs scan: {'passed' if passed else 'FAILED'}, grads rel. err "
+         + ", ".join(f"{c['precision']}/{'bi' if c['bidirectional'] else 'uni'} {c['grads_rel_err']:.1e}"
+                     for c in checks))
+    return {"passed": passed, "cudnn_kernel": cuda_lstm_available(), "shape": {"batch": B, "seq": T},
+            "lengths": lengths.tolist(), "checks": checks,
+            "how": "||cudnn - scan|| / ||scan|| over the logits and over all gradients (float64 on the host); "
+                   "float32 under jax.default_matmul_precision('highest') (cuDNN without TF32), tf32 under JAX's "
+                   "default precision"}
+
+
+def _rel(a, b) -> float:
+    import numpy as np
+
+    den = float(np.linalg.norm(b))
+    return float(np.linalg.norm(a - b)) / den if den else float(np.linalg.norm(a))
+
+
+def _bert_cfg(s: dict, dtype: str):
+    from jaxsenti.models.bert import BertConfig
+
+    layers, hidden, heads, ffn = s["dims"]
+    return BertConfig(vocab_size=s["vocab"], hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                      intermediate_size=ffn, max_position_embeddings=max(512, s["seq"]), dtype=dtype)
+
+
+def part_bert(ctx: Ctx) -> dict:
+    import optax
+    import torch
+    from flax import nnx
+
+    from accel_steps import bert_batches, torch_bert_classifier
+    from bert_throughput import train_flops
+    from jaxsenti.models.bert import BertClassifier, attention_implementation
+    from jaxsenti.objectives import Classification
+
+    s, out = ctx.size["bert"], {}
+    for dtype in s["dtypes"]:
+        if skipped := ctx.no_time_for("bert"):
+            out[dtype] = skipped
+            continue
+        cfg = _bert_cfg(s, dtype)
+        B, T = s["batch"], s["seq"]
+        batches = bert_batches(4, B, T, cfg.vocab_size)
+        rows = {"jax": _jax_row(lambda cfg=cfg: BertClassifier(cfg, rngs=nnx.Rngs(0)), optax.adamw(LR, weight_decay=WD),
+                                Classification(), batches, ctx)
+                | {"attention": attention_implementation(cfg, deterministic=False, has_lengths=True)},
+                "torch": _torch_row(torch_bert_classifier(cfg, LR, WD), batches, ctx,
+                                    autocast=None if dtype == "float32" else dtype)
+                | {"attention": "sdpa", "float32_matmul_precision": torch.get_float32_matmul_precision()}}
+        res = throughput_result(rows, setup=f"{cfg.num_hidden_layers}x{cfg.hidden_size}, B={B}, T={T}, {dtype}",
+                                batch=B, seq=T, flops=train_flops(cfg, B, T), peak_flops=ctx.peak_flops,
+                                note="fine-tune step, AdamW, dropout on; PyTorch bf16 = autocast with float32 params "
+                                     "(as ours); float32 = TF32 matmuls on both sides; MFU against the measured bf16 "
+                                     "rate")
+        out[dtype] = res
+        _say_pair(f"bert {dtype}", res)
+    return out
+
+
+def part_mlm(ctx: Ctx) -> dict:
+    import optax
+    from flax import nnx
+
+    from accel_steps import mlm_batches, torch_bert_mlm
+    from bert_throughput import train_flops
+    from jaxsenti.data.masking import default_max_predictions
+    from jaxsenti.models.bert_mlm import BertForMaskedLM
+    from jaxsenti.objectives.masked_lm import MaskedLM
+
+    s, out = ctx.size["mlm"], {}
+    for dtype in s["dtypes"]:
+        if skipped := ctx.no_time_for("mlm"):
+            out[dtype] = skipped
+            continue
+        cfg = _bert_cfg(s, dtype)
+        B, T, H, V = s["batch"], s["seq"], cfg.hidden_size, cfg.vocab_size
+        P = default_max_predictions(T)
+        batches = mlm_batches(4, B, T, V, P, mask_id=min(103, V - 1))
+        rows = {"jax": _jax_row(lambda cfg=cfg: BertForMaskedLM(cfg, rngs=nnx.Rngs(0)),
+                                optax.adamw(MLM_LR, weight_decay=WD), MaskedLM(), batches, ctx) | {"head_positions": P},
+                "torch": _torch_row(torch_bert_mlm(cfg, MLM_LR, WD), batches, ctx,
+                                    autocast=None if dtype == "float32" else dtype) | {"head_positions": T}}
+        def head(n, B=B, H=H, V=V):  # MLM head at n positions per row: transform + tied decoder, train = 3 x forward
+            return 6.0 * B * n * (H * H + H * V)
+
+        res = throughput_result(rows, setup=f"MLM {cfg.num_hidden_layers}x{cfg.hidden_size}, vocab {V}, B={B}, T={T}, "
+                                            f"{P} masked/row, {dtype}", batch=B, seq=T,
+                                flops=train_flops(cfg, B, T) + head(P), peak_flops=ctx.peak_flops,
+                                note="same config, batch and masked positions; ours runs the MLM head at the masked "
+                                     "positions only, transformers at every position (its FLOPs: hf_flops_per_step); "
+                                     "MFU counts the useful FLOPs (head at the masked positions) for both",
+                                hf_flops_per_step=train_flops(cfg, B, T) + head(T))
+        out[dtype] = res
+        _say_pair(f"mlm {dtype}", res)
+    return out
+
+
+def run_command(cmd: list[str], timeout: float, log: Path) -> dict:
+    """Run ``cmd`` (its own process group, output to ``log``); kill the group after ``timeout`` seconds."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1")
+    with open(log, "w") as f:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
+        timer = threading.Timer(max(timeout, 0.1), lambda: _killpg(proc.pid))
+        timer.start()
+        try:
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+    timed_out = rc == -signal.SIGKILL and wall >= timeout
+    tail = log.read_text(errors="replace")[-3000:]
+    return {"command": " ".join(["python" if c == sys.executable else c for c in cmd]), "rc": rc, "wall_s": wall,
+            "timeout_s": timeout, "timed_out": timed_out, "log_tail": tail}
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def part_pretrain(ctx: Ctx) -> dict:
+    a = ctx.args
+    folder = ctx.work / "bert_mlm_small"
+    # start-up, corpus, tokenization, compiles, evaluation, export: what the run needs beside its training time
+    overhead, expected = (60, 30) if a.smoke else (240, 90)
+    budget = round(min(a.pretrain_budget, max(10.0, ctx.deadline.left() - expected)))  # leave the deadline room
+    sets = [f"time_budget_s={budget}"] + ctx.size["pretrain_set"]
+    cmd = [sys.executable, "-m", "jaxsenti.cli", "pretrain", "bert", "--config", "bert_mlm_small", "--out", str(folder),
+           "--quiet"] + [x for kv in sets for x in ("--set", kv)]
+    r = run_command(cmd, min(budget + overhead, ctx.deadline.left() - 5), ctx.work / "pretrain.log")
+    if r["rc"] != 0:
+        raise RuntimeError(f"pretraining failed ({'timed out' if r['timed_out'] else 'rc=' + str(r['rc'])}):\n"
+                           + r["log_tail"])
+    info = json.loads((folder / "pretraining.json").read_text(encoding="utf-8"))
+    dest = Path(a.out) / "bert_mlm_small"
+    dest.mkdir(parents=True, exist_ok=True)
+    copied, left_out = [], {}
+    for name in EXPORT_FILES:
+        src = folder / name
+        if not src.is_file():
+            continue
+        if src.stat().st_size > OUT_LIMITS["file_mib"] * 2**20:
+            left_out[name] = f"{src.stat().st_size / 2**20:.1f} MiB > {OUT_LIMITS['file_mib']} MiB"
+        elif len(copied) + len(OTHER_OUT_FILES) >= OUT_LIMITS["files"]:
+            left_out[name] = f"the device tool returns {OUT_LIMITS['files']} files"
+        else:
+            shutil.copyfile(src, dest / name)
+            copied.append(name)
+    written = sorted(p.name for p in folder.iterdir())
+    hist = folder / "history.json"
+    history = json.loads(hist.read_text(encoding="utf-8")) if hist.is_file() else []
+    final = info.get("final", {})
+    _say(f"pretrain: {info['epochs_run']} epochs, {info['steps']} steps in {info['train_seconds']:.0f}s of training "
+         f"({r['wall_s']:.0f}s in all), held-out loss {final.get('val_loss', float('nan')):.3f}, "
+         f"accuracy {final.get('val_accuracy', float('nan')):.3f}")
+    return {"run": r, "exported_to": str(dest), "copied": copied, "left_out": left_out, "export_wrote": written,
+            "time_budget_s": budget, "overrides": sets, "epochs_run": info["epochs_run"], "steps": info["steps"],
+            "tokens_seen": info["tokens_seen"], "train_seconds": info["train_seconds"],
+            "out_of_time": info["out_of_time"], "best_epoch": info["best_epoch"], "final": final,
+            "corpus": info.get("corpus"), "history": history}
+
+
+def part_study(ctx: Ctx) -> dict:
+    a = ctx.args
+    timeout = ctx.deadline.left() - 5
+    if a.study_timeout is not None:
+        timeout = min(timeout, a.study_timeout)
+    folder = ctx.work / "study"
+    cmd = [sys.executable, "-m", "jaxsenti.cli", "study", "--out", str(folder), "--quiet"] + ctx.size["study_args"]
+    r = run_command(cmd, timeout, ctx.work / "study.log")
+    report = folder / "report.md"
+    r["finished"] = r["rc"] == 0 and report.is_file()
+    if r["finished"]:
+        r["report_md"] = report.read_text(encoding="utf-8")[:20000]
+    elif not r["timed_out"]:
+        raise RuntimeError(f"jaxsenti study failed (rc={r['rc']}):\n{r['log_tail']}")
+    _say(f"study: {'finished in' if r['finished'] else 'timed out after'} {r['wall_s']:.0f}s")
+    return r
+
+
+RUNNERS = {"device": part_device, "lstm": part_lstm, "parity": part_parity, "bert": part_bert, "mlm": part_mlm,
+           "pretrain": part_pretrain, "study": part_study}
+
+
+# ----------------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------------
+
+
+def _ms(r) -> str:
+    return fmt_num(r["median_step_s"] * 1e3)
+
+
+def _mem(r) -> str:
+    if r.get("device_peak_mib") is not None:
+        return fmt_num(r["device_peak_mib"])
+    parts = [f"step {fmt_num(r['compiled_mib'])}" if r.get("compiled_mib") is not None else "",
+             f"process peak {fmt_num(r['process_peak_mib'])}" if r.get("process_peak_mib") is not None else ""]
+    return ", ".join(p for p in parts if p) or "–"
+
+
+def _tf(flops_per_s) -> str:
+    return fmt_num(flops_per_s / 1e12)
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.1f}%" if x else "–"
+
+
+def _measured(part: dict) -> dict:
+    """The throughput results of a part (leaving out its ``part_wall_s``)."""
+    return {k: v for k, v in part.items() if isinstance(v, dict) and "frameworks" in v}
+
+
+def _step_table(results: dict, extra: tuple = ()) -> list[str]:
+    rows = []
+    for res in _measured(results).values():
+        torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
+        for fw, r in res["frameworks"].items():
+            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r), fmt_num(r["tokens_per_s"]),
+                         _pct(r.get("mfu")), f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–",
+                         fmt_num(r.get("compile_s")), fmt_num(r["first_step_s"]), _mem(r)])
+    return md_table(["setup", "framework", *extra, "median step ms", "tokens/s", "MFU", "vs PyTorch", "compile s",
+                     "first step s", "device memory MiB"], rows)
+
+
+def render_markdown(res: dict) -> str:
+    p = res["parts"]
+    dev = p.get("device", {})
+    lines = [f"# Accelerator check: {dev.get('torch_device', '?')}", "",
+             f"Generated by `{res['command']}` on {res['machine']['date']}: {res.get('wall_s', 0):.0f} s of a "
+             f"{res['deadline_s']:.0f} s deadline. Full numbers: `benchmarks/results/accelerator.json` "
+             "(the run's `accelerator.json`). How to rerun: [GPU.md](GPU.md).", ""]
+    if m := res.get("merged_from"):
+        lines += [f"Parts {', '.join(m['parts'])} come from the earlier run of {m['date']} (`{m['command']}`).", ""]
+    if "versions" in dev:
+        v = dev["versions"]
+        rates = dev["matmul"]["flops_per_s"]
+        lines += ["## Device", ""] + md_table(["", ""], [
+            ["GPU (jax / torch)", f"{dev['jax_device']} / {dev['torch_device']}"],
+            ["nvidia-smi", dev["nvidia_smi"] or "–"],
+            ["jax / jaxlib / flax", f"{v.get('jax')} / {v.get('jaxlib')} / {v.get('flax')}"],
+            ["torch / CUDA / cuDNN", f"{v.get('torch')} / {dev['torch_cuda']} / {dev['torch_cudnn']}"],
+            ["transformers", str(v.get("transformers"))],
+            [f"matmul {dev['matmul']['n']}³ bf16 (jax / torch)",
+             f"{_tf(rates['jax_bfloat16'])} / {_tf(rates['torch_bfloat16'])} TFLOP/s"],
+            [f"matmul {dev['matmul']['n']}³ float32 (jax / torch; TF32 allowed on both)",
+             f"{_tf(rates['jax_float32'])} / {_tf(rates['torch_float32'])} TFLOP/s"],
+            ["MFU peak (best bf16 above)", f"{_tf(dev['peak_flops'])} TFLOP/s"]]) + [""]
+    if measured := _measured(p.get("lstm", {})):
+        lines += ["## LSTM train step", ""] + _step_table(measured, ("kernel",))
+        lines += ["", next(iter(measured.values()))["note"] + ".", ""]
+    if "parity" in p and "checks" in p["parity"]:
+        par = p["parity"]
+        lines += ["## cuDNN LSTM vs scan LSTM, same weights", "",
+                  f"**{'Passed' if par['passed'] else 'FAILED'}** ({par['how']}); kernel: "
+                  f"{'cuDNN' if par['cudnn_kernel'] else 'CPU fallback lstm_ref'}.", ""]
+        lines += md_table(["layers", "pooling", "precision", "logits rel. err", "grads rel. err", "worst grad leaf",
+                           "limit"],
+                          [["bi" if c["bidirectional"] else "uni", c["pooling"], c["precision"],
+                            *(f"{c[k]:.1e}" for k in ("logits_rel_err", "grads_rel_err", "worst_grad_leaf_rel_err")),
+                            f"{c['limit']:.0e}"] for c in par["checks"]]) + [""]
+    for part, title in (("bert", "BERT fine-tune step"), ("mlm", "BERT masked-LM pretraining step")):
+        if measured := _measured(p.get(part, {})):
+            lines += [f"## {title}", ""] + _step_table(measured, ("attention",) if part == "bert" else ())
+            lines += ["", next(iter(measured.values()))["note"] + ".", ""]
+    if "pretrain" in p and "final" in p["pretrain"]:
+        pr = p["pretrain"]
+        f = pr["final"]
+        lines += ["## Pretraining `bert_mlm_small` (to convergence or its time budget)", "", *md_table(["", ""], [
+            ["command", pr["run"]["command"]],
+            ["wall (all) / training s", f"{pr['run']['wall_s']:.0f} / {pr['train_seconds']:.0f}"],
+            ["epochs / steps / tokens", f"{pr['epochs_run']} / {pr['steps']} / {pr['tokens_seen']:,}"],
+            ["stopped by the time budget", str(pr["out_of_time"])],
+            ["held-out MLM loss / masked-token accuracy",
+             f"{f.get('val_loss', 0):.3f} / {f.get('val_accuracy', 0):.3f}"],
+            ["exported (run's `bert_mlm_small/`)", ", ".join(pr["copied"])]]), ""]
+    if "study" in p and "wall_s" in p["study"]:
+        st = p["study"]
+        how = (f"finished in {st['wall_s']:.0f} s." if st["finished"] else f"**timed out** after {st['wall_s']:.0f} s "
+               "(all the deadline left it); the end of its log is in the JSON.")
+        lines += ["## Whole study", "", f"`{st['command']}`: {how}", ""]
+    missing = [f"* {k}: not reached (the run ended before it)" for k in res.get("requested_parts", []) if k not in p]
+    for k, v in p.items():
+        variants = ([(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict)]
+                    if k in ("lstm", "bert", "mlm") else [])
+        for name, entry in [(k, v), *variants]:
+            if "skipped" in entry:
+                missing.append(f"* {name}: skipped ({entry['skipped']})")
+            elif "error" in entry:
+                missing.append(f"* {name}: error: {entry['error'].splitlines()[0]}")
+    if missing:
+        lines += ["## Not measured in this run", "", *missing, ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------
+
+
+def write_markdown(res: dict, out: Path) -> None:
+    """benchmarks/RESULTS-gpu.md and its copy in ``out`` (the device machine's tree is a copy: only ``out`` returns)."""
+    if not res["on_gpu"] or res["smoke"]:
+        raise RuntimeError(f"{RESULTS_MD.name} holds GPU measurements only (this run: smoke={res['smoke']}, "
+                           f"on_gpu={res['on_gpu']})")
+    md = render_markdown(res) + "\n"
+    RESULTS_MD.write_text(md, encoding="utf-8")
+    (out / RESULTS_MD.name).write_text(md, encoding="utf-8")
+
+
+def check_out_dir(out: Path) -> list[str]:
+    """What in ``out`` would not come back from the device tool (file count, size, depth, names)."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    bad = [f"{len(files)} files > {OUT_LIMITS['files']}"] if len(files) > OUT_LIMITS["files"] else []
+    for f in files:
+        rel = f.relative_to(out)
+        if len(rel.parts) - 1 > OUT_LIMITS["depth"]:
+            bad.append(f"{rel}: more than {OUT_LIMITS['depth']} folders down")
+        if f.stat().st_size > OUT_LIMITS["file_mib"] * 2**20:
+            bad.append(f"{rel}: over {OUT_LIMITS['file_mib']} MiB")
+        if any(not all(c.isalnum() or c in "._-" for c in part) for part in rel.parts):
+            bad.append(f"{rel}: a name with characters other than letters, digits, '.', '_', '-'")
+    return bad
+
+
+def _say(msg: str) -> None:
+    print(f"[accelerator] {msg}", flush=True)
+
+
+def _say_pair(what: str, res: dict) -> None:
+    j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
+    _say(f"{what}: jax {j['median_step_s'] * 1e3:.1f} ms, torch {t['median_step_s'] * 1e3:.1f} ms, "
+         f"ratio {res['jax_over_torch']:.2f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder for accelerator.json (+ RESULTS-gpu.md and the checkpoint)")
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes and a tiny pretraining; study times out at once")
+    ap.add_argument("--deadline", type=float, default=420.0, help="seconds for the whole run (default 420)")
+    ap.add_argument("--parts", type=names_of(PARTS), default=list(PARTS),
+                    help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--skip", type=names_of(PARTS), default=[], help="comma-separated parts to leave out")
+    ap.add_argument("--pretrain-budget", type=float, default=None,
+                    help="time_budget_s of the pretraining (default 120; smoke 5)")
+    ap.add_argument("--study-timeout", type=float, default=None, help="default: what the deadline leaves (smoke: 3)")
+    ap.add_argument("--merge", default=None, metavar="JSON",
+                    help="an earlier run's accelerator.json: its parts stay unless this run redoes them (a rerun of "
+                         "the parts that failed or were skipped)")
+    a = ap.parse_args(argv)
+    a.pretrain_budget = a.pretrain_budget or (5.0 if a.smoke else 120.0)
+    if a.smoke and a.study_timeout is None:
+        a.study_timeout = 3.0  # the study's code path (subprocess, timeout, kill) without its minutes
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "accelerator.json"
+    deadline = Deadline(a.deadline)
+    # before jax starts: PyTorch shares the GPU with JAX here, and the pretraining and study subprocesses inherit
+    # this, so no process takes 75 % of the device up front
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import jax
+    import torch
+
+    on_gpu = jax.default_backend() == "gpu"
+    write_md = on_gpu and not a.smoke
+    torch.set_float32_matmul_precision("high")  # float32 = TF32 matmuls, as JAX's default precision on a GPU
+    size = SMOKE if a.smoke else FULL
+    res = {"command": "python benchmarks/accelerator.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "smoke": a.smoke, "on_gpu": on_gpu, "deadline_s": a.deadline, "sizes": size, "parts": {},
+           "requested_parts": [p for p in PARTS if p in a.parts and p not in a.skip],
+           "machine": machine_info(devices=True)}
+    if a.merge:
+        prev = json.loads(Path(a.merge).read_text(encoding="utf-8"))
+        if prev.get("smoke") != a.smoke or prev.get("on_gpu") != on_gpu:
+            raise SystemExit(f"--merge {a.merge}: that run had smoke={prev.get('smoke')}, on_gpu={prev.get('on_gpu')}")
+        res["parts"] = {k: v for k, v in prev["parts"].items() if k not in a.parts or k in a.skip}
+        res["merged_from"] = {"file": a.merge, "date": prev.get("machine", {}).get("date"),
+                              "command": prev.get("command"), "parts": sorted(res["parts"])}
+        ctx_peak = prev["parts"].get("device", {}).get("peak_flops")
+    else:
+        ctx_peak = None
+    if not on_gpu:
+        res["note"] = ("no GPU: the cuDNN paths ran their CPU fallbacks (LSTM: jax.experimental.rnn.lstm_ref; BERT: "
+                       "XLA attention), so nothing here is a GPU measurement")
+    status = int(any("error" in v for v in res["parts"].values())
+                 or res["parts"].get("parity", {}).get("passed") is False)
+    with tempfile.TemporaryDirectory(prefix="accelerator-") as work:
+        ctx = Ctx(a, size, deadline, Path(work), "cuda" if torch.cuda.is_available() else "cpu", on_gpu)
+        ctx.peak_flops = ctx_peak  # a rerun without the device part takes MFU against the merged run's peak
+        if size.get("torch_threads"):
+            torch.set_num_threads(size["torch_threads"])  # tiny CPU shapes: threads only contend
+        for part in res["requested_parts"]:
+            need = size["min_s"][part]
+            if deadline.left() < need:
+                res["parts"][part] = {"skipped": f"deadline: {deadline.left():.0f}s left, needs ~{need}s"}
+                _say(f"{part}: skipped, {deadline.left():.0f}s left")
+                continue
+            _say(f"{part}: starting at {deadline.elapsed():.0f}s")
+            t = time.perf_counter()
+            try:
+                res["parts"][part] = RUNNERS[part](ctx) | {"part_wall_s": time.perf_counter() - t}
+                if part == "parity" and not res["parts"][part]["passed"]:
+                    status = 1
+            except Exception as e:  # noqa: BLE001 - one part's failure must not cost the others
+                traceback.print_exc()
+                res["parts"][part] = {"error": f"{type(e).__name__}: {e}", "part_wall_s": time.perf_counter() - t}
+                status = 1
+            res["wall_s"], res["status"] = deadline.elapsed(), status
+            write_json(json_path, res)  # after every part: a run killed later keeps what it measured
+            if write_md:
+                write_markdown(res, out)
+    res["wall_s"], res["status"] = deadline.elapsed(), status
+    a.json = str(json_path)
+    finish(res, a, argv)
+    if write_md:
+        write_markdown(res, out)
+        _say(f"wrote {RESULTS_MD} and {out / RESULTS_MD.name}")
+    else:
+        _say(f"not writing {RESULTS_MD.name}: " + ("--smoke" if a.smoke else "no GPU") + "; JSON only")
+    if bad := check_out_dir(out):
+        _say("WARNING, would not all come back from the device tool: " + "; ".join(bad))
+    _say(f"done in {res['wall_s']:.0f}s, status {status}: "
+         + ", ".join(f"{k} {'error' if 'error' in v else 'skipped' if 'skipped' in v else 'ok'}"
+                     for k, v in res["parts"].items()))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The prepared GPU check: what ONE device-tool call runs (benchmarks/GPU.md gives the call: command, carry, timeout).
+#
+#   bash benchmarks/gpu_check.sh [DEADLINE_S [accelerator.py options...]]    # default deadline 420 s
+#
+# 1. installs the carried wheels (.whl/: jieba, which the GPU image lacks; no network there) into $SITE,
+# 2. copies the carried data (.gpu_data/: dianping.csv, online_shopping_10_cats.csv and a tokenization cache) to
+#    $GPU_DATA and points JAXSENTI_DATA_DIR / JAXSENTI_CACHE at it (the machine cannot see ../shared),
+# 3. makes jaxsenti.configs importable from the checkout, which is not pip-installed there,
+# 4. runs benchmarks/accelerator.py --out $OUT under the deadline (and a hard `timeout` 20 s later), with this whole
+#    log in $OUT/gpu_check.log. $OUT then holds 8 files: gpu_check.log, accelerator.json, RESULTS-gpu.md and
+#    bert_mlm_small/ (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, pretraining.json).
+# Built by benchmarks/prepare_gpu_check.sh; tried on a CPU with: OUT=/tmp/o PYTHON=.venv/bin/python bash THIS 300 --smoke
+set -uo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?OUT must name the folder whose files come back (the device tool sets it)}"
+DEADLINE=${1:-420}
+shift $(( $# > 0 ? 1 : 0 ))
+PY=${PYTHON:-python3}
+SITE=${SITE:-/tmp/site}
+DATA=${GPU_DATA:-/tmp/jaxsenti-gpu-data}
+mkdir -p "$OUT"
+{
+  echo "== gpu_check $(date -Is), deadline ${DEADLINE}s, $($PY -V 2>&1)"
+  if compgen -G ".whl/*.whl" > /dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 3
+    export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "no .whl/ carried: jieba must be installed already"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  [ -f .gpu_data/dianping.csv ] || { echo "no .gpu_data/ carried: run benchmarks/prepare_gpu_check.sh and carry it"; exit 4; }
+  mkdir -p "$DATA" && cp -r .gpu_data/. "$DATA/" || exit 4
+  export JAXSENTI_DATA_DIR="$DATA" JAXSENTI_CACHE="$DATA/cache" JAXSENTI_NO_DOWNLOAD=1
+  export MPLBACKEND=Agg PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=1
+  # pyproject maps the package jaxsenti.configs to configs/; without an install, link it where the install would put it
+  $PY -c "import jaxsenti.configs" 2>/dev/null || ln -sfn ../configs jaxsenti/configs
+  $PY -c "import jax, jieba, jaxsenti.configs; print('jax', jax.__version__, '| jieba', jieba.__version__)" || exit 5
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv
+  fi
+  timeout -k 10 $((DEADLINE + 20)) $PY benchmarks/accelerator.py --out "$OUT" --deadline "$DEADLINE" "$@"
+  rc=$?
+  echo "== accelerator.py exit $rc after ${SECONDS}s; \$OUT holds:"
+  (cd "$OUT" && find . -type f -printf '%s\t%p\n' | sort -k2)
+  exit $rc
+} 2>&1 | tee "$OUT/gpu_check.log"
