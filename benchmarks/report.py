@@ -28,6 +28,17 @@ def _result(results: dict, part: str) -> dict | None:
     return outs[0]["result"] if outs else None
 
 
+def _throughput_runs(results: dict):
+    """(label, label with the run's variant, result) of every run of the parts in the common throughput layout.
+
+    A part may hold several runs (``lm``: sampled and full softmax); ``variant`` names each in labels and notes.
+    """
+    for part, label in THROUGHPUT.items():
+        for out in _outputs(results, part):
+            r = out["result"]
+            yield label, label + (f" ({r['variant']})" if r.get("variant") else ""), r
+
+
 def devices(results: dict) -> list[str]:
     """Every device jax saw in any part (the driver itself never loads jax)."""
     return sorted({d for outs in (results.get("parts") or {}).values() for o in outs
@@ -49,9 +60,8 @@ def machine_section(results: dict) -> list[str]:
 
 def compile_section(results: dict) -> list[str]:
     rows = []
-    for part, label in THROUGHPUT.items():
-        r = _result(results, part)
-        for fw, x in (r or {}).get("frameworks", {}).items():
+    for _, label, r in _throughput_runs(results):
+        for fw, x in r.get("frameworks", {}).items():
             if x.get("compile_s") is not None:
                 what, s = "lower + compile", x["compile_s"]
             else:
@@ -79,16 +89,13 @@ def compile_section(results: dict) -> list[str]:
 
 def train_section(results: dict) -> list[str]:
     rows, notes = [], []
-    for part, label in THROUGHPUT.items():
-        r = _result(results, part)
-        if not r:
-            continue
+    for label, long_label, r in _throughput_runs(results):
         for fw, x in r["frameworks"].items():
             ratio = r["jax_over_torch"] if fw == "jax" else r.get(f"jax_over_{fw}") if fw != "torch" else None
             rows.append((label, r["setup"], fw, _ms(x["median_step_s"]), x["tokens_per_s"], x["seq_per_s"],
                          x["peak_rss_mib"], ratio))
         mfu = r["frameworks"].get("jax", {}).get("mfu")
-        notes.append(f"{label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
+        notes.append(f"{long_label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
                                      "fp32 matmul peak; " if mfu else "") + r["note"])
     if not rows:
         return []

@@ -9,6 +9,8 @@ Parts (each runs in its own subprocess, so peak memory is per part; its JSON lan
   bert           BERT train-step throughput, small config       benchmarks/bert_throughput.py --config small
   bert_base      ... bert-base-sized config (skipped by --quick)
   mlm            MLM pretraining step, JAX vs PyTorch BertForMaskedLM (whole-vocab and masked-only heads)
+  lm             LSTM LM pretraining step, JAX vs the same model in PyTorch: sampled softmax (S=1024, the
+                 pretraining config's) and full softmax over 30,000 words   benchmarks/lm_throughput.py
   gemm_floor     the LSTM / small-BERT steps' matrix products alone, JAX vs PyTorch   benchmarks/gemm_floor.py
   dropout        dropout-mask cost, threefry vs the models' hashed masks            benchmarks/dropout_masks.py
   latency        Predictor.predict latency, LSTM and small BERT  benchmarks/inference_latency.py
@@ -41,6 +43,10 @@ JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {see
     "bert": [("bert_throughput_small.json", "bert_throughput.py", "--config", "small")],
     "bert_base": [("bert_throughput_base.json", "bert_throughput.py", "--config", "base")],
     "mlm": [("mlm_throughput.json", "mlm_throughput.py")],
+    # The full softmax is affordable: 327 GFLOP a step vs 42 sampled (B=64, T=64, V=30000), so at the 120-180
+    # GFLOP/s a 2-core CPU reaches (RESULTS.md) ~2-3 s a step; 1 + 2 warm-up + 6 timed steps per framework
+    # (lm_throughput.STEPS) is ~1.5 min in all, ~40 s with --quick (2 timed, 1 warm-up).
+    "lm": [("lm_throughput.json", "lm_throughput.py"), ("lm_throughput_full.json", "lm_throughput.py", "--sampled", "0")],
     "gemm_floor": [("gemm_floor.json", "gemm_floor.py")],
     "dropout": [("dropout_masks.json", "dropout_masks.py")],
     "latency": [(f"inference_latency_{m}.json", "inference_latency.py", "--models", m) for m in ("lstm", "bert")],

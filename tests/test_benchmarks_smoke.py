@@ -145,6 +145,11 @@ def fake_results(tmp_path: Path) -> dict:
          "torch": {"first_step_s": 1.2, "step_times_s": [4.0] * 3, "peak_rss_mib": 2000.0}},
         setup="4x256, B=32, T=128, float32", note="padded tokens.", batch=32, seq=128, flops=7.2e10,
         peak_flops=8e10) | {"machine": cpu}
+    lm = {S: common.throughput_result(
+        {"jax": {"compile_s": 3.0, "first_step_s": 0.4 * k, "step_times_s": [0.3 * k] * 3, "peak_rss_mib": 900.0 * k},
+         "torch": {"first_step_s": 0.5 * k, "step_times_s": [0.4 * k] * 3, "peak_rss_mib": 800.0 * k}},
+        setup=f"LM emb 400, 2x256, V=30000, {v}, B=64, T=64", note="predicted words.", batch=64, seq=64,
+        variant=v) | {"machine": cpu} for S, k, v in ((1024, 1, "sampled softmax, S=1024"), (0, 8, "full softmax"))}
     model = {"n_params": 5_000_000, "config_file": "configs/lstm_dianping.py", "buckets": [32, 64, 128, 256],
              "weights": "random init", "single": _timing(0.002, 0.6),
              "batch": _timing(2.0, 7.0) | {"batch_size": 256, "jitted_calls_per_predict": 4, "buckets_used": [32, 64],
@@ -173,6 +178,7 @@ def fake_results(tmp_path: Path) -> dict:
         "command": "python benchmarks/run_all.py --quick", "quick": True, "machine": common.machine_info(),
         "wall_s": 123.0, "skipped": ["bert_base"], "errors": {},
         "parts": {"lstm": part("lstm_throughput", lstm), "bert": part("bert_throughput_small", bert),
+                  "lm": part("lm_throughput", lm[1024]) + part("lm_throughput_full", lm[0]),
                   "latency": part("inference_latency_lstm", {"models": {"lstm": model}, "peak_rss_mib": 1000.0,
                                                              "machine": cpu}),
                   "preprocessing": part("preprocessing", pre), "scaling": part("scaling", scaling),
@@ -241,6 +247,15 @@ def test_render_markdown_tables_parse_and_numbers_are_finite(tmp_path):
     assert "| BERT small train step (B=32 T=128) | jax | lower + compile | 7 | 1,800 |" in md
     assert "| LSTM train step (B=64 T=128) | jax | compile + first step | 2.5 | 500.0 |" in md
     assert "| LSTM train step (B=64 T=128) | torch | first step (eager) | 0.6 | 450.0 |" in md
+    # a part with two runs (lm: sampled and full softmax) shows both, each named by its variant
+    assert "| LSTM LM pretraining (sampled softmax, S=1024) train step (B=64 T=64) | jax | lower + compile | 3 | 300.0 |" in md
+    assert "| LSTM LM pretraining (full softmax) train step (B=64 T=64) | torch | first step (eager) | 4 | 3,200 |" in md
+    assert "- LSTM LM pretraining (sampled softmax, S=1024): predicted words." in md
+    assert "- LSTM LM pretraining (full softmax): predicted words." in md
+    train = next(t for t in tables if "seq/s" in t[0])
+    assert [r[1] for r in train if r[0] == "LSTM LM pretraining"] == [
+        "LM emb 400, 2x256, V=30000, sampled softmax, S=1024, B=64, T=64"] * 2 + [
+        "LM emb 400, 2x256, V=30000, full softmax, B=64, T=64"] * 2
 
 
 def test_render_names_the_accelerator_jax_saw(tmp_path):
@@ -261,7 +276,9 @@ def test_render_only_cli_rewrites_results_md(tmp_path):
 
 def test_plan_quick_skips_bert_base_and_honours_skip(tmp_path):
     parts = [p for p, _ in run_all.plan(True, tmp_path, {"bert"}, False, 5)]
-    assert parts == ["lstm", "gemm_floor", "dropout", "latency", "preprocessing", "scaling"]
+    assert parts == ["lstm", "mlm", "lm", "gemm_floor", "dropout", "latency", "preprocessing", "scaling"]
+    lm = dict(run_all.plan(True, tmp_path, set(), False, 5))["lm"]  # sampled (the config's) and full softmax
+    assert [cmd[2:-2] for _, cmd in lm] == [["--quick"], ["--sampled", "0", "--quick"]]
     full = dict(run_all.plan(False, tmp_path, set(), True, 3))
     assert "bert_base" in full and "accuracy" in full
     for jobs in full.values():
@@ -427,3 +444,115 @@ def test_transfer_runs_random_final_and_snapshots_on_one_split_scheme(tmp_path, 
     assert [c["epoch"] for c in res["curve"]] == [1, 2] and res["curve"][0]["tokens_seen"] < res["curve"][1]["tokens_seen"]
     assert res["random"]["summary"]["runs"] == res["final"]["summary"]["runs"] == 1
     assert (tmp_path / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+# ----------------------------------------------------------------------------------------------
+# LSTM LM pretraining: the PyTorch side optimises the same objective as ours
+# ----------------------------------------------------------------------------------------------
+
+
+def _lm_params_and_grads(S: int):
+    """Our loss and gradients (the objective inside the real train step) and PyTorch's, same weights, same
+    candidates, dropout 0; as {name: array} in ``lm_throughput.jax_params_numpy``'s names."""
+    import jax
+    import optax
+    import torch
+    from flax import nnx
+
+    import lm_throughput as lm
+    from jaxsenti.models.lstm_lm import log_expected_count, log_uniform_sample
+    from jaxsenti.objectives.language_model import NextWordLM
+    from jaxsenti.training.steps import create_train_state, loss_fn
+
+    V, B, T = 50, 3, 7
+    spec = {"vocab": V, "embed": 8, "hidden": 6, "layers": 2, "dropout": 0.0, "embed_dropout": 0.0}
+    model = lm.jax_model(spec)
+    rng = np.random.default_rng(3)  # non-zero biases, so that every parameter matters
+    for v in [model.out_bias, model.proj.bias] + [layer.fwd.b for layer in model.layers]:
+        v[...] = rng.normal(0.0, 0.5, v[...].shape).astype(np.float32)
+    batch = lm.make_batch(B, T, V, seed=1)
+    assert (batch["tokens"][batch["target_weights"] > 0] > 0).all() and batch["target_weights"][1:].sum() < (B - 1) * T
+    state = create_train_state(model, optax.sgd(0.1), NextWordLM(num_sampled=S))
+    key = jax.random.PRNGKey(7)
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state, batch, key)
+    ours = {"loss": float(loss)} | lm.jax_params_numpy(nnx.merge(state.graphdef, grads))
+
+    tm = lm.torch_model(spec)
+    lm.load_into_torch(tm, lm.jax_params_numpy(model))
+    cand = None
+    if S:  # the candidates our step drew: the first key of its dropout stream (no dropout consumed one)
+        ids, log_q = log_uniform_sample(nnx.Rngs(dropout=key).dropout(), S, V)
+        ids_t = torch.tensor(np.asarray(ids), dtype=torch.long)
+        hits = np.isin(np.asarray(ids), batch["targets"][batch["target_weights"] > 0])
+        assert (ids_t == 0).any() and hits.any()  # both masks are exercised: a <pad> candidate, an accidental hit
+        cand = (ids_t, lm.torch_log_expected_count(ids_t, S, V))
+        np.testing.assert_allclose(cand[1].numpy(), np.asarray(log_q), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(lm.torch_log_expected_count(torch.arange(V), S, V).numpy(),
+                                   np.asarray(log_expected_count(np.arange(V), S, V)), rtol=1e-6, atol=1e-6)
+    w = batch["target_weights"] * batch["weights"][:, None]
+    z = tm.train()(torch.from_numpy(batch["tokens"]).long())
+    loss_t = lm.torch_lm_loss(tm, z, torch.from_numpy(batch["targets"]).long().reshape(-1),
+                              torch.from_numpy(w).reshape(-1), cand)
+    loss_t.backward()
+    g = {"loss": float(loss_t.detach()), "embed": tm.embed.weight.grad, "proj_w": tm.proj.weight.grad.T,
+         "proj_b": tm.proj.bias.grad, "out_bias": tm.out_bias.grad}
+    for k in range(spec["layers"]):
+        assert torch.equal(getattr(tm.lstm, f"bias_ih_l{k}").grad, getattr(tm.lstm, f"bias_hh_l{k}").grad)
+        g |= {f"w_ih_{k}": getattr(tm.lstm, f"weight_ih_l{k}").grad.T, f"w_hh_{k}": getattr(tm.lstm, f"weight_hh_l{k}").grad.T,
+              f"b_{k}": getattr(tm.lstm, f"bias_ih_l{k}").grad}
+    return ours, {k: v if k == "loss" else v.numpy() for k, v in g.items()}
+
+
+@pytest.mark.parametrize("S", [16, 0], ids=["sampled", "full"])
+def test_lm_torch_loss_and_grads_equal_ours(S):
+    ours, theirs = _lm_params_and_grads(S)
+    assert set(ours) == set(theirs)
+    assert math.isfinite(ours["loss"]) and theirs["loss"] == pytest.approx(ours["loss"], rel=1e-5)
+    for k in sorted(set(ours) - {"loss"}):
+        assert np.abs(ours[k]).max() > 0, k  # every parameter gets a gradient
+        np.testing.assert_allclose(theirs[k], ours[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_lm_torch_sampler_is_ours():
+    import jax
+    import torch
+
+    import lm_throughput as lm
+    from jaxsenti.models.lstm_lm import log_uniform_sample
+
+    key, S, V = jax.random.PRNGKey(5), 4096, 30000
+    ids, _ = log_uniform_sample(key, S, V)
+    u = jax.random.uniform(key, (S,), np.float32)  # the uniforms log_uniform_sample maps to ids
+    ids_t = lm.torch_ids_from_uniform(torch.tensor(np.asarray(u)), V).numpy()
+    off = ids_t != np.asarray(ids)
+    assert off.mean() < 0.01 and np.abs(ids_t - np.asarray(ids)).max() <= 1  # exp may differ by an ulp at a floor
+    drawn, _ = lm.torch_log_uniform_sample(S, V)
+    assert 0 <= int(drawn.min()) and int(drawn.max()) < V and (drawn < 100).float().mean() > 0.3  # frequent ids favoured
+
+
+def test_lm_throughput_tiny_runs_both_frameworks_on_the_same_batch(tmp_path, monkeypatch):
+    import lm_throughput
+
+    batch = lm_throughput.make_batch(4, 8, 50)
+    w = batch["target_weights"]
+    assert (w.sum(1) == batch["lengths"]).all() and batch["lengths"][0] == 8 and (batch["lengths"] >= 4).all()
+    assert (batch["tokens"][w > 0] >= 3).all() and (batch["targets"][w > 0] >= 3).all()  # never <pad>/<unk>/<eos>
+    assert (batch["tokens"][w == 0] == 0).all() and (batch["tokens"][:, 1:] == batch["targets"][:, :-1])[w[:, 1:] > 0].all()
+    monkeypatch.setattr(lm_throughput, "SIZES", {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "batch": 4, "seq": 8})
+    monkeypatch.setattr(lm_throughput, "NUM_SAMPLED", 6)  # toy sizes, same code path
+    monkeypatch.setattr(lm_throughput, "STEPS", {"sampled": 2, "full": 2})
+    monkeypatch.setattr(lm_throughput, "measure_peak", lambda: 1e10)
+    out = tmp_path / "lm.json"
+    assert lm_throughput.main(["--warmup", "1", "--eval", "2", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    fr = res["frameworks"]
+    assert set(fr) == {"jax", "torch"} and res["num_sampled"] == 6 and res["variant"] == "sampled softmax, S=6"
+    assert res["tokens_per_step"] == int(w.sum()) and res["padded_tokens_per_step"] == 32
+    for fw, r in fr.items():
+        assert r["steps_timed"] == 2 and len(r["round_medians_s"]) == 2 and len(r["eval_times_s"]) == 2, fw
+        assert r["tokens_per_s"] == pytest.approx(int(w.sum()) / r["median_step_s"])
+        assert r["padded_tokens_per_s"] == pytest.approx(32 / r["median_step_s"])
+        assert math.isfinite(r["final_loss"]) and 0 < r["final_loss"] < 2 * math.log(50), fw
+        assert math.isfinite(r["eval_loss"]) and r["peak_rss_mib"] > 0 and r["first_step_s"] > 0 and r["mfu"] > 0
+    assert fr["jax"]["compile_s"] > 0 and fr["torch"]["compile_s"] is None
+    assert fr["torch"]["n_params"] == fr["jax"]["n_params"] + 4 * 8 * 2  # torch's LSTM keeps two bias vectors
+    assert res["jax_over_torch"] == pytest.approx(fr["jax"]["tokens_per_s"] / fr["torch"]["tokens_per_s"])
+    assert res["initial_weights"] == "ours on both sides" and res["machine"]["devices"] and _all_finite(res)
