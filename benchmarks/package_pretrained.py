@@ -1,0 +1,74 @@
+"""Maintainer's step: copy a finished pretraining run into the package as the study's pretrained default.
+
+    python benchmarks/package_pretrained.py bert runs/pretrain/bert_mlm_small
+    python benchmarks/package_pretrained.py lstm runs/pretrain/lstm_lm
+
+Writes ``jaxsenti/assets/pretrained/<config name>/``: the weights as float16 (half the size; they are read
+back as float32, so fine-tuning starts within float16 rounding of the run's weights) plus the files the
+loader needs and ``pretraining.json`` (command, corpus hash and size, tokens, held-out loss, wall time, and
+the key ``jaxsenti.pretrain.find_pretrained`` matches). The BERT folder carries no tokenizer: the package's
+bert-base-chinese tokenizer is the one it was pretrained with. Refuses a folder over 15 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from jaxsenti import config as config_lib
+from jaxsenti import registry
+from jaxsenti.pretrain import packaged_pretrained_dir
+
+LIMIT_BYTES = 15 * 10**6
+
+
+def _half_safetensors(src: Path, dst: Path) -> None:
+    weights = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in load_file(src).items()}
+    save_file(weights, dst, metadata={"format": "pt"})
+
+
+def _half_npz(src: Path, dst: Path) -> None:
+    with np.load(src) as z:
+        np.savez(dst, **{k: z[k].astype(np.float16) if z[k].dtype == np.float32 else z[k] for k in z.files})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", choices=[n for n, s in registry.MODELS.items() if s.pretraining is not None])
+    ap.add_argument("folder", type=Path, help="a finished `jaxsenti pretrain` output folder")
+    a = ap.parse_args(argv)
+    cfg = config_lib.load_config(registry.get(a.model).pretrain_config)
+    saved = json.loads((a.folder / "pretrain_config.json").read_text(encoding="utf-8"))
+    if diff := config_lib.changed_fields(saved, config_lib.to_dict(cfg)):
+        raise SystemExit(f"{a.folder} was not made with the packaged {cfg.name} config: {diff}")
+    info = json.loads((a.folder / "pretraining.json").read_text(encoding="utf-8"))
+    dst = packaged_pretrained_dir(cfg.name)
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    if (a.folder / "model.safetensors").is_file():
+        shutil.copy(a.folder / "config.json", dst / "config.json")
+        _half_safetensors(a.folder / "model.safetensors", dst / "model.safetensors")
+    else:
+        for name in ("config.json", "vocab.json"):
+            shutil.copy(a.folder / name, dst / name)
+        _half_npz(a.folder / "params.npz", dst / "params.npz")
+    info = {k: v for k, v in info.items() if k != "machine"} | {
+        "packaged_from": str(a.folder), "stored_as": "float16 (read back as float32)",
+        "history": json.loads((a.folder / "history.json").read_text(encoding="utf-8"))}
+    (dst / "pretraining.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    size = sum(p.stat().st_size for p in dst.iterdir())
+    if size > LIMIT_BYTES:
+        shutil.rmtree(dst)
+        raise SystemExit(f"{dst} would be {size / 1e6:.1f} MB, over the {LIMIT_BYTES / 1e6:.0f} MB the package allows")
+    print(f"{dst}: {size / 1e6:.1f} MB, key {info['key']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
