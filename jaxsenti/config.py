@@ -68,6 +68,19 @@ def _check_types(obj, prefix: str = "") -> None:
             raise ConfigError(f"config field {prefix}{f.name}: expected {names}, got {v!r} ({type(v).__name__})")
 
 
+def _check_run(cfg, part: str) -> None:
+    """Types of the config and its model and ``part`` configs, and the ranges of the loop fields both run configs share."""
+    _check_types(cfg)
+    _check_types(cfg.model, "model.")
+    _check_types(getattr(cfg, part), f"{part}.")
+    for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):
+        _require(getattr(cfg, name) >= 1, name, "must be >= 1")
+    for name in ("patience", "checkpoint_every"):
+        _require(getattr(cfg, name) >= 0, name, "must be >= 0")
+    _require(cfg.mesh_devices is None or cfg.mesh_devices >= 1, "mesh_devices", "must be >= 1 or None")
+    _require(cfg.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss or val_accuracy")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     path: str | None = None  # None: $JAXSENTI_DATA_DIR/dianping.csv, then data/dianping.csv
@@ -135,19 +148,11 @@ class TrainConfig:
             object.__setattr__(self, "encoder", spec.encoder_config())
         _require(isinstance(self.encoder, spec.encoder_config), "encoder",
                  f"must be a {spec.encoder_config.__name__} for model {spec.name!r}")
-        _check_types(self)
-        _check_types(self.model, "model.")
-        _check_types(self.encoder, "encoder.")
-        for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):
-            _require(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("patience", "checkpoint_every"):
-            _require(getattr(self, name) >= 0, name, "must be >= 0")
-        _require(self.mesh_devices is None or self.mesh_devices >= 1, "mesh_devices", "must be >= 1 or None")
+        _check_run(self, "encoder")
         b = self.buckets
         _require(len(b) >= 1 and all(isinstance(x, int) and x >= 1 for x in b), "buckets", "must be positive integers")
         _require(all(x < y for x, y in zip(b, b[1:])), "buckets", f"must be strictly increasing, got {b}")
         _require(b[-1] >= self.max_len, "buckets", f"the last bucket ({b[-1]}) must be >= max_len ({self.max_len})")
-        _require(self.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss or val_accuracy")
 
     @property
     def model_name(self) -> str:
@@ -207,17 +212,10 @@ class PretrainConfig:
             object.__setattr__(self, "task", spec.pretraining.config())
         _require(isinstance(self.task, spec.pretraining.config), "task",
                  f"must be a {spec.pretraining.config.__name__} for model {spec.name!r}")
-        _check_types(self)
-        _check_types(self.model, "model.")
-        _check_types(self.task, "task.")
-        for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):
-            _require(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("patience", "checkpoint_every"):
-            _require(getattr(self, name) >= 0, name, "must be >= 0")
+        _check_run(self, "task")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 or None")
         _require(all(isinstance(e, int) and 1 <= e <= self.epochs for e in self.snapshot_epochs), "snapshot_epochs",
                  f"must be epochs between 1 and {self.epochs}")
-        _require(self.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss")
 
     @property
     def model_name(self) -> str:

@@ -154,10 +154,11 @@ def check_checkpoint(path_or_hub_id: str | os.PathLike) -> str:
     return folder
 
 
-def load_hf_checkpoint(path_or_hub_id: str | os.PathLike) -> tuple[BertConfig, dict[str, np.ndarray]]:
+def load_hf_checkpoint(path_or_hub_id: str | os.PathLike, **config_overrides: Any) -> tuple[BertConfig, dict[str, np.ndarray]]:
     """Read ``config.json`` and the weights of a Hugging Face BERT checkpoint.
 
-    Returns the :class:`BertConfig` and the raw state dict as float32 numpy arrays (keys as saved).
+    Returns the :class:`BertConfig` (with ``config_overrides`` applied; an unknown field is a ``TypeError``)
+    and the raw state dict as float32 numpy arrays (keys as saved).
     """
     folder = resolve_checkpoint_dir(path_or_hub_id)
     cfg_path = os.path.join(folder, CONFIG)
@@ -173,6 +174,11 @@ def load_hf_checkpoint(path_or_hub_id: str | os.PathLike) -> tuple[BertConfig, d
     weights: dict[str, np.ndarray] = {}
     for p in files:
         weights.update(_read_safetensors(p) if p.endswith(".safetensors") else _read_torch_bin(p))
+    if config_overrides:
+        unknown = set(config_overrides) - set(cfg.to_dict())
+        if unknown:
+            raise TypeError(f"unknown BertConfig field(s): {sorted(unknown)}")
+        cfg = cfg.replace(**config_overrides)
     return cfg, weights
 
 
@@ -347,12 +353,7 @@ def from_pretrained(
     ``hidden_dropout_prob=0.2`` or ``num_hidden_layers=4`` (keeps the first 4 layers). Overrides that
     change weight shapes fail with a :class:`CheckpointError` naming the key.
     """
-    cfg, weights = load_hf_checkpoint(path_or_hub_id)
-    if config_overrides:
-        unknown = set(config_overrides) - set(cfg.to_dict())
-        if unknown:
-            raise TypeError(f"unknown BertConfig field(s): {sorted(unknown)}")
-        cfg = cfg.replace(**config_overrides)
+    cfg, weights = load_hf_checkpoint(path_or_hub_id, **config_overrides)
     model = BertClassifier(cfg, rngs=rngs)
     convert_hf_to_nnx(weights, model, strict=strict)
     return model

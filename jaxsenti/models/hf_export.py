@@ -162,12 +162,7 @@ def load_mlm(path_or_hub_id: str | os.PathLike, *, rngs: nnx.Rngs | None = None,
     are ignored); the ``cls.predictions`` head must be present. ``config_overrides`` as in
     ``hf_bert.from_pretrained`` (e.g. ``dtype="bfloat16"``, ``hidden_dropout_prob=0.0``).
     """
-    cfg, weights = load_hf_checkpoint(path_or_hub_id)
-    if config_overrides:
-        unknown = set(config_overrides) - set(cfg.to_dict())
-        if unknown:
-            raise TypeError(f"unknown BertConfig field(s): {sorted(unknown)}")
-        cfg = cfg.replace(**config_overrides)
+    cfg, weights = load_hf_checkpoint(path_or_hub_id, **config_overrides)
     model = BertForMaskedLM(cfg, rngs=rngs if rngs is not None else nnx.Rngs(0))
     convert_hf_to_nnx(weights, model.bert, strict=strict)
 
