@@ -238,6 +238,38 @@ def accuracy_section(results: dict) -> list[str]:
             "(command inside each JSON file)."]
 
 
+def transfer_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
+    """Random init vs this project's pretraining, and accuracy along the pretraining run (benchmarks/transfer.py)."""
+    from jaxsenti.metrics import fmt_mean_std
+
+    lines = []
+    for name, t in (results.get("transfer") or {}).items():
+        r = t["result"]
+        p, c = r["pretraining"], r["pretraining"].get("corpus", {})
+        lines += [f"**{r['model']}** (`{r['command']}`; pretraining folder `{r['pretrained_folder']}`): pretrained "
+                  f"{p.get('epochs_run')} epochs on {c.get('texts', 0):,} reviews ({p.get('tokens_seen', 0):,} tokens, "
+                  f"{p.get('train_seconds', 0) / 60:.0f} min; `{p.get('command', '')}`), held-out loss "
+                  f"{p['final']['val_loss']:.3f}, accuracy {p['final']['val_accuracy']:.3f}.", ""]
+        rows = [("random init", 0, "–", "–", r["random"]["summary"]["runs"], fmt_mean_std(r["random"]["summary"]["accuracy"]),
+                 fmt_mean_std(r["random"]["summary"]["f1"]))]
+        for pt in r["curve"]:
+            s = pt["summary"]
+            rows.append((f"pretrained, epoch {pt['epoch']}", pt["tokens_seen"], pt["val_loss"], pt["val_accuracy"], s["runs"],
+                         fmt_mean_std(s["accuracy"]), fmt_mean_std(s["f1"])))
+        lines += md_table(["start", "pretraining tokens", "held-out loss", "held-out accuracy", "seeds", "test accuracy",
+                           "test F1"], rows)
+        plot = r.get("plot")
+        if plot:
+            img = Path(out_dir) / Path(plot).name
+            lines += ["", f"![{r['model']} transfer]({os.path.relpath(img, md_dir)})"]
+        lines += [""]
+    if lines:
+        lines += ["- test accuracy: mean ± sample std over seeds (seed i = split i and init i), dianping; the held-out "
+                  "loss/accuracy are the pretraining objective's on 2 % of the corpus held out (masked tokens for BERT, "
+                  "next words for the LSTM)."]
+    return lines
+
+
 def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     """The whole report; ``out_dir`` holds the plots it links to."""
     md_dir = Path(md_path).resolve().parent
@@ -272,6 +304,7 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
         ("Preprocessing throughput", preprocessing_section(results)),
         ("Scaling", scaling_section(results, md_dir, Path(out_dir))),
         ("Accuracy", accuracy_section(results)),
+        ("Transfer learning: random init vs pretrained here", transfer_section(results, md_dir, Path(out_dir))),
     )
     for title, body in sections:
         if body:

@@ -91,6 +91,20 @@ def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
     return results
 
 
+def collect_transfer(*folders) -> dict:
+    """Every ``transfer_*.json`` (benchmarks/transfer.py output) in the folders, keyed by file name."""
+    found = {}
+    for folder in folders:
+        for f in sorted(Path(folder).glob("transfer_*.json")):
+            try:
+                d = read_json(f)
+            except (OSError, ValueError):
+                continue
+            if f.name not in found and isinstance(d, dict) and "curve" in d:
+                found[f.name] = {"file": shown(f), "result": d}
+    return found
+
+
 def collect_accuracy(*folders) -> dict:
     """Every ``*accuracy*.json`` (accuracy.py output) in the folders, keyed by file name."""
     found = {}
@@ -137,6 +151,7 @@ def main(argv=None) -> int:
         results["wall_s"] = time.perf_counter() - t0
         results["load_average_end"] = machine_info()["load_average"]
     results["accuracy"] = collect_accuracy(out, HERE / "results")
+    results["transfer"] = collect_transfer(out, HERE / "results")
     try:
         results["results_json"] = os.path.relpath(results_json, md_path.resolve().parent)
     except ValueError:  # another drive (Windows)

@@ -444,6 +444,11 @@ def test_transfer_runs_random_final_and_snapshots_on_one_split_scheme(tmp_path, 
     assert [c["epoch"] for c in res["curve"]] == [1, 2] and res["curve"][0]["tokens_seen"] < res["curve"][1]["tokens_seen"]
     assert res["random"]["summary"]["runs"] == res["final"]["summary"]["runs"] == 1
     assert (tmp_path / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+    import report
+
+    md = report.transfer_section({"transfer": {"transfer.json": {"result": res}}}, tmp_path, tmp_path)
+    assert any(line.startswith("| random init |") for line in md) and any("pretrained, epoch 1" in line for line in md)
+    assert "![lstm transfer](transfer.png)" in md
 # ----------------------------------------------------------------------------------------------
 # LSTM LM pretraining: the PyTorch side optimises the same objective as ours
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxsenti.data import DataError, load_reviews, stratified_split
-from jaxsenti.data import pretraining as pt
+from jaxsenti.data import corpus as pt
 from jaxsenti.data.masking import BATCH_KEYS, MaskedLMBatches, default_max_predictions, pack
 from jaxsenti.data.corpus import (
     TextSource,
