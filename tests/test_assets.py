@@ -68,7 +68,8 @@ def test_wheel_contains_assets(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     # Build from a copy so the checkout gets no build/ or *.egg-info, and VCS file lists play no part.
-    shutil.copytree(REPO / "jaxsenti", src / "jaxsenti", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("jaxsenti", "configs"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     cmd = [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", str(tmp_path / "dist")]
     if importlib.util.find_spec("setuptools") is not None:
         cmd.append("--no-build-isolation")  # no index needed when setuptools is already here
@@ -77,6 +78,11 @@ def test_wheel_contains_assets(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in FILES:
         assert f"jaxsenti/assets/bert-base-chinese/{f}" in names, f
+    packages = [p.parent.relative_to(REPO).as_posix() for p in (REPO / "jaxsenti").rglob("__init__.py")]
+    assert all(f"{p}/__init__.py" in names for p in packages), "a subpackage is missing from pyproject's package list"
+    assert "jaxsenti/configs/lstm_dianping.py" in names  # the top-level configs/ ship as jaxsenti.configs
+    shipped = [p.relative_to(REPO).as_posix() for p in (REPO / "jaxsenti" / "assets" / "pretrained").rglob("*") if p.is_file()]
+    assert all(f in names for f in shipped)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "Requires-Dist: noto-cjk-sans-otc" in meta
 

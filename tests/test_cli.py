@@ -77,7 +77,7 @@ def test_study_writes_report(tiny_csv, tmp_path, capsys):
 
 def test_study_rejects_unknown_model(tiny_csv, tmp_path, capsys):
     assert main(["study", "--data", str(tiny_csv), "--out", str(tmp_path), "--models", "baselines,gpt"]) == 2
-    assert "--models 'baselines,gpt': choose from baselines, lstm, bert" in capsys.readouterr().err
+    assert "--models 'baselines,gpt': choose from baselines, lstm, lstm_pretrained, bert, bert_pretrained" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [

@@ -23,7 +23,7 @@ def test_seeded():
 
 def test_fractions_and_too_large():
     assert resolve_sizes(1000, (0.8, 0.1, 0.1)) == (800, 100, 100)
-    with pytest.raises(ValueError, match="need 2100 examples, data has 2000"):
+    with pytest.raises(ValueError, match="need 2100 reviews, the data has 2000"):
         resolve_sizes(2000, (1800, 200, 100))
 
 
