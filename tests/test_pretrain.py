@@ -227,3 +227,25 @@ def get_config():
                        data=DataConfig(split=(0.6, 0.2, 0.2)), optim=OptimConfig(name="adam", lr=1e-2),
                        batch_size=8, eval_batch_size=16, epochs=1, patience=0, max_len=32, buckets=(8, 32))
 '''
+
+
+@pytest.mark.parametrize("model", ["lstm", "bert"])
+def test_the_shipped_checkpoint_fits_the_default_study_and_loads(model, dianping_path):
+    """The study's *_pretrained rows use the package's checkpoint on dianping (seeds up to 5), and only there."""
+    from jaxsenti import registry
+    from jaxsenti.data import load_reviews
+    from jaxsenti.pretrain import find_pretrained, packaged_pretrained_dir
+
+    spec = registry.get(model)
+    pcfg = config_lib.load_config(spec.pretrain_config)
+    folder = packaged_pretrained_dir(pcfg.name)
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 15e6
+    reviews = load_reviews(dianping_path)
+    split = config_lib.load_config(spec.study_pretrained_here_config).data.split
+    found = find_pretrained(pcfg, FinetuneTexts.of(reviews, split, 5, str(dianping_path)))
+    assert found is not None and found[0] == folder and found[2] == "shipped with the package"
+    info = found[1]
+    assert info["corpus"]["texts"] > 50_000 and info["tokens_seen"] > 1e6
+    assert info["corpus"]["sources"][0]["filtered"] == {"cat=酒店": 10000}  # every hotel row left out
+    assert find_pretrained(pcfg, FinetuneTexts.of(reviews, split, 6, str(dianping_path))) is None  # a 6th test split
+    spec.check_pretrained(str(folder))
