@@ -79,17 +79,18 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
 
 
 def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False,
-               folder_name: str | None = None) -> dict:
+               folder_name: str | None = None, name: str | None = None) -> dict:
     """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence and its prefixes."""
     runs, mixed, prefix_p, seconds, folders = [], [], [], [], []
     for seed in range(seeds):
         c = dataclasses.replace(cfg, seed=seed)
         sp = stratified_split(reviews.labels, c.data.split, seed=seed, source=reviews.report.path)
         folder = Path("models") / f"{folder_name or cfg.name}_seed{seed}"  # relative: the study folder may be staged
-        _say(progress, f"{cfg.model_name} seed {seed + 1}/{seeds}: training {cfg.name}")
+        row = name or cfg.model_name
+        _say(progress, f"{row} seed {seed + 1}/{seeds}: training {cfg.name}")
         outcome = train_on_split(c, reviews, sp, Path(out_dir) / folder, words=words, progress=progress,
-                                 label=f"{cfg.model_name} seed {seed}: ")
-        _say(progress, f"{cfg.model_name} seed {seed + 1}/{seeds}: test accuracy {outcome.test_metrics['accuracy']:.3f} "
+                                 label=f"{row} seed {seed}: ")
+        _say(progress, f"{row} seed {seed + 1}/{seeds}: test accuracy {outcome.test_metrics['accuracy']:.3f} "
                        f"({outcome.seconds:.0f} s)")
         runs.append(outcome.test_metrics | {"seed": seed})
         probs = Predictor(outcome.out_dir).predict([*prefixes(MIXED_SENTENCE), MIXED_SENTENCE])
@@ -280,7 +281,7 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
             pretraining = {"folder": str(folder), "origin": origin, "info": info}
             _say(opts.progress, f"{name}: starting from {folder} ({origin})")
         models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir, progress=opts.progress,
-                                  folder_name=f"{name}_{Path(data_path).stem}")
+                                  folder_name=f"{name}_{Path(data_path).stem}", name=name)
         seconds[f"{name} ({_count(opts.neural_seeds, 'seed')}, {cfg.name})"] = time.perf_counter() - t
         if pretraining:
             models[name]["pretraining"] = pretraining
