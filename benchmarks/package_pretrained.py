@@ -6,7 +6,7 @@
 Writes ``jaxsenti/assets/pretrained/<config name>/``: the weights as float16 (half the size; they are read
 back as float32, so fine-tuning starts within float16 rounding of the run's weights) plus the files the
 loader needs and ``pretraining.json`` (command, corpus hash and size, tokens, held-out loss, wall time, and
-the key ``jaxsenti.pretrain.find_pretrained`` matches). The BERT folder carries no tokenizer: the package's
+the key ``jaxsenti.pretrain.find_pretrained`` matches, computed now from the packaged config). The BERT folder carries no tokenizer: the package's
 bert-base-chinese tokenizer is the one it was pretrained with. Refuses a folder over 15 MB.
 """
 
@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from jaxsenti import config as config_lib
 from jaxsenti import registry
-from jaxsenti.pretrain import packaged_pretrained_dir
+from jaxsenti.pretrain import packaged_pretrained_dir, pretrained_key
 
 LIMIT_BYTES = 15 * 10**6
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         for name in ("config.json", "vocab.json"):
             shutil.copy(a.folder / name, dst / name)
         _half_npz(a.folder / "params.npz", dst / "params.npz")
-    info = {k: v for k, v in info.items() if k != "machine"} | {
+    info = {k: v for k, v in info.items() if k != "machine"} | {"key": pretrained_key(cfg, None),
         "packaged_from": str(a.folder), "stored_as": "float16 (read back as float32)",
         "history": json.loads((a.folder / "history.json").read_text(encoding="utf-8"))}
     (dst / "pretraining.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -168,7 +168,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
 # --------------------------------------------------------------------------------------------------
 # finding a pretrained model for the study: packaged, cached, or made within a time budget
 
-_NOT_IN_KEY = ("name", "time_budget_s", "snapshot_epochs", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size")
+# How long a run may go on is not part of what it is: a run resumed for more epochs is still the same pretraining.
+_NOT_IN_KEY = ("name", "epochs", "time_budget_s", "snapshot_epochs", "log_every", "checkpoint_every", "mesh_devices",
+               "eval_batch_size")
 
 
 def _file_sha(path: str) -> str:
@@ -181,7 +183,7 @@ def _file_sha(path: str) -> str:
 
 def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
     """What makes two pretraining runs the same, computed without reading the corpus: the config (how long it
-    may run aside), the identity of every source file, and the fine-tuning texts it may and may not see.
+    may run aside: epochs, time budget), the identity of every source file, and the fine-tuning texts it may and may not see.
     The online-shopping file counts by its published sha256, so a checkpoint shipped with the package is
     recognised on a machine that has only dianping.csv."""
     d = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in _NOT_IN_KEY}
