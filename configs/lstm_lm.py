@@ -7,8 +7,9 @@ Corpus: the 52,774 online-shopping reviews outside 酒店 plus the dianping revi
 validation or test split of seeds 0-4 (split 1600/200/200, lstm_dianping's), 2 % held out. jieba words
 (the classifier's segmentation), vocabulary of the training texts (min count 2, the 15,000 most frequent),
 sampled softmax over 1,024 candidates in training (full softmax for the held-out perplexity).
-Expected: see benchmarks/RESULTS.md, "Pretraining" (held-out perplexity per epoch, wall time, and
-the fine-tuning accuracy it gives).
+Expected: held-out perplexity 197 (next-word accuracy 18.4 %) after 6 epochs, 7.9M predicted words, 39 min on a
+2-core CPU shared with another pretraining run; fine-tuning lstm_dianping_lm from it: 0.873 ± 0.027 test accuracy
+over 5 seeds against 0.840 ± 0.016 from random init (benchmarks/RESULTS.md, "Transfer learning").
 """
 
 from jaxsenti.config import CorpusConfig, OptimConfig, PretrainConfig
