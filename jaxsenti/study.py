@@ -245,6 +245,10 @@ def _pretraining_plan(reviews: Reviews, data_path: str, opts: StudyOptions, cfgs
         seeds = max(opts.neural_seeds, pcfg.corpus.exclude_seeds)  # excluding more seeds' texts is always safe
         finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
         found = find_pretrained(pcfg, finetune)
+        if found is not None:  # the checkpoint must load with this row's encoder, now rather than after the baselines
+            spec.encoder.check(cfg.encoder, str(found[0]))
+            if spec.check_pretrained is not None:
+                spec.check_pretrained(str(found[0]))
         if found is None and pcfg.corpus.shopping:
             resolve_dataset(SHOPPING)  # no checkpoint fits: the corpus must be there to pretrain
         _say(opts.progress, f"{name}: " + (f"pretrained {pcfg.name} {found[2]}: {found[0]}" if found else

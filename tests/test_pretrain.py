@@ -1,5 +1,6 @@
 """`jaxsenti pretrain bert` end to end on a tiny corpus: export, exact resume, fine-tuning from it, the study row."""
 
+import dataclasses
 import json
 
 import jax
@@ -249,3 +250,16 @@ def test_the_shipped_checkpoint_fits_the_default_study_and_loads(model, dianping
     assert info["corpus"]["sources"][0]["filtered"] == {"cat=酒店": 10000}  # every hotel row left out
     assert find_pretrained(pcfg, FinetuneTexts.of(reviews, split, 6, str(dianping_path))) is None  # a 6th test split
     spec.check_pretrained(str(folder))
+    # Fine-tuning starts from it exactly as the study's row does: its encoder, its weights, one forward pass.
+    from jaxsenti.pipeline import make_model
+
+    cfg = dataclasses.replace(config_lib.load_config(spec.study_pretrained_here_config), pretrained=str(folder))
+    texts = reviews.texts[:16]
+    encoder = spec.encoder.fit(cfg.encoder, texts, None, cfg.max_len, cfg.pretrained)
+    model, full = make_model(cfg, encoder, seed=0)
+    ids = encoder.encode(texts)
+    batch = np.zeros((len(ids), cfg.max_len), np.int32)
+    for i, row in enumerate(ids):
+        batch[i, :len(row)] = row
+    lengths = np.array([len(r) for r in ids], np.int32)
+    assert np.isfinite(np.asarray(model(batch, lengths))).all()

@@ -114,7 +114,11 @@ def default_tokenizer_dir() -> str:
 
 
 def tokenizer_source(tokenizer: str | None, pretrained: str | None) -> str:
-    """A pretrained folder that carries its tokenizer wins; then the configured tokenizer; then the default."""
-    if pretrained and any(os.path.isfile(os.path.join(pretrained, f)) for f in ("vocab.txt", "tokenizer.json")):
-        return pretrained
+    """A pretrained folder that carries its tokenizer wins; then the configured tokenizer; then, for a hub id,
+    the hub's tokenizer; then the default (a local folder without tokenizer files, such as the checkpoints
+    shipped in the package, was pretrained with the default bert-base-chinese tokenizer)."""
+    if pretrained and os.path.isdir(pretrained):
+        if any(os.path.isfile(os.path.join(pretrained, f)) for f in ("vocab.txt", "tokenizer.json")):
+            return pretrained
+        return tokenizer or default_tokenizer_dir()
     return tokenizer or pretrained or default_tokenizer_dir()
