@@ -85,12 +85,12 @@ def measure_peak(n: int = 4096, reps: int = 5) -> float:
 
 
 class JaxRunner:
-    def __init__(self, cfg: BertConfig, tokens, lengths, labels):
-        model = BertClassifier(cfg, rngs=nnx.Rngs(0))
+    """One compiled train step of ``model`` under ``objective`` (AdamW), timed with no host transfer inside."""
+
+    def __init__(self, model: nnx.Module, objective, batch: dict, lr: float = LR, weight_decay: float = WD):
         self.n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-        self.state = create_train_state(model, optax.adamw(LR, weight_decay=WD), Classification(), seed=0)
-        self.batch = {"tokens": jnp.asarray(tokens), "lengths": jnp.asarray(lengths), "labels": jnp.asarray(labels),
-                      "weights": jnp.ones(len(labels), jnp.float32)}
+        self.state = create_train_state(model, optax.adamw(lr, weight_decay=weight_decay), objective, seed=0)
+        self.batch = {k: jnp.asarray(v) for k, v in batch.items()}
         t = time.perf_counter()
         self.step_fn = jit_train_step.lower(self.state, self.batch).compile()
         self.compile_s = time.perf_counter() - t
@@ -99,9 +99,31 @@ class JaxRunner:
         self.first_step_s = time.perf_counter() - t
 
     def step(self, _i=None):
-        self.state, metrics = self.step_fn(self.state, self.batch)
-        jax.block_until_ready((self.state.params, metrics))
-        self.loss = metrics["loss_sum"]  # read after the timed steps: no host transfer inside them
+        self.state, self.metrics = self.step_fn(self.state, self.batch)
+        jax.block_until_ready((self.state.params, self.metrics))
+
+    @property
+    def loss(self):  # the batch's mean loss, as PyTorch reports it; read after the timed steps
+        return self.metrics["loss_sum"] / self.metrics["count"]
+
+
+def time_runners(runners: dict, *, steps: int, rounds: int, warmup: int) -> dict[str, dict]:
+    """Warm each runner up, time them in alternating rounds, and return each framework's timing record."""
+    for r in runners.values():  # warm-up beyond the first (compiling / allocating) step
+        for _ in range(warmup):
+            r.step()
+    rounds = max(1, min(rounds, steps))
+    times = alternate({k: r.step for k, r in runners.items()}, [steps // rounds + (i < steps % rounds) for i in range(rounds)])
+    rss = peak_rss_mib()  # one process: the peak of all frameworks together
+    fws = {}
+    for k, r in runners.items():
+        loss = float(r.loss)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{k}: non-finite loss {loss}")
+        fws[k] = {"compile_s": getattr(r, "compile_s", None), "first_step_s": r.first_step_s,
+                  "step_times_s": times[k], "peak_rss_mib": rss, "final_loss": loss, "n_params": r.n_params}
+    fws["jax"]["device_peak_mib"] = device_peak_mib()
+    return fws
 
 
 class TorchRunner:
@@ -166,27 +188,14 @@ def main(argv=None) -> int:
     peak = measure_peak()
     print(f"measured fp32 matmul peak (jnp.dot 4096^2): {peak / 1e9:.1f} GFLOP/s", flush=True)
 
-    runners = {"jax": JaxRunner(cfg, *batch)}
+    tokens, lengths, labels = batch
+    jax_batch = {"tokens": tokens, "lengths": lengths, "labels": labels, "weights": np.ones(len(labels), np.float32)}
+    runners = {"jax": JaxRunner(BertClassifier(cfg, rngs=nnx.Rngs(0)), Classification(), jax_batch)}
     print(f"jax: {runners['jax'].n_params / 1e6:.2f}M params, compile {runners['jax'].compile_s:.1f}s", flush=True)
     if not a.skip_torch:
         runners["torch"] = TorchRunner(cfg, *batch)
         print(f"torch: attention {runners['torch'].attention}, first step {runners['torch'].first_step_s:.2f}s", flush=True)
-    for r in runners.values():  # warm-up beyond the first (compiling / allocating) step
-        for _ in range(warmup):
-            r.step()
-    rounds = max(1, min(a.rounds, steps))
-    per_round = [steps // rounds + (i < steps % rounds) for i in range(rounds)]
-    times = alternate({k: r.step for k, r in runners.items()}, per_round)
-
-    rss = peak_rss_mib()  # one process: the peak of both frameworks together
-    fws = {}
-    for k, r in runners.items():
-        loss = float(r.loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"{k}: non-finite loss {loss}")
-        fws[k] = {"compile_s": getattr(r, "compile_s", None), "first_step_s": r.first_step_s,
-                  "step_times_s": times[k], "peak_rss_mib": rss, "final_loss": loss, "n_params": r.n_params}
-    fws["jax"]["device_peak_mib"] = device_peak_mib()
+    fws = time_runners(runners, steps=steps, rounds=a.rounds, warmup=warmup)
     if "torch" in fws:
         fws["torch"] |= {"attention": runners["torch"].attention, "threads": runners["torch"].torch.get_num_threads()}
     res = throughput_result(

@@ -22,21 +22,16 @@ the same work, so its MFU is not shown. MFU against the best of a few large floa
 
 from __future__ import annotations
 
-import math
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from bert_throughput import measure_peak, train_flops
-from common import alternate, base_argparser, device_peak_mib, finish, parse_args, peak_rss_mib, show_throughput, throughput_result
+from bert_throughput import JaxRunner, measure_peak, time_runners, train_flops
+from common import base_argparser, finish, parse_args, show_throughput, throughput_result
 from jaxsenti.models.bert import BertConfig
 from jaxsenti.models.bert_mlm import BertForMaskedLM
 from jaxsenti.objectives.masked_lm import MaskedLM
-from jaxsenti.training.steps import create_train_state, jit_train_step
 
 CONFIGS = {
     # name: (layers, hidden, heads, intermediate, batch, seq, timed steps)
@@ -66,25 +61,6 @@ def make_batch(B: int, T: int, vocab: int, seed: int = 0) -> dict[str, np.ndarra
     masked[np.arange(B)[:, None], positions] = np.where(weights > 0, MASK_ID, masked[np.arange(B)[:, None], positions])
     return {"tokens": masked, "lengths": lengths, "positions": positions, "targets": targets.astype(np.int32),
             "target_weights": weights, "weights": np.ones(B, np.float32)}
-
-
-class JaxRunner:
-    def __init__(self, cfg: BertConfig, batch: dict):
-        model = BertForMaskedLM(cfg, rngs=nnx.Rngs(0))
-        self.n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-        self.state = create_train_state(model, optax.adamw(LR, weight_decay=WD), MaskedLM(), seed=0)
-        self.batch = {k: jnp.asarray(v) for k, v in batch.items()}
-        t = time.perf_counter()
-        self.step_fn = jit_train_step.lower(self.state, self.batch).compile()
-        self.compile_s = time.perf_counter() - t
-        t = time.perf_counter()
-        self.step()
-        self.first_step_s = time.perf_counter() - t
-
-    def step(self, _i=None):
-        self.state, metrics = self.step_fn(self.state, self.batch)
-        jax.block_until_ready((self.state.params, metrics))
-        self.loss = metrics["loss_sum"] / metrics["count"]
 
 
 class TorchRunner:
@@ -155,23 +131,11 @@ def main(argv=None) -> int:
     print(f"# MLM pretraining throughput: {a.config} (L={L}, H={H}, vocab={cfg.vocab_size}), B={B}, T={T}, P={P}, "
           f"JAX dtype {a.dtype}", flush=True)
     peak = measure_peak()
-    runners = {"jax": JaxRunner(cfg, batch)}
+    runners = {"jax": JaxRunner(BertForMaskedLM(cfg, rngs=nnx.Rngs(0)), MaskedLM(), batch, lr=LR, weight_decay=WD)}
     if not a.skip_torch:
         runners["torch"] = TorchRunner(cfg, batch, masked_only=False)
         runners["torch_masked"] = TorchRunner(cfg, batch, masked_only=True)
-    for r in runners.values():
-        r.step()  # one more warm-up step each
-    rounds = max(1, min(a.rounds, steps))
-    times = alternate({k: r.step for k, r in runners.items()}, [steps // rounds + (i < steps % rounds) for i in range(rounds)])
-    rss = peak_rss_mib()
-    fws = {}
-    for k, r in runners.items():
-        loss = float(r.loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"{k}: non-finite loss {loss}")
-        fws[k] = {"compile_s": getattr(r, "compile_s", None), "first_step_s": r.first_step_s, "step_times_s": times[k],
-                  "peak_rss_mib": rss, "final_loss": loss, "n_params": r.n_params}
-    fws["jax"]["device_peak_mib"] = device_peak_mib()
+    fws = time_runners(runners, steps=steps, rounds=a.rounds, warmup=1)  # one more warm-up step each
     res = throughput_result(
         fws, setup=f"MLM {L}x{H}, B={B}, T={T}, P={P}, {a.dtype}", batch=B, seq=T, flops=flops, peak_flops=peak,
         note="tokens/s counts padded B*T; torch projects every position (HF's BertForMaskedLM with labels), "

@@ -1,7 +1,6 @@
 """A small BERT trained from random initialisation (no pretrained weights), split 1620/180/200.
 
-    JAXSENTI_BERT_TOKENIZER_DIR=../shared/models/bert-base-chinese-tokenizer \
-        jaxsenti train bert --config configs/bert_small_random.py
+    jaxsenti train bert --config bert_small_random
 
 This is what machines without Hugging Face hub access can run: the real bert-base-chinese
 tokenizer with a 2-layer, 128-wide encoder learned from the 1620 training reviews only.

@@ -11,20 +11,12 @@ Expected: test accuracy 0.873 Â± 0.027 over 5 seeds from the shipped LM (0.840 Â
 splits; `python benchmarks/transfer.py lstm ...`, benchmarks/RESULTS.md "Transfer learning").
 """
 
-from jaxsenti.config import DataConfig, OptimConfig, TrainConfig
-from jaxsenti.models.lstm import LSTMConfig
+import dataclasses
+
+from jaxsenti.config import TrainConfig, load_config
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="lstm_dianping_lm",
-        model=LSTMConfig(embed_dim=400, hidden_dim=256, num_layers=2, dropout=0.5, embed_dropout=0.3, pooling="last"),
-        data=DataConfig(split=(1600, 200, 200)),
-        optim=OptimConfig(name="adam", lr=1e-3, clip_norm=5.0),
-        batch_size=64,
-        epochs=10,
-        patience=3,
-        max_len=256,
-        buckets=(32, 64, 128, 256),
-        pretrained=None,  # the study fills this in; `jaxsenti train` takes --pretrained
-    )
+    # Derived, not copied: the two rows must differ only in the starting weights.
+    # `pretrained` stays None: the study fills it in; `jaxsenti train` takes --pretrained.
+    return dataclasses.replace(load_config("lstm_dianping"), name="lstm_dianping_lm")
