@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from jaxsenti import atomic
 from jaxsenti import config as config_lib
 from jaxsenti import registry
 from jaxsenti.pretrain import packaged_pretrained_dir, pretrained_key
@@ -47,25 +48,23 @@ def main(argv=None) -> int:
     if diff := config_lib.changed_fields(saved, config_lib.to_dict(cfg)):
         raise SystemExit(f"{a.folder} was not made with the packaged {cfg.name} config: {diff}")
     info = json.loads((a.folder / "pretraining.json").read_text(encoding="utf-8"))
-    dst = packaged_pretrained_dir(cfg.name)
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    if (a.folder / "model.safetensors").is_file():
-        shutil.copy(a.folder / "config.json", dst / "config.json")
-        _half_safetensors(a.folder / "model.safetensors", dst / "model.safetensors")
-    else:
-        for name in ("config.json", "vocab.json"):
-            shutil.copy(a.folder / name, dst / name)
-        _half_npz(a.folder / "params.npz", dst / "params.npz")
     info = {k: v for k, v in info.items() if k != "machine"} | {"key": pretrained_key(cfg, None),
         "packaged_from": str(a.folder), "stored_as": "float16 (read back as float32)",
         "history": json.loads((a.folder / "history.json").read_text(encoding="utf-8"))}
-    (dst / "pretraining.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
-    size = sum(p.stat().st_size for p in dst.iterdir())
-    if size > LIMIT_BYTES:
-        shutil.rmtree(dst)
-        raise SystemExit(f"{dst} would be {size / 1e6:.1f} MB, over the {LIMIT_BYTES / 1e6:.0f} MB the package allows")
+    dst = packaged_pretrained_dir(cfg.name)
+    # Staged beside the package's folder and swapped in complete: the old checkpoint stays until then.
+    with atomic.staged_dir(dst, overwrite=True) as staged:
+        if (a.folder / "model.safetensors").is_file():
+            shutil.copy(a.folder / "config.json", staged / "config.json")
+            _half_safetensors(a.folder / "model.safetensors", staged / "model.safetensors")
+        else:
+            for name in ("config.json", "vocab.json"):
+                shutil.copy(a.folder / name, staged / name)
+            _half_npz(a.folder / "params.npz", staged / "params.npz")
+        (staged / "pretraining.json").write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+        size = sum(p.stat().st_size for p in staged.iterdir())
+        if size > LIMIT_BYTES:
+            raise SystemExit(f"{dst} would be {size / 1e6:.1f} MB, over the {LIMIT_BYTES / 1e6:.0f} MB the package allows")
     print(f"{dst}: {size / 1e6:.1f} MB, key {info['key']}")
     return 0
 
