@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained", help="pretraining folder (default: runs/pretrain/<pretraining config name>)")
     ap.add_argument("--pretrain", action="store_true", help="run the pretraining first (into --pretrained)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds for random init and the final checkpoint")
-    ap.add_argument("--curve-seeds", type=int, default=3, help="seeds for each snapshot along the pretraining run")
+    ap.add_argument("--curve-seeds", type=int, default=3, help="seeds for each snapshot along the pretraining run (0: skip the snapshots)")
     ap.add_argument("--out", help="where model folders go (default: a temporary folder)")
     ap.add_argument("--set", action="append", default=[], help="override KEY=VALUE in both fine-tuning configs")
     a = ap.parse_args(argv)
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
            "final": _accuracy(dataclasses.replace(tuned_cfg, pretrained=str(folder)), reviews, words, a.seeds, out,
                               f"pretrained, {info['epochs_run']} epochs")}
     curve = []
-    for snap in sorted((folder / "snapshots").glob("epoch*"), key=lambda p: int(p.name[5:])):
+    snapshots = sorted((folder / "snapshots").glob("epoch*"), key=lambda p: int(p.name[5:]))
+    for snap in snapshots if a.curve_seeds > 0 else []:  # --curve-seeds 0: the final checkpoint only
         meta = json.loads((snap / "snapshot.json").read_text(encoding="utf-8"))
         r = _accuracy(dataclasses.replace(tuned_cfg, pretrained=str(snap)), reviews, words, a.curve_seeds, out,
                       f"pretrained, {snap.name}")
