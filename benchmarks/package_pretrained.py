@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from common import ROOT
 from jaxsenti import atomic
 from jaxsenti import config as config_lib
 from jaxsenti import registry
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
         if size > LIMIT_BYTES:
             raise SystemExit(f"{dst} would be {size / 1e6:.1f} MB, over the {LIMIT_BYTES / 1e6:.0f} MB the package allows")
     print(f"{dst}: {size / 1e6:.1f} MB, key {info['key']}")
+    if f'"jaxsenti.assets.pretrained.{cfg.name}"' not in (ROOT / "pyproject.toml").read_text(encoding="utf-8"):
+        print(f"add \"jaxsenti.assets.pretrained.{cfg.name}\" to pyproject.toml's packages, or the wheel leaves it out")
     return 0
 
 

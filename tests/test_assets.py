@@ -73,7 +73,9 @@ def test_wheel_contains_assets(tmp_path):
     cmd = [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", str(tmp_path / "dist")]
     if importlib.util.find_spec("setuptools") is not None:
         cmd.append("--no-build-isolation")  # no index needed when setuptools is already here
-    subprocess.run(cmd, cwd=src, check=True, timeout=300)
+    build = subprocess.run(cmd, cwd=src, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    assert "would be ignored" not in build.stderr, build.stderr  # every shipped folder is in pyproject's list
     (wheel,) = (tmp_path / "dist").glob("jaxsenti-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in FILES:
