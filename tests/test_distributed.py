@@ -241,6 +241,11 @@ def test_two_processes_match_one_device(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+        sock.listen()
+        try:  # the coordinator lives on loopback: without it both processes would wait until the timeout
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except OSError as e:
+            pytest.fail(f"loopback 127.0.0.1 is not usable here ({e}); jax.distributed needs it for this test")
     kw = {"out_dir": str(tmp_path / "mp"), "epochs": 2}
     procs = []
     for pid in range(2):
