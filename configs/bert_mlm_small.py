@@ -16,8 +16,9 @@ Why 24 epochs (61.8M tokens): after 12 the held-out loss (4.81) was still fallin
 gained nothing over random init; 24 reached 4.21. The shipped checkpoint was made as a 12-epoch run resumed
 with `--resume --set epochs=24` (so its linear decay was re-stretched at epoch 12; pretraining.json keeps the
 command); this config runs the 24 epochs straight.
-Expected: held-out MLM loss ~4.2, masked-token accuracy ~27 %, ~50 minutes on a quiet 2-core CPU (~19k
-tokens/s; 91 minutes here, mostly while other jobs shared the cores). Fine-tuning accuracy it gives:
+Expected: held-out MLM loss ~4.2, masked-token accuracy ~27 %; about 55 minutes on a quiet 2-core CPU (an
+estimate from the ~19k tokens/s of its uncontended last epochs; it took 91 minutes here, mostly while other
+jobs shared the cores). Fine-tuning accuracy it gives:
 benchmarks/RESULTS.md, "Transfer learning".
 """
 
