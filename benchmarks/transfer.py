@@ -88,8 +88,8 @@ def main(argv=None) -> int:
            "final": _accuracy(dataclasses.replace(tuned_cfg, pretrained=str(folder)), reviews, words, a.seeds, out,
                               f"pretrained, {info['epochs_run']} epochs")}
     curve = []
-    snapshots = sorted((folder / "snapshots").glob("epoch*"), key=lambda p: int(p.name[5:]))
-    for snap in snapshots if a.curve_seeds > 0 else []:  # --curve-seeds 0: the final checkpoint only
+    snapshots = sorted((folder / "snapshots").glob("epoch*"), key=lambda p: int(p.name[5:])) if a.curve_seeds > 0 else []
+    for snap in snapshots:  # --curve-seeds 0: the final checkpoint only
         meta = json.loads((snap / "snapshot.json").read_text(encoding="utf-8"))
         r = _accuracy(dataclasses.replace(tuned_cfg, pretrained=str(snap)), reviews, words, a.curve_seeds, out,
                       f"pretrained, {snap.name}")

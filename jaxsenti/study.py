@@ -201,14 +201,19 @@ def is_study_dataset(path) -> bool:
     return Path(path).name == DEFAULT_DATASET
 
 
+def _check_start(spec, cfg, pretrained: str | None) -> None:
+    """The row's encoder (tokenizer) and, if it starts from weights, those weights can be loaded."""
+    spec.encoder.check(cfg.encoder, pretrained)
+    if pretrained and spec.check_pretrained is not None:
+        spec.check_pretrained(pretrained)
+
+
 def preflight(cfgs: dict, opts: StudyOptions) -> None:
     """Check, in seconds, what the neural models will need (tokenizers, pretrained weights) and the figure font,
     so a missing file or an offline hub fails now, not after the baselines ran."""
     for name, cfg in cfgs.items():
         spec, here = registry.study_variant(name)
-        spec.encoder.check(cfg.encoder, cfg.pretrained)
-        if cfg.pretrained and spec.check_pretrained is not None:
-            spec.check_pretrained(cfg.pretrained)
+        _check_start(spec, cfg, cfg.pretrained)
         if here:
             config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
     font = setup_matplotlib()  # warns once, with the fix, when no CJK font is usable
@@ -246,9 +251,7 @@ def _pretraining_plan(reviews: Reviews, data_path: str, opts: StudyOptions, cfgs
         finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
         found = find_pretrained(pcfg, finetune)
         if found is not None:  # the checkpoint must load with this row's encoder, now rather than after the baselines
-            spec.encoder.check(cfg.encoder, str(found[0]))
-            if spec.check_pretrained is not None:
-                spec.check_pretrained(str(found[0]))
+            _check_start(spec, cfg, str(found[0]))
         if found is None and pcfg.corpus.shopping:
             resolve_dataset(SHOPPING)  # no checkpoint fits: the corpus must be there to pretrain
         _say(opts.progress, f"{name}: " + (f"pretrained {pcfg.name} {found[2]}: {found[0]}" if found else

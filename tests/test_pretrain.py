@@ -252,14 +252,11 @@ def test_the_shipped_checkpoint_fits_the_default_study_and_loads(model, dianping
     spec.check_pretrained(str(folder))
     # Fine-tuning starts from it exactly as the study's row does: its encoder, its weights, one forward pass.
     from jaxsenti.pipeline import make_model
+    from jaxsenti.training.batching import pad_batch
 
     cfg = dataclasses.replace(config_lib.load_config(spec.study_pretrained_here_config), pretrained=str(folder))
     texts = reviews.texts[:16]
     encoder = spec.encoder.fit(cfg.encoder, texts, None, cfg.max_len, cfg.pretrained)
     model, full = make_model(cfg, encoder, seed=0)
-    ids = encoder.encode(texts)
-    batch = np.zeros((len(ids), cfg.max_len), np.int32)
-    for i, row in enumerate(ids):
-        batch[i, :len(row)] = row
-    lengths = np.array([len(r) for r in ids], np.int32)
-    assert np.isfinite(np.asarray(model(batch, lengths))).all()
+    batch = pad_batch(encoder.encode(texts), np.zeros(len(texts)), len(texts), cfg.max_len)
+    assert np.isfinite(np.asarray(model(batch["tokens"], batch["lengths"]))).all()
