@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import secrets
 import shutil
@@ -68,9 +69,26 @@ def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -
     return write_bytes(path, text.encode(encoding))
 
 
+def _finite(obj):
+    """``obj`` with every nan/inf float replaced by None: Python's json writes them as NaN/Infinity, which no
+    JSON parser but Python's accepts."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj, *, indent: int | None = None, default=None) -> str:
+    """JSON text that is valid JSON: non-finite numbers become null (UTF-8 text kept readable)."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, default=default, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2, default=None) -> Path:
-    """Atomic JSON dump (UTF-8, non-ASCII kept readable, trailing newline)."""
-    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=default) + "\n")
+    """Atomic JSON dump (UTF-8, non-ASCII kept readable, trailing newline, nan/inf as null)."""
+    return write_text(path, dumps(obj, indent=indent, default=default) + "\n")
 
 
 @contextlib.contextmanager

@@ -10,16 +10,17 @@ import argparse
 import csv
 import dataclasses
 import io
-import json
+import math
 import sys
 from pathlib import Path
 
-from jaxsenti import atomic, registry
+from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import DataConfig
 from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
+from jaxsenti.data.splits import is_fractions, split_text, unused_note
 from jaxsenti.data.download import DATASETS, download
-from jaxsenti.data.io import DEFAULT_MAX_CHARS, has_chinese, load_table, print_report
+from jaxsenti.data.io import DEFAULT_MAX_CHARS, load_table, print_report
 from jaxsenti.eda import run_eda
 from jaxsenti.objectives import Classification
 from jaxsenti.pipeline import Predictor, prepare, train_on_split
@@ -48,12 +49,22 @@ def _positive_int(raw: str) -> int:
     return v
 
 
+def _positive_float(raw: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {raw}")
+    return v
+
+
 def _split(raw: str) -> tuple:
     try:
         parts = tuple(float(x) if "." in x else int(x) for x in raw.split("/"))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or any(p <= 0 for p in parts):
+    if len(parts) != 3 or not all(math.isfinite(p) and p > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"split must be train/val/test, e.g. 1600/200/200 or 0.8/0.1/0.1, got {raw!r}")
     return parts
 
@@ -88,6 +99,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", help="start from these weights (BERT: Hugging Face folder or hub id); 'none': random init")
     p.add_argument("--seed", type=int, help="seed for the split, the initialisation and the batch order (default: the config's)")
     _add_data_args(p)
+    p.add_argument("--split", type=_split, default=None,
+                   help="train/val/test counts or fractions (default: the config's, 1600/200/200 for the study's "
+                        "dianping.csv; on other data 0.8/0.1/0.1 of all reviews)")
 
 
 def _load(args, data: DataConfig = DataConfig()):
@@ -122,14 +136,13 @@ def cmd_study(args) -> int:
         raise DataError(f"--models {args.models!r}: choose from baselines, {', '.join(registry.study_names())}")
     split = args.split
     if split is None and not is_study_dataset(path):
-        split = (0.8, 0.1, 0.1)
-        print(f"[jaxsenti] {path} is not the study's dianping.csv: splitting all {len(reviews)} reviews 80/10/10 "
-              f"(--split to choose)", file=sys.stderr)
+        split = _default_split(path, len(reviews), (1600, 200, 200), "the study's split")
     opts = StudyOptions(seeds=args.seeds, neural_seeds=args.neural_seeds, split=split, models=models,
                         configs=_model_pairs(args.config, "--config"),
                         pretrained=_model_pairs(args.pretrained, "--pretrained", default_model="bert"),
                         pretrain_configs=_model_pairs(args.pretrain_config, "--pretrain-config"),
                         text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
+                        command=args.command_line,
                         progress=not args.quiet, pretrain_budget_s=args.pretrain_budget)
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda, overwrite=args.overwrite)
     print("\n".join(summary_lines(res, args.out)))
@@ -150,9 +163,36 @@ def cmd_eda(args) -> int:
     return 0
 
 
+def _default_split(path, n: int, split, what: str):
+    """``split``, or 80/10/10 where it holds the study's counts but the data is not the study's dianping.csv (said)."""
+    if is_study_dataset(path) or is_fractions(split):
+        return split
+    print(f"[jaxsenti] {path} is not the study's dianping.csv: splitting all {n} reviews 80/10/10 instead of "
+          f"{what} {split_text(split)} (--split to choose)", file=sys.stderr)
+    return (0.8, 0.1, 0.1)
+
+
+def _say_unused(n: int, split, what: str = "split") -> str | None:
+    if note := unused_note(n, split, what):
+        print(f"[jaxsenti] {note}", file=sys.stderr)
+    return note
+
+
+def _train_data(args, cfg):
+    """The reviews for train/lr-find, and the config with the split they are divided by: --split, an explicit
+    --set data.split, the config's own fractions, or 80/10/10 on data other than dianping.csv."""
+    path, reviews = _load(args, cfg.data)
+    split = args.split
+    if split is None:
+        explicit = any(s.partition("=")[0].strip() == "data.split" for s in args.set)
+        split = cfg.data.split if explicit else _default_split(path, len(reviews), cfg.data.split, f"{cfg.name}'s split")
+    _say_unused(len(reviews), split)
+    return reviews, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=tuple(split)))
+
+
 def _train_config(args):
     spec = registry.get(args.model)
-    cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.default_config), args.set)
+    cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.default_config, config_lib.TrainConfig), args.set)
     if cfg.model_name != args.model:
         raise DataError(f"{args.config} configures model {cfg.model_name!r}, not {args.model!r}")
     if args.pretrained is not None:
@@ -165,11 +205,11 @@ def _train_config(args):
 
 def cmd_train(args) -> int:
     cfg = _train_config(args)
-    _, reviews = _load(args, cfg.data)
+    reviews, cfg = _train_data(args, cfg)
     split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path)
     out = Path(args.out or f"runs/{cfg.name}")
     res = train_on_split(cfg, reviews, split, out, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.quiet, label=f"{cfg.model_name}: ")
+                         progress=not args.quiet, label=f"{cfg.model_name}: ", command=args.command_line)
     m = res.test_metrics
     print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
           f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
@@ -179,13 +219,17 @@ def cmd_train(args) -> int:
 
 def cmd_lr_find(args) -> int:
     cfg = _train_config(args)
-    _, reviews = _load(args, cfg.data)
+    reviews, cfg = _train_data(args, cfg)
     prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path))
     train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
     res = find_lr(prep.model, cfg.optim, Classification(), train, seed=cfg.seed, lr_min=args.lr_min, lr_max=args.lr_max,
                   steps=args.steps)
     out = Path(args.out or f"runs/{cfg.name}_lr_find.png")
     plot_lr_finder(res, out, title=f"{cfg.name}: learning-rate range test")
+    if res.suggestion is None:
+        raise ValueError(f"lr-find: {res.warning} (plot: {out})")
+    if res.warning:
+        print(f"[jaxsenti] lr-find: {res.warning}", file=sys.stderr)
     print(f"suggested learning rate: {res.suggestion:.2e} (steepest descent of the smoothed loss)\nplot: {out}")
     return 0
 
@@ -222,10 +266,10 @@ def cmd_predict(args) -> int:
         return _predict_csv(args, predictor)
     for text, p in zip(args.texts, predictor.predict(args.texts)):
         row = {"text": text, "label": "positive" if p > 0.5 else "negative", "p_positive": round(float(p), 4)}
-        if not has_chinese(text):
-            row["note"] = "no Chinese characters: the model sees an empty review, so the score means nothing"
-            print(f"[jaxsenti] {text!r} has no Chinese characters: its score means nothing", file=sys.stderr)
-        print(json.dumps(row, ensure_ascii=False))
+        if note := predictor.encoder.note(text):
+            row["note"] = note
+            print(f"[jaxsenti] {text!r}: {note}", file=sys.stderr)
+        print(atomic.dumps(row))
     return 0
 
 
@@ -247,7 +291,7 @@ def cmd_pretrain(args) -> int:
     spec = registry.get(args.model)
     if spec.pretraining is None:
         raise DataError(f"model {args.model!r} has no pretraining task")
-    cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.pretrain_config), args.set)
+    cfg = config_lib.apply_overrides(config_lib.load_config(args.config or spec.pretrain_config, config_lib.PretrainConfig), args.set)
     if not isinstance(cfg, config_lib.PretrainConfig) or cfg.model_name != args.model:
         raise DataError(f"{args.config} is not a pretraining config for {args.model!r}")
     if args.corpus:  # the user's text replaces the default corpus; the fine-tuning val/test texts stay excluded
@@ -255,12 +299,13 @@ def cmd_pretrain(args) -> int:
                                                                   finetune_train=False))
     out = Path(args.out or f"runs/pretrain/{cfg.name}")
     res = pretrain(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                   command="jaxsenti " + " ".join(sys.argv[1:]))
+                   command=args.command_line)
     f = res.info["final"]
     print(f"pretrained {res.info['tokens_seen']:,} tokens in {res.seconds:.0f}s ({res.info['epochs_run']} epochs"
           + (", stopped by the time budget" if res.info["out_of_time"] else "") + f"): held-out loss {f['val_loss']:.3f}, "
           f"accuracy {f['val_accuracy']:.3f} (of the masked tokens / next words)")
-    print(f"pretrained folder: {out}   (fine-tune: jaxsenti train {args.model} --pretrained {out})")
+    print(f"pretrained folder: {out}   (fine-tune: jaxsenti train {args.model} --config {spec.study_pretrained_here_config} "
+          f"--pretrained {out})")
     return 0
 
 
@@ -270,10 +315,17 @@ def cmd_download(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line (what is wrong, and where the help is), exit 2 as argparse's."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxsenti", description=__doc__, epilog=ENVIRONMENT,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="jaxsenti", description=__doc__, epilog=ENVIRONMENT,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     names = ",".join(registry.study_names())
 
     p = sub.add_parser("study", help="the whole study: EDA, baselines, neural models, analyses, one report",
@@ -326,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lr-find", help="learning-rate range test: loss-vs-LR plot and a suggested learning rate")
     _add_train_args(p)
-    p.add_argument("--lr-min", type=float, default=1e-7, help="learning rate of the first step (default: 1e-7)")
-    p.add_argument("--lr-max", type=float, default=1.0, help="learning rate of the last step (default: 1.0)")
+    p.add_argument("--lr-min", type=_positive_float, default=1e-7, help="learning rate of the first step (default: 1e-7)")
+    p.add_argument("--lr-max", type=_positive_float, default=1.0, help="learning rate of the last step (default: 1.0)")
     p.add_argument("--steps", type=_positive_int, default=100, help="training steps, the LR growing exponentially (default: 100)")
     p.add_argument("--out", help="plot file (default: runs/<experiment name>_lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
@@ -371,14 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = provenance.command_line(argv)  # recorded in what the command writes (run.json, pretraining.json)
     if args.command in ("train", "study", "lr-find", "pretrain"):
         maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
     try:
         return args.func(args)
     except (DataError, OSError, ValueError) as e:  # bad input, missing files/weights, bad checkpoints: no traceback
         print(f"jaxsenti: error: {e}", file=sys.stderr)
-        if args.command in ("train", "lr-find") and getattr(args, "model", None) == "bert" and isinstance(e, OSError):
-            print("jaxsenti: without pretrained weights, use --pretrained none or --config bert_small_random", file=sys.stderr)
         return 2
 
 

@@ -17,55 +17,23 @@ import dataclasses
 import importlib.resources
 import importlib.util
 import json
-import types
-import typing
+import traceback
 from pathlib import Path
 from typing import Any
 
 from jaxsenti import atomic, registry
-
-
-class ConfigError(ValueError):
-    """An experiment config that cannot be built or loaded; the message names the field or file."""
-
-
-def _require(ok: bool, field: str, what: str) -> None:
-    if not ok:
-        raise ConfigError(f"config field {field}: {what}")
-
-
-def _allowed(tp) -> tuple[type, ...] | None:
-    """Runtime types a dataclass annotation admits (None: anything)."""
-    if tp is Any or isinstance(tp, typing.TypeVar):
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        out = []
-        for a in typing.get_args(tp):
-            t = _allowed(a)
-            if t is None:
-                return None
-            out += t
-        return tuple(out)
-    if tp is type(None):
-        return (type(None),)
-    if tp is float:
-        return (float, int)
-    return (origin or tp,) if isinstance(origin or tp, type) else None
+from jaxsenti.fields import ConfigError, check_fields, require
 
 
 def _check_types(obj, prefix: str = "") -> None:
-    """Each field's value has the type its annotation names (bools are not numbers here)."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        allowed = _allowed(hints[f.name])
-        v = getattr(obj, f.name)
-        if allowed is None:
-            continue
-        bad = not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)
-        if bad:
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            raise ConfigError(f"config field {prefix}{f.name}: expected {names}, got {v!r} ({type(v).__name__})")
+    """The field checks of :mod:`jaxsenti.fields` (types, finite numbers, declared ranges), fields named with ``prefix``."""
+    try:
+        check_fields(obj)
+    except ConfigError as e:
+        raise e.under(prefix) from None
+
+
+_require = require
 
 
 def _check_run(cfg, part: str) -> None:
@@ -78,6 +46,8 @@ def _check_run(cfg, part: str) -> None:
     for name in ("patience", "checkpoint_every"):
         _require(getattr(cfg, name) >= 0, name, "must be >= 0")
     _require(cfg.mesh_devices is None or cfg.mesh_devices >= 1, "mesh_devices", "must be >= 1 or None")
+    # numpy's and scikit-learn's seeds are unsigned 32-bit numbers
+    _require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32), got {cfg.seed}")
     _require(cfg.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss or val_accuracy")
 
 
@@ -214,8 +184,9 @@ class PretrainConfig:
                  f"must be a {spec.pretraining.config.__name__} for model {spec.name!r}")
         _check_run(self, "task")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 or None")
-        _require(all(isinstance(e, int) and 1 <= e <= self.epochs for e in self.snapshot_epochs), "snapshot_epochs",
-                 f"must be epochs between 1 and {self.epochs}")
+        # epochs past the run's end are dropped when it starts, and said (pretrain.py): `--set epochs=2` just works
+        _require(all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in self.snapshot_epochs),
+                 "snapshot_epochs", f"must be epoch numbers >= 1, got {self.snapshot_epochs}")
 
     @property
     def model_name(self) -> str:
@@ -245,7 +216,20 @@ def resolve_config(name_or_path: str | Path) -> Path:
                       f"({', '.join(sorted(known))})")
 
 
-def load_config(name_or_path: str | Path) -> TrainConfig | PretrainConfig:
+_KINDS = {"TrainConfig": "training", "PretrainConfig": "pretraining"}
+
+
+def _line_in(path: Path, e: BaseException) -> str:
+    """``line N: `` of the deepest frame of ``e``'s traceback in the file ``path`` ('' if none)."""
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+    return f"line {lines[-1]}: " if lines else ""
+
+
+def load_config(name_or_path: str | Path, kind: type | None = None) -> TrainConfig | PretrainConfig:
+    """The config a packaged name or file defines; ``kind`` (TrainConfig or PretrainConfig) is what the caller needs.
+
+    A config field out of range, or a model config's own check, is one line naming the file and line;
+    other exceptions raised by a user's file keep their traceback (they are bugs in that file)."""
     path = resolve_config(name_or_path)
     spec = importlib.util.spec_from_file_location(f"jaxsenti_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
@@ -253,19 +237,31 @@ def load_config(name_or_path: str | Path) -> TrainConfig | PretrainConfig:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise ConfigError(f"{path}: line {e.lineno}: syntax error: {e.msg}") from None
-    if not hasattr(module, "get_config"):
+    if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"{path} must define get_config()")
     try:
-        return module.get_config()
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        cfg = module.get_config()
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(f"{path}: {_line_in(path, e)}{e}") from None
+    if not isinstance(cfg, (TrainConfig, PretrainConfig)):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not a TrainConfig or PretrainConfig")
+    if kind is not None and not isinstance(cfg, kind):
+        spec, name = registry.spec_for(cfg.model), path.stem
+        if kind is TrainConfig:
+            hint = f"pretrain with it (`jaxsenti pretrain {spec.name} --config {name}`), or train with a training config such as {spec.default_config}"
+        else:
+            hint = f"train with it (`jaxsenti train {spec.name} --config {name}`), or pretrain with a pretraining config such as {spec.pretrain_config}"
+        raise ConfigError(f"{name} is a {_KINDS[type(cfg).__name__]} config, not a {_KINDS[kind.__name__]} one: {hint}")
+    return cfg
 
 
 def _parse_value(raw: str):
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
-        return raw  # bare strings: --set model.pooling=mean
+        pass
+    # nan, inf, 1e999 are numbers (refused by the range checks with their own name), not strings
+    return float(raw) if raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else raw  # else a bare string: --set model.pooling=mean
 
 
 def _coerce(old, value):
@@ -293,9 +289,9 @@ def _replace(cfg, updates: dict, prefix: str = ""):
         changes[head] = _coerce(old, sub[""]) if "" in sub else _replace(old, sub, f"{prefix}{head}.")
     try:
         return dataclasses.replace(cfg, **changes)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:  # a model config's own checks (e.g. dropout range)
+    except ConfigError as e:  # a field check of the object rebuilt here: name the field in full
+        raise e.under(prefix) from None
+    except (TypeError, ValueError) as e:  # a model config's own checks (e.g. heads dividing the width)
         raise ConfigError(f"config field {prefix}{', '.join(changes)}: {e}") from None
 
 
@@ -359,8 +355,9 @@ def from_dict(d: dict, where: str = "config.json") -> TrainConfig:
 
 
 # Fields a resumed run may change: how it reports and how long it goes on, not what it trains.
+# data.path may differ (a moved file): what the data is, is checked by its sha256 (provenance.check_same_data).
 RESUMABLE_FIELDS = ("epochs", "patience", "log_every", "checkpoint_every", "mesh_devices", "eval_batch_size",
-                    "time_budget_s", "snapshot_epochs")
+                    "time_budget_s", "snapshot_epochs", "data.path")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -371,11 +368,11 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def changed_fields(saved: dict, new: dict, allowed: tuple = RESUMABLE_FIELDS) -> list[str]:
-    """``"key: old -> new"`` for every dotted field (``to_dict`` form) that differs, except ``allowed`` top-level ones."""
+    """``"key: old -> new"`` for every dotted field (``to_dict`` form) that differs, except ``allowed`` ones (and their parts)."""
     a, b = (_flat(json.loads(json.dumps(d, default=str))) for d in (saved, new))  # tuples and lists compare equal
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and k.split(".")[0] not in allowed]
+            if a.get(k) != b.get(k) and not any(k == f or k.startswith(f + ".") for f in allowed)]
 
 
 def dump(cfg, path: str | Path) -> None:
-    atomic.write_text(path, json.dumps(to_dict(cfg), indent=2, ensure_ascii=False, default=str))
+    atomic.write_text(path, atomic.dumps(to_dict(cfg), indent=2, default=str))

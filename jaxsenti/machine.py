@@ -34,7 +34,7 @@ def total_ram_gib() -> float | None:
     return None
 
 
-def _version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
     try:
         return version(name)
     except PackageNotFoundError:
@@ -60,7 +60,7 @@ def machine_info(*, devices: bool | None = None) -> dict:
         "load_average": load,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {name: _version(name) for name in PACKAGES},
+        "versions": {name: package_version(name) for name in PACKAGES},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if devices or (devices is None and "jax" in sys.modules):

@@ -17,8 +17,9 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
+from scipy.special import expit
 
-from jaxsenti import atomic, registry
+from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import TrainConfig
 from jaxsenti.data import Reviews, Split, segment_many
@@ -28,17 +29,20 @@ from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
 from jaxsenti.training.batching import Encoded, LabelledBatches, batch_plan, pad_batch
 from jaxsenti.training.checkpoints import Checkpoints
 from jaxsenti.training.loop import evaluate, fit
+from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
-from jaxsenti.training.sharding import is_primary, maybe_initialize_distributed
+from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_initialize_distributed
 from jaxsenti.training.steps import create_train_state
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+    return expit(logits)  # no overflow warning for large |logits|
 
 
 def make_model(cfg: TrainConfig, encoder, seed: int) -> tuple[nnx.Module, TrainConfig]:
-    """Build the model; returns it with the config completed from data (vocab size) or checkpoint (dims)."""
+    """Build the model; returns it with the config completed from data (vocab size) or checkpoint (dims).
+
+    Sizes that cannot fit in memory, or lengths beyond the model's position table, are refused first."""
     spec = registry.spec_for(cfg.model)
     rngs = nnx.Rngs(params=seed)
     if cfg.pretrained:
@@ -47,7 +51,14 @@ def make_model(cfg: TrainConfig, encoder, seed: int) -> tuple[nnx.Module, TrainC
         model, model_cfg = spec.load_pretrained(cfg.pretrained, cfg.model, encoder, rngs)
     else:
         model_cfg = dataclasses.replace(cfg.model, vocab_size=encoder.vocab_size)
+        check_fits(lambda: spec.module(model_cfg, rngs=nnx.Rngs(0)), cfg, length=cfg.buckets[-1])
         model = spec.module(model_cfg, rngs=rngs)
+    limit = getattr(model_cfg, "max_position_embeddings", None)  # models with a position table (BERT)
+    if limit is not None and cfg.buckets[-1] > limit:
+        raise config_lib.ConfigError(
+            f"config fields max_len/buckets: batches are padded to {cfg.buckets[-1]} tokens, but the model has "
+            f"{limit} positions (max_position_embeddings" + (f" of {cfg.pretrained}" if cfg.pretrained else "")
+            + f"); use max_len and a last bucket <= {limit}")
     return model, dataclasses.replace(cfg, model=model_cfg)
 
 
@@ -64,6 +75,7 @@ class Prepared:
 def prepare(cfg: TrainConfig, reviews: Reviews, split: Split, *, words=None) -> Prepared:
     """Fit the encoder on the training split, encode all three splits, build the model."""
     spec = registry.spec_for(cfg.model)
+    check_mesh_devices(cfg.mesh_devices)
     texts = reviews.texts
     if spec.encoder.uses_words and words is None:
         words = segment_many(texts)
@@ -101,12 +113,15 @@ def _write_results(out_dir: Path, cfg: TrainConfig, metrics: dict, history: list
 def check_resume(out_dir: Path, cfg: TrainConfig) -> bool:
     """Whether ``out_dir`` holds a run that ``cfg`` can continue; False (said on stderr) when it holds none.
 
-    A run trained with another config (architecture, data, optimizer, vocabulary...) is refused before
-    anything in the folder is touched; only ``config.RESUMABLE_FIELDS`` may change.
+    A run trained on other data (by the data file's sha256 in ``run.json``), or with another config
+    (architecture, optimizer, vocabulary...), is refused before anything in the folder is touched; only
+    ``config.RESUMABLE_FIELDS`` may change.
     """
     if not (out_dir / "config.json").is_file():
         print(f"[jaxsenti] --resume: {out_dir} holds no run (no config.json); starting a fresh run", file=sys.stderr)
         return False
+    if cfg.data.path:
+        provenance.check_same_data(out_dir, cfg.data.path)
     diff = config_lib.changed_fields(config_lib.to_dict(read_config(out_dir)), config_lib.to_dict(cfg))
     if diff:
         raise config_lib.ConfigError(f"--resume: {out_dir} was trained with a different config ({'; '.join(diff)}); "
@@ -116,16 +131,19 @@ def check_resume(out_dir: Path, cfg: TrainConfig) -> bool:
 
 def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: str | Path, *, words=None,
                    resume: bool = False, overwrite: bool = False, progress: bool = True,
-                   stop_after_steps: int | None = None, label: str = "") -> TrainOutcome:
+                   stop_after_steps: int | None = None, label: str = "", command: str | None = None) -> TrainOutcome:
     """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder.
 
     ``out_dir`` never ends up mixing two runs: see :func:`jaxsenti.atomic.output_folder` (a folder
     holding another run needs ``overwrite`` and is replaced only when this run finishes) and
-    :func:`check_resume` (``resume`` continues only a run of the same config).
+    :func:`check_resume` (``resume`` continues only a run of the same config). ``command`` is recorded in
+    ``run.json`` (default: this process's command line).
     """
     maybe_initialize_distributed()  # multi-host launches only; must precede any jax computation
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    if reviews.report.path and not cfg.data.path:  # config.json says which file it was trained on
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(reviews.report.path).resolve())))
     prep = prepare(cfg, reviews, split, words=words)  # everything that can fail on bad input, before any write
     cfg = prep.cfg
     resume = resume and check_resume(out_dir, cfg)
@@ -133,6 +151,9 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
         if is_primary() and not resume:  # on a multi-host run only one host writes shared files
             prep.encoder.save(folder)
             config_lib.dump(cfg, folder / "config.json")
+            _write_run_record(folder, cfg, reviews, split, command or provenance.command_line())
+        elif is_primary():
+            _note_resume(folder, command or provenance.command_line())
         train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
         val = LabelledBatches(prep.val, cfg.eval_batch_size, cfg.buckets)
         state = create_train_state(prep.model, make_optimizer(cfg.optim, len(train) * cfg.epochs), Classification(),
@@ -153,6 +174,22 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
     return TrainOutcome(cfg, out_dir, metrics, result.history, time.perf_counter() - t0)
 
 
+def _write_run_record(folder: Path, cfg: TrainConfig, reviews: Reviews, split: Split, command: str) -> None:
+    """run.json: what produced the folder (command, data and its rows per split, versions, commit, encoder files)."""
+    rows = {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
+    rows["unused"] = len(reviews) - sum(rows.values())
+    record = provenance.run_record(command=command, data_path=cfg.data.path, split_rows=rows, reviews_kept=len(reviews))
+    record["encoder_files"] = provenance.encoder_files(folder)
+    atomic.write_json(folder / provenance.RUN_FILE, record)
+
+
+def _note_resume(folder: Path, command: str) -> None:
+    if (record := provenance.read_run(folder)) is not None:
+        record.setdefault("resumed", []).append({"command": command,
+                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        atomic.write_json(folder / provenance.RUN_FILE, record)
+
+
 def read_config(folder: Path) -> TrainConfig:
     """The experiment config saved in a model folder; a damaged or incomplete file is an error naming it."""
     path = Path(folder) / "config.json"
@@ -163,6 +200,17 @@ def read_config(folder: Path) -> TrainConfig:
     if not isinstance(raw, dict):
         raise config_lib.ConfigError(f"{path} is damaged: expected a JSON object")
     return config_lib.from_dict(raw, where=str(path))
+
+
+def check_finite_params(params, where) -> None:
+    """Refuse weights holding nan/inf (a run that diverged before this project stopped such runs): every score
+    they give is meaningless."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    finite = jax.device_get([jax.numpy.isfinite(x).all() for _, x in leaves])  # on device, one transfer
+    bad = [jax.tree_util.keystr(path) for (path, _), ok in zip(leaves, finite) if not ok]
+    if bad:
+        raise config_lib.ConfigError(f"{where}: {len(bad)} weight array(s) hold nan or inf (e.g. {bad[0]}): the training "
+                                     "run diverged; train again with a lower learning rate (optim.lr)")
 
 
 class Predictor:
@@ -183,11 +231,14 @@ class Predictor:
         self.encoder = self.spec.encoder.load(self.folder, self.max_len)
         model = self.spec.module(self.cfg.model, rngs=nnx.Rngs(0))
         self.graphdef, template = nnx.split(model, nnx.Param)
+        self.encoder.check_model(self.cfg.model.vocab_size, str(self.folder))
+        provenance.check_encoder_files(self.folder)
         ckpt = Checkpoints(self.folder / "checkpoints")
         try:
             self.params = ckpt.restore_best(template)
         finally:
             ckpt.close()
+        check_finite_params(self.params, self.folder / "checkpoints" / "best")
         self._predict = jax.jit(lambda p, t, n: nnx.merge(self.graphdef, p)(t, n, deterministic=True))
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from jaxsenti import atomic, registry
+from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import CorpusConfig, PretrainConfig
 from jaxsenti.data import load_reviews, resolve_dataset, stratified_split
@@ -30,8 +30,9 @@ from jaxsenti.data.text import cache_dir
 from jaxsenti.machine import machine_info
 from jaxsenti.plotting import plot_training_curves
 from jaxsenti.training.loop import fit
+from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
-from jaxsenti.training.sharding import is_primary, maybe_initialize_distributed
+from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_initialize_distributed
 from jaxsenti.training.steps import create_train_state
 
 SHOPPING = "online_shopping_10_cats.csv"
@@ -59,7 +60,7 @@ class FinetuneTexts:
 
     @classmethod
     def of_config(cls, finetune: str, seeds: int) -> FinetuneTexts:
-        ft = config_lib.load_config(finetune)
+        ft = config_lib.load_config(finetune, config_lib.TrainConfig)
         path = resolve_dataset(ft.data.path)
         reviews = load_reviews(path, ft.data.text_column, ft.data.label_column, max_chars=ft.data.max_chars)
         return cls.of(reviews, ft.data.split, seeds, str(path))
@@ -128,6 +129,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     spec = registry.spec_for(cfg.model)
+    if late := [e for e in cfg.snapshot_epochs if e > cfg.epochs]:
+        print(f"[jaxsenti] the run has {cfg.epochs} epoch(s): no snapshot after epoch(s) {', '.join(map(str, late))}",
+              file=sys.stderr)
+    check_mesh_devices(cfg.mesh_devices)  # what can be refused from the config alone, before the corpus is read
+    check_fits(lambda: spec.pretraining.module(cfg.model, rngs=nnx.Rngs(0)), cfg, length=cfg.max_len)
     corpus = corpus if corpus is not None else build_corpus(cfg.corpus, cfg.seed, finetune)
     train_idx, heldout_idx = split_heldout(len(corpus), cfg.corpus.heldout_fraction, cfg.seed)
     prep = spec.pretraining.prepare(cfg, corpus, train_idx, heldout_idx)
@@ -153,7 +159,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
                 "heldout_texts": len(heldout_idx), "steps": result.steps, "epochs_run": len(result.history),
                 "tokens_seen": result.steps * prep.tokens_per_batch, "best_epoch": result.best_epoch,
                 "final": result.history[-1] if result.history else {}, "train_seconds": result.seconds,
-                "out_of_time": result.out_of_time, "time_budget_s": cfg.time_budget_s, "machine": machine_info(devices=True)}
+                "out_of_time": result.out_of_time, "time_budget_s": cfg.time_budget_s, "machine": machine_info(devices=True),
+                "git": provenance.git_commit()}
         if is_primary():
             spec.pretraining.export(prep, nnx.merge(result.state.graphdef, result.best_params), folder)
             atomic.write_json(folder / "history.json", result.history)

@@ -22,6 +22,7 @@ from jaxsenti.analysis import MIXED_SENTENCE, embedding_tsne, plot_prefix_probab
 from jaxsenti.baselines import evaluate_baseline, fit_unsegmented_svm, join_words, positive_score
 from jaxsenti.data import Reviews, resolve_dataset, segment_many, stratified_split
 from jaxsenti.data.io import DEFAULT_DATASET
+from jaxsenti.data.splits import unused_note
 from jaxsenti.eda import run_eda
 from jaxsenti.machine import machine_info
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
@@ -30,6 +31,7 @@ from jaxsenti.pretrain import SHOPPING, FinetuneTexts, find_or_pretrain, find_pr
 from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
+BASELINE_SPLIT = (1600, 200, 200)  # the study's split for the baselines (and the LSTM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +48,12 @@ class StudyOptions:
     n_jobs: int = 1
     progress: bool = True
     pretrain_budget_s: float = 300.0  # per "<model>_pretrained" row, when no shipped or cached checkpoint fits the data
+    command: str | None = None  # recorded in each model folder's run.json (default: this process's command line)
 
 
 def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
     """Each baseline: grid search on train+val, scored on test, repeated for ``opts.seeds`` splits."""
-    split = opts.split or (1600, 200, 200)
+    split = opts.split or BASELINE_SPLIT
     docs = join_words(words)
     runs: dict[str, list[dict]] = {name: [] for name in (*BASELINES, "tfidf_svm_unsegmented")}
     mixed: dict[str, list[float]] = {name: [] for name in runs}
@@ -79,7 +82,7 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
 
 
 def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False,
-               folder_name: str | None = None, name: str | None = None) -> dict:
+               folder_name: str | None = None, name: str | None = None, command: str | None = None) -> dict:
     """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence and its prefixes."""
     runs, mixed, prefix_p, seconds, folders = [], [], [], [], []
     for seed in range(seeds):
@@ -89,7 +92,7 @@ def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progr
         row = name or cfg.model_name
         _say(progress, f"{row} seed {seed + 1}/{seeds}: training {cfg.name}")
         outcome = train_on_split(c, reviews, sp, Path(out_dir) / folder, words=words, progress=progress,
-                                 label=f"{row} seed {seed}: ")
+                                 label=f"{row} seed {seed}: ", command=command)
         _say(progress, f"{row} seed {seed + 1}/{seeds}: test accuracy {outcome.test_metrics['accuracy']:.3f} "
                        f"({outcome.seconds:.0f} s)")
         runs.append(outcome.test_metrics | {"seed": seed})
@@ -112,7 +115,7 @@ def neural_configs(opts: StudyOptions) -> dict:
         spec, here = registry.study_variant(name)
         weights = pretrained.get(name)
         default = spec.study_pretrained_here_config if here else spec.study_pretrained_config if weights else spec.study_config
-        cfg = config_lib.load_config(chosen.get(name) or default)
+        cfg = config_lib.load_config(chosen.get(name) or default, config_lib.TrainConfig)
         if weights:
             cfg = dataclasses.replace(cfg, pretrained=weights)
         data = cfg.data
@@ -215,7 +218,7 @@ def preflight(cfgs: dict, opts: StudyOptions) -> None:
         spec, here = registry.study_variant(name)
         _check_start(spec, cfg, cfg.pretrained)
         if here:
-            config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
+            config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config, config_lib.PretrainConfig)
     font = setup_matplotlib()  # warns once, with the fix, when no CJK font is usable
     _say(opts.progress, f"checked: {', '.join(cfgs) or 'no neural models'}; figure font {font or 'none (Chinese shows as boxes)'}")
 
@@ -246,7 +249,7 @@ def _pretraining_plan(reviews: Reviews, data_path: str, opts: StudyOptions, cfgs
         spec, here = registry.study_variant(name)
         if not here:
             continue
-        pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config)
+        pcfg = config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config, config_lib.PretrainConfig)
         seeds = max(opts.neural_seeds, pcfg.corpus.exclude_seeds)  # excluding more seeds' texts is always safe
         finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
         found = find_pretrained(pcfg, finetune)
@@ -261,8 +264,21 @@ def _pretraining_plan(reviews: Reviews, data_path: str, opts: StudyOptions, cfgs
     return plan
 
 
+def split_notes(n: int, opts: StudyOptions, cfgs: dict) -> list[str]:
+    """One line per split of counts that leaves reviews out of every part, naming the rows that use it."""
+    users: dict[tuple, list[str]] = {}
+    if "baselines" in opts.models:
+        users.setdefault(tuple(opts.split or BASELINE_SPLIT), []).append("baselines")
+    for name, cfg in cfgs.items():
+        users.setdefault(tuple(cfg.data.split), []).append(name)
+    return [note for split, names in users.items() if (note := unused_note(n, split, f"split ({', '.join(names)})"))]
+
+
 def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cfgs: dict, eda: bool) -> dict:
-    seconds, models, notes, figures = {}, {}, [], {"confusion": {}, "curves": {}}
+    seconds, models, figures = {}, {}, {"confusion": {}, "curves": {}}
+    notes = split_notes(len(reviews), opts, cfgs)
+    for note in notes:
+        print(f"[jaxsenti] {note}", file=sys.stderr)
     plan = _pretraining_plan(reviews, data_path, opts, cfgs)
     t = time.perf_counter()
     _say(opts.progress, f"segmenting {len(reviews)} reviews with jieba")
@@ -288,7 +304,7 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
             pretraining = {"folder": str(folder), "origin": origin, "info": info}
             _say(opts.progress, f"{name}: starting from {folder} ({origin})")
         models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir, progress=opts.progress,
-                                  folder_name=f"{name}_{Path(data_path).stem}", name=name)
+                                  folder_name=f"{name}_{Path(data_path).stem}", name=name, command=opts.command)
         seconds[f"{name} ({_count(opts.neural_seeds, 'seed')}, {cfg.name})"] = time.perf_counter() - t
         if pretraining:
             models[name]["pretraining"] = pretraining

@@ -71,3 +71,16 @@ def tiny_csv(write_csv):
     rows += [f"{POSITIVE[i]}，{POSITIVE[i + 1]}，{POSITIVE[i + 2]}{'啊' * i},1" for i in range(4)]
     rows += [f"{NEGATIVE[i]}，{NEGATIVE[i + 1]}，{NEGATIVE[i + 2]}{'唉' * i},0" for i in range(4)]
     return write_csv("\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def corpus_txt(tmp_path):
+    """300 lines of unlabeled review-like text (one per line), for tiny pretraining runs."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    phrases = POSITIVE + NEGATIVE
+    lines = ["，".join(rng.choice(phrases, size=rng.integers(1, 4))) for _ in range(300)]
+    p = tmp_path / "corpus.txt"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p

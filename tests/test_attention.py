@@ -110,7 +110,7 @@ def test_explicit_choices_and_their_errors():
         attention_implementation(TINY.replace(attention="xla"), deterministic=False, has_lengths=True)
     cudnn = TINY.replace(attention="cudnn", dtype="bfloat16", attention_probs_dropout_prob=0.0)
     assert attention_implementation(cudnn, deterministic=False, has_lengths=True, platform="cuda") == "cudnn"
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
         attention_implementation(cudnn, deterministic=True, has_lengths=True, platform="cpu")
 
 
@@ -151,7 +151,7 @@ def test_cudnn_requested_off_gpu_fails_clearly():
     if bert_mod._on_cuda():
         pytest.skip("CUDA present")
     model = BertClassifier(TINY.replace(attention="cudnn", dtype="bfloat16", num_hidden_layers=1), rngs=nnx.Rngs(0))
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
         model(np.ones((2, T), np.int32), np.array([T, 3]))
 
 

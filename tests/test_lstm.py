@@ -98,8 +98,10 @@ def test_config_defaults_hashable_and_validated():
         LSTMConfig(dropout=1.0)
     with pytest.raises(ValueError, match="embed_dropout"):
         LSTMConfig(embed_dropout=-0.1)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16"):
         LSTMConfig(dtype="not-a-dtype")
+    with pytest.raises(ValueError, match="hidden_dim: must be >= 1, got 0"):
+        LSTMConfig(hidden_dim=0)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

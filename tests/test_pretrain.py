@@ -6,7 +6,6 @@ import json
 import jax
 import numpy as np
 import pytest
-from tests.conftest import NEGATIVE, POSITIVE
 
 from jaxsenti import config as config_lib
 from jaxsenti.cli import main
@@ -49,16 +48,6 @@ def get_config():
                        optim=OptimConfig(name="adamw", lr=1e-3, schedule="linear", warmup_ratio=0.1),
                        batch_size=8, eval_batch_size=16, epochs=1, patience=0, max_len=32, buckets=(16, 32))
 '''
-
-
-@pytest.fixture
-def corpus_txt(tmp_path):
-    rng = np.random.default_rng(0)
-    phrases = POSITIVE + NEGATIVE
-    lines = ["，".join(rng.choice(phrases, size=rng.integers(1, 4))) for _ in range(300)]
-    p = tmp_path / "corpus.txt"
-    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return p
 
 
 @pytest.fixture

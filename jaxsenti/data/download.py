@@ -38,7 +38,7 @@ DATASETS = {
 }
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(ValueError):
     pass
 
 

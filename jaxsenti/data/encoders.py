@@ -7,7 +7,10 @@ config) and the same interface, so the registry can pair any model with one:
   (``words`` are the jieba words of ``texts``, only read by encoders that set ``uses_words``);
 * ``encode(texts, words=None)`` → one int32 array per text, at most ``max_len`` long;
 * ``vocab_size``, ``save(folder)`` and ``load(folder, max_len)``;
-* ``check(cfg, pretrained)`` fails fast (seconds) when what ``fit`` will need is missing.
+* ``check(cfg, pretrained)`` fails fast (seconds) when what ``fit`` will need is missing;
+* ``check_model(vocab_size, where)`` refuses an encoder whose ids the model's embedding cannot hold
+  (a vocabulary or tokenizer that was not saved with the model: JAX would clamp the ids silently);
+* ``note(text)`` says why a text's score means little (None when it is an ordinary review).
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from pathlib import Path
 import numpy as np
 
 from jaxsenti.assets import bert_tokenizer_dir
-from jaxsenti.data.text import Vocab, segment_many
-from jaxsenti.models.hf_bert import load_tokenizer
+from jaxsenti.data.text import Vocab, cjk_only, segment_many
+from jaxsenti.fields import ConfigError, check_fields, ranged
+from jaxsenti.models.hf_bert import NO_WEIGHTS_HINT, load_tokenizer, looks_like_local_path
 
 
 @dataclasses.dataclass(frozen=True)
 class WordVocabConfig:
     """jieba words indexed by a vocabulary of the training split."""
 
-    min_freq: int = 1  # words seen fewer times in the training split map to <unk>
+    min_freq: int = ranged(1, ge=1)  # words seen fewer times in the training split map to <unk>
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +72,18 @@ class WordEncoder:
             words = segment_many(list(texts), use_disk_cache=len(texts) > 1000)
         return [self.vocab.encode(w, self.max_len) for w in words]
 
+    def check_model(self, vocab_size: int, where: str) -> None:
+        if self.vocab_size != vocab_size:
+            raise ConfigError(f"{where}: vocab.json has {self.vocab_size:,} words but the model's embedding has "
+                              f"{vocab_size:,} rows (model.vocab_size): they were not saved together; put the folder's "
+                              "own vocab.json back, or train the model again")
+
+    def note(self, text: str) -> str | None:
+        if cjk_only(text):
+            return None
+        return ("no Chinese characters (the LSTM reads CJK Unified Ideographs U+4E00-U+9FFF only): it sees an empty "
+                "review, so the score means nothing")
+
     def save(self, folder: Path) -> None:
         self.vocab.save(Path(folder) / "vocab.json")
 
@@ -99,6 +118,17 @@ class WordPieceEncoder:
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_len, add_special_tokens=True)
         return [np.asarray(ids, np.int32) for ids in enc["input_ids"]]
 
+    def check_model(self, vocab_size: int, where: str) -> None:
+        if self.vocab_size > vocab_size:
+            raise ConfigError(f"{where}: the tokenizer has {self.vocab_size:,} tokens but the model's embedding only "
+                              f"{vocab_size:,} rows (model.vocab_size): they do not belong together; use the tokenizer "
+                              "the model was trained with")
+
+    def note(self, text: str) -> str | None:
+        if cjk_only(text):
+            return None
+        return "no Chinese characters: BERT scores the text as it is, but it was trained on Chinese reviews only"
+
     def save(self, folder: Path) -> None:
         self.tokenizer.save_pretrained(Path(folder) / "tokenizer")
 
@@ -117,6 +147,8 @@ def tokenizer_source(tokenizer: str | None, pretrained: str | None) -> str:
     """A pretrained folder that carries its tokenizer wins; then the configured tokenizer; then, for a hub id,
     the hub's tokenizer; then the default (a local folder without tokenizer files, such as the checkpoints
     shipped in the package, was pretrained with the default bert-base-chinese tokenizer)."""
+    if pretrained and not os.path.isdir(pretrained) and looks_like_local_path(pretrained):
+        raise FileNotFoundError(f"checkpoint folder {pretrained!r} does not exist" + NO_WEIGHTS_HINT)
     if pretrained and os.path.isdir(pretrained):
         if any(os.path.isfile(os.path.join(pretrained, f)) for f in ("vocab.txt", "tokenizer.json")):
             return pretrained

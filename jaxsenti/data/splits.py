@@ -17,9 +17,14 @@ class Split:
     test: np.ndarray
 
 
+def is_fractions(sizes) -> bool:
+    """Whether split sizes are fractions of the data (0.8/0.1/0.1) rather than counts (1600/200/200)."""
+    return all(0 < s < 1 for s in sizes) or all(isinstance(s, float) and s <= 1 for s in sizes)
+
+
 def resolve_sizes(n: int, sizes: tuple[float, float, float]) -> tuple[int, int, int]:
     """Sizes may be counts (the study's 1600/200/200) or fractions; counts larger than the data are an error."""
-    if all(0 < s < 1 for s in sizes) or all(isinstance(s, float) and s <= 1 for s in sizes):
+    if is_fractions(sizes):
         fr = np.asarray(sizes, float) / sum(sizes)
         val, test = int(round(n * fr[1])), int(round(n * fr[2]))
         return n - val - test, val, test
@@ -28,6 +33,20 @@ def resolve_sizes(n: int, sizes: tuple[float, float, float]) -> tuple[int, int, 
         raise DataError(f"split sizes {counts} need {sum(counts)} reviews, the data has {n}; pass fractions "
                         f"instead, e.g. --split 0.8/0.1/0.1")
     return counts[0], counts[1], counts[2]
+
+
+def split_text(sizes) -> str:
+    """``1600/200/200`` or ``0.8/0.1/0.1``, as the --split flag takes it."""
+    return "/".join(f"{s:g}" if isinstance(s, float) else str(s) for s in sizes)
+
+
+def unused_note(n: int, sizes, what: str = "split") -> str | None:
+    """One line saying how many of ``n`` reviews a split of counts leaves out of every part (None: it uses all)."""
+    used = sum(resolve_sizes(n, tuple(sizes)))
+    if used >= n:
+        return None
+    return (f"{what} {split_text(sizes)} uses {used} of the {n} reviews: {n - used} are in no part (not trained, "
+            f"validated or tested on); pass fractions (e.g. --split 0.8/0.1/0.1) to use them all")
 
 
 def check_splittable(labels: np.ndarray, sizes, source: str = "the data") -> tuple[int, int, int]:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.extend import backend as jax_backend
 
+from jaxsenti.fields import ConfigError, check_fields, ranged
 from jaxsenti.models.dropout import Dropout
 
 POOLINGS = ("cls", "mean", "max")
@@ -41,25 +42,26 @@ _OUR_FIELDS = ("pooling", "dtype", "attention")  # never read from a Hugging Fac
 
 @dataclass(frozen=True)
 class BertConfig:
-    vocab_size: int = 21128
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
+    vocab_size: int = ranged(21128, ge=1)
+    hidden_size: int = ranged(768, ge=1)
+    num_hidden_layers: int = ranged(12, ge=1)
+    num_attention_heads: int = ranged(12, ge=1)
+    intermediate_size: int = ranged(3072, ge=1)
     hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    pad_token_id: int = 0
-    initializer_range: float = 0.02
+    hidden_dropout_prob: float = ranged(0.1, ge=0.0, lt=1.0)
+    attention_probs_dropout_prob: float = ranged(0.1, ge=0.0, lt=1.0)
+    max_position_embeddings: int = ranged(512, ge=1)
+    type_vocab_size: int = ranged(2, ge=1)
+    layer_norm_eps: float = ranged(1e-12, gt=0.0)
+    pad_token_id: int = ranged(0, ge=0)
+    initializer_range: float = ranged(0.02, gt=0.0)
     # ours
     pooling: str = "cls"  # "cls": pooler(tanh dense on [CLS]) -> dropout -> dense(1); "mean"/"max": masked over tokens
     dtype: str = "float32"  # compute dtype; parameters stay float32
     attention: str = "auto"  # kernel: "auto" | "xla" | "cudnn" | "einsum"; see attention_implementation
 
     def __post_init__(self):
+        check_fields(self)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -94,27 +96,39 @@ class BertConfig:
 
     @classmethod
     def from_hf(cls, config: Mapping[str, Any] | str | os.PathLike, **overrides: Any) -> "BertConfig":
-        """From a Hugging Face ``config.json`` (a dict, the file, or the folder holding it); unknown keys are ignored."""
+        """From a Hugging Face ``config.json`` (a dict, the file, or the folder holding it); unknown keys are ignored.
+        A hand-edited file with a value of the wrong type or range is a :class:`ConfigError` naming file and key."""
+        where = "Hugging Face config"
         if not isinstance(config, Mapping):
-            path = os.fspath(config)
-            if os.path.isdir(path):
-                path = os.path.join(path, "config.json")
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"no BERT config.json at {path}")
-            with open(path, encoding="utf-8") as f:
-                config = json.load(f)
+            where = os.fspath(config)
+            if os.path.isdir(where):
+                where = os.path.join(where, "config.json")
+            if not os.path.isfile(where):
+                raise FileNotFoundError(f"no BERT config.json at {where}")
+            try:
+                with open(where, encoding="utf-8") as f:
+                    config = json.load(f)
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ConfigError(f"{where} is damaged (not valid JSON: {e})") from None
+            if not isinstance(config, Mapping):
+                raise ConfigError(f"{where} is damaged: expected a JSON object, got {type(config).__name__}")
         model_type = config.get("model_type")
         if model_type not in (None, "bert"):
-            raise ValueError(f"config is for model_type {model_type!r}, not 'bert'")
+            raise ValueError(f"{where}: config is for model_type {model_type!r}, not 'bert'")
         pet = config.get("position_embedding_type", "absolute")
         if pet != "absolute":
-            raise ValueError(f"position_embedding_type {pet!r} not supported (only 'absolute')")
+            raise ValueError(f"{where}: position_embedding_type {pet!r} not supported (only 'absolute')")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in config.items() if k in names and k not in _OUR_FIELDS}
         if kwargs.get("pad_token_id") is None:
             kwargs.pop("pad_token_id", None)
         kwargs.update(overrides)
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e.field}: {e.what}" if e.field else f"{where}: {e}") from None
+        except ValueError as e:  # the config's own checks, e.g. heads not dividing the width
+            raise ConfigError(f"{where}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -214,7 +228,7 @@ def attention_implementation(
             "'einsum' for training, or set attention_probs_dropout_prob=0"
         )
     if cfg.attention == "cudnn" and platform != "cuda":
-        raise RuntimeError(f"attention='cudnn' needs a CUDA GPU (platform here: {platform!r}); use 'auto' or 'xla'")
+        raise ValueError(f"attention='cudnn' needs a CUDA GPU (platform here: {platform!r}); use 'auto' or 'xla'")
     return cfg.attention
 
 

@@ -44,6 +44,9 @@ _HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "dropout.", "lm_head.", 
 # non-parameter buffers some checkpoints carry
 _IGNORED_ENCODER_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")
 _LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.")
+# appended to "weights not found" errors, the one case where starting without them is the likely fix
+NO_WEIGHTS_HINT = ("; to start BERT from random weights instead, leave --pretrained out (study) or pass "
+                   "--pretrained none / --config bert_small_random (train)")
 
 
 class CheckpointError(ValueError):
@@ -54,7 +57,7 @@ class CheckpointError(ValueError):
 # locating and reading files
 
 
-def _looks_like_local_path(s: str) -> bool:
+def looks_like_local_path(s: str) -> bool:
     """Hub ids are ``name`` or ``org/name``; anything else (absolute, ./, ~, deeper paths) is a path."""
     return s.startswith((".", "/", "~", "\\")) or s.count("/") > 1 or "\\" in s or os.path.exists(s)
 
@@ -68,7 +71,8 @@ def _snapshot(repo_id: str, patterns: list[str]) -> str:
             f"Hugging Face cache, and downloading it failed ({type(e).__name__}: {e}). Either run once with "
             "internet access (the files are then cached), or download the checkpoint elsewhere "
             "(e.g. `huggingface-cli download bert-base-chinese config.json model.safetensors vocab.txt "
-            "tokenizer.json tokenizer_config.json --local-dir ./bert-base-chinese`) and pass that local folder."
+            "tokenizer.json tokenizer_config.json --local-dir ./bert-base-chinese`) and pass that local folder"
+            + NO_WEIGHTS_HINT
         ) from e
 
 
@@ -79,8 +83,11 @@ def _weight_files_in(folder: str) -> list[str] | None:
             return [os.path.join(folder, single)]
         ip = os.path.join(folder, index)
         if os.path.isfile(ip):
-            with open(ip, encoding="utf-8") as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
+            try:
+                with open(ip, encoding="utf-8") as f:
+                    shards = sorted(set(json.load(f)["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, or no weight_map of file names
+                raise CheckpointError(f"{ip} is damaged ({type(e).__name__}: {e}); restore it from the checkpoint's source") from None
             paths = [os.path.join(folder, s) for s in shards]
             missing = [p for p in paths if not os.path.isfile(p)]
             if missing:
@@ -94,8 +101,8 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> str:
     s = os.fspath(path_or_hub_id)
     if os.path.isdir(s):
         return s
-    if _looks_like_local_path(s):
-        raise FileNotFoundError(f"checkpoint folder {s!r} does not exist")
+    if looks_like_local_path(s):
+        raise FileNotFoundError(f"checkpoint folder {s!r} does not exist" + NO_WEIGHTS_HINT)
     folder = _snapshot(s, [CONFIG, SAFETENSORS, SAFETENSORS_INDEX, "model-*.safetensors"])
     if _weight_files_in(folder) is None:  # no safetensors on the hub for this repo: fall back to the .bin
         folder = _snapshot(s, [CONFIG, TORCH_BIN, TORCH_BIN_INDEX, "pytorch_model-*.bin"])
@@ -148,9 +155,10 @@ def check_checkpoint(path_or_hub_id: str | os.PathLike) -> str:
     """The checkpoint's local folder after checking that config.json and weight files are there (nothing is read)."""
     folder = resolve_checkpoint_dir(path_or_hub_id)
     if not os.path.isfile(os.path.join(folder, CONFIG)):
-        raise FileNotFoundError(f"no {CONFIG} in checkpoint folder {folder}")
+        raise FileNotFoundError(f"no {CONFIG} in checkpoint folder {folder}" + NO_WEIGHTS_HINT)
     if _weight_files_in(folder) is None:
-        raise FileNotFoundError(f"no weights in checkpoint folder {folder}: expected {SAFETENSORS} or {TORCH_BIN}")
+        raise FileNotFoundError(f"no weights in checkpoint folder {folder}: expected {SAFETENSORS} or {TORCH_BIN}"
+                                + NO_WEIGHTS_HINT)
     return folder
 
 
@@ -379,7 +387,7 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike):
 
     s = os.fspath(path_or_hub_id)
     if not os.path.isdir(s):
-        if _looks_like_local_path(s):
+        if looks_like_local_path(s):
             raise FileNotFoundError(f"tokenizer folder {s!r} does not exist")
         s = _snapshot(s, TOKENIZER_FILES)
     if not any(os.path.isfile(os.path.join(s, f)) for f in ("vocab.txt", "tokenizer.json")):

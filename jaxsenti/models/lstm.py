@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxsenti.fields import check_fields, ranged
 from jaxsenti.models import lstm_cudnn
 from jaxsenti.models.dropout import Dropout
 
@@ -52,27 +53,24 @@ BACKENDS = ("scan", "cudnn")
 
 @dataclasses.dataclass(frozen=True)
 class LSTMConfig:
-    vocab_size: int = 9524
-    embed_dim: int = 400
-    hidden_dim: int = 256
-    num_layers: int = 2
+    vocab_size: int = ranged(9524, ge=2)  # <pad>, <unk>, words
+    embed_dim: int = ranged(400, ge=1)
+    hidden_dim: int = ranged(256, ge=1)
+    num_layers: int = ranged(2, ge=1)
     bidirectional: bool = False
-    dropout: float = 0.5  # between LSTM layers (like torch.nn.LSTM(dropout=...)) and before the head
-    embed_dropout: float = 0.0  # on the embedded tokens, before the first LSTM layer
+    dropout: float = ranged(0.5, ge=0.0, lt=1.0)  # between LSTM layers (like torch.nn.LSTM(dropout=...)) and before the head
+    embed_dropout: float = ranged(0.0, ge=0.0, lt=1.0)  # on the embedded tokens, before the first LSTM layer
     pooling: str = "last"  # "last" | "mean" | "max"
     dtype: str = "float32"  # compute dtype; params are always float32
-    unroll: int = 1  # lax.scan unroll factor; 2/4 gave no measurable gain on CPU and compile slower
+    unroll: int = ranged(1, ge=1)  # lax.scan unroll factor; 2/4 gave no measurable gain on CPU and compile slower
     backend: str = "scan"  # "scan" (ours, any platform) | "cudnn" (jax.experimental.rnn; CUDA, float32 only)
 
     def __post_init__(self):
+        check_fields(self)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("dropout", "embed_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.num_layers < 1 or self.unroll < 1:
-            raise ValueError("num_layers and unroll must be >= 1")
-        jnp.dtype(self.dtype)  # raises on an unknown dtype name
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         _check_backend(self.backend, self.dtype)
 
     @property

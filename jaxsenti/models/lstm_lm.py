@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxsenti.fields import check_fields, ranged
 from jaxsenti.models.dropout import Dropout
 from jaxsenti.models.lstm import LSTMConfig, LSTMLayer
 
@@ -38,18 +39,17 @@ _NEG = -1e30  # finite "minus infinity": keeps 0 * logit and softmax gradients N
 class LSTMLMConfig:
     """Hyperparameters of ``LSTMLanguageModel``; ``embed_dim``/``hidden_dim``/``num_layers`` must match the classifier."""
 
-    vocab_size: int = 30000
-    embed_dim: int = 400
-    hidden_dim: int = 256
-    num_layers: int = 2
-    dropout: float = 0.2  # between LSTM layers and on the last layer's output (before ``proj``)
-    embed_dropout: float = 0.1  # on the embedded tokens
+    vocab_size: int = ranged(30000, ge=4)  # <pad>, <unk>, <eos> and at least one word
+    embed_dim: int = ranged(400, ge=1)
+    hidden_dim: int = ranged(256, ge=1)
+    num_layers: int = ranged(2, ge=1)
+    dropout: float = ranged(0.2, ge=0.0, lt=1.0)  # between LSTM layers and on the last layer's output (before ``proj``)
+    embed_dropout: float = ranged(0.1, ge=0.0, lt=1.0)  # on the embedded tokens
     dtype: str = "float32"  # compute dtype of the LSTM matmuls, as in LSTMConfig
-    unroll: int = 1
+    unroll: int = ranged(1, ge=1)
 
     def __post_init__(self):
-        if self.vocab_size < 4:
-            raise ValueError(f"vocab_size must be >= 4 (<pad>, <unk>, <eos> and a word), got {self.vocab_size}")
+        check_fields(self)
         # LSTMConfig validates the shared fields (dropout ranges, num_layers, dtype).
         self.lstm_config()
 

@@ -19,6 +19,7 @@ from flax import nnx
 from jaxsenti.data.corpus import Corpus
 from jaxsenti.data.lm_corpus import DEFAULT_BUCKETS, EOS, LMBatches, lm_vocab
 from jaxsenti.data.text import Vocab, segment_many
+from jaxsenti.fields import check_fields, ranged
 from jaxsenti.models.lstm import LSTMConfig
 from jaxsenti.models.lstm_lm import LSTMLanguageModel, LSTMLMConfig
 from jaxsenti.models.lstm_transfer import load_pretrained_lstm, save_lm
@@ -27,10 +28,17 @@ from jaxsenti.objectives.language_model import NextWordLM
 
 @dataclasses.dataclass(frozen=True)
 class LMTaskConfig:
-    min_freq: int = 2  # words seen fewer times in the training texts map to <unk>
-    max_size: int = 30000  # vocabulary cap (<pad>, <unk>, <eos> included)
-    num_sampled: int = 1024  # sampled-softmax candidates in training (0: full softmax; ~8x slower at 30k words)
+    min_freq: int = ranged(2, ge=1)  # words seen fewer times in the training texts map to <unk>
+    max_size: int = ranged(30000, ge=4)  # vocabulary cap (<pad>, <unk>, <eos> included)
+    num_sampled: int = ranged(1024, ge=0)  # sampled-softmax candidates in training (0: full softmax; ~8x slower at 30k words)
     buckets: tuple = DEFAULT_BUCKETS  # padded lengths in words; longer reviews are cut into chunks of the last
+
+    def __post_init__(self):
+        check_fields(self)
+        b = self.buckets
+        if not (b and all(isinstance(x, int) and not isinstance(x, bool) and x >= 2 for x in b)
+                and all(x < y for x, y in zip(b, b[1:]))):
+            raise ValueError(f"buckets must be strictly increasing word counts >= 2, got {b}")
 
 
 @dataclasses.dataclass
@@ -47,6 +55,7 @@ class Prepared:
 class LanguageModelTask:
     config: type = LMTaskConfig
     model_config: type = LSTMLMConfig
+    module: type = LSTMLanguageModel
 
     def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx) -> Prepared:
         """Segment (cached), build the vocabulary from the training texts, batch, build the model."""

@@ -24,6 +24,7 @@ from flax import nnx
 from jaxsenti.data.corpus import Corpus, TokenizedCorpus, VocabInfo, tokenize_corpus
 from jaxsenti.data.encoders import tokenizer_source
 from jaxsenti.data.masking import MaskedLMBatches, pack
+from jaxsenti.fields import check_fields, ranged
 from jaxsenti.models.bert import BertConfig
 from jaxsenti.models.bert_mlm import BertForMaskedLM
 from jaxsenti.models.hf_bert import load_tokenizer
@@ -36,12 +37,11 @@ class MaskingConfig:
     """Whole-word masking (Chinese-BERT-wwm): 15 % of the tokens, 80 % [MASK] / 10 % random / 10 % kept."""
 
     tokenizer: str | None = None  # None: $JAXSENTI_BERT_TOKENIZER_DIR, else the packaged bert-base-chinese tokenizer
-    mask_rate: float = 0.15
-    max_predictions: int | None = None  # prediction slots per sequence; None: round(mask_rate · (max_len - 1))
+    mask_rate: float = ranged(0.15, gt=0.0, lt=1.0)
+    max_predictions: int | None = ranged(None, ge=1)  # prediction slots per sequence; None: round(mask_rate · (max_len - 1))
 
     def __post_init__(self):
-        if not 0 < self.mask_rate < 1:
-            raise ValueError(f"mask_rate must be in (0, 1), got {self.mask_rate}")
+        check_fields(self)
 
 
 @dataclasses.dataclass
@@ -60,15 +60,17 @@ class Prepared:
 class MaskedLMTask:
     config: type = MaskingConfig
     model_config: type = BertConfig
+    module: type = BertForMaskedLM
 
     def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx) -> Prepared:
         """Tokenize (cached), pack ``max_len`` sequences, build the model with the tokenizer's vocabulary."""
+        if cfg.max_len > cfg.model.max_position_embeddings:
+            raise ValueError(f"config field max_len: {cfg.max_len} exceeds model.max_position_embeddings "
+                             f"{cfg.model.max_position_embeddings}")
         tokenizer = load_tokenizer(tokenizer_source(cfg.task.tokenizer, None))
         tokens, active = compact_vocabulary(tokenize_corpus(corpus.texts, tokenizer, corpus_sha256=corpus.sha256))
         train_packed = pack(tokens, cfg.max_len, seed=cfg.seed, reviews=train_idx)
         val_packed = pack(tokens, cfg.max_len, seed=None, reviews=heldout_idx)
-        if cfg.max_len > cfg.model.max_position_embeddings:
-            raise ValueError(f"max_len {cfg.max_len} exceeds model.max_position_embeddings {cfg.model.max_position_embeddings}")
         model_cfg = dataclasses.replace(cfg.model, vocab_size=len(tokenizer))
         model = BertForMaskedLM(dataclasses.replace(model_cfg, vocab_size=len(active)), rngs=nnx.Rngs(params=cfg.seed))
         kw = dict(max_predictions=cfg.task.max_predictions, mask_rate=cfg.task.mask_rate)

@@ -21,6 +21,7 @@ template state lives on, so a run saved on 8 devices resumes on 1 and vice versa
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 import time
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 
 from jaxsenti.training.checkpoints import Checkpoints
 from jaxsenti.training.sharding import Layout, fetch, is_primary, sync
-from jaxsenti.training.steps import TrainState, jit_eval_step, jit_train_step, shard_state
+from jaxsenti.training.steps import STEP_STATS, TrainState, jit_eval_step, jit_train_step, shard_state
 
 
 LINE_EVERY_S = 60  # without a progress bar, long epochs still say how they are doing this often
@@ -48,6 +49,35 @@ class FitResult:
     seconds: float
     interrupted: bool = False  # stopped by stop_after_steps: no best parameters, resume to finish
     out_of_time: bool = False  # the time budget ran out: the epoch in progress was validated and training ended
+
+
+class NonFiniteLoss(ValueError):
+    """Training diverged: a step's loss, gradients or parameters were not finite (nothing non-finite was kept)."""
+
+
+def _watch(bad, stats):
+    """Fold one step's non-finite flag into the on-device (count, first bad step) pair; no host sync."""
+    if bad is None:
+        return stats["nonfinite"], stats["first_nonfinite"]
+    return bad[0] + stats["nonfinite"], jax.numpy.minimum(bad[1], stats["first_nonfinite"])
+
+
+def _check_finite(run: "_Run", bad, epoch: int) -> None:
+    """Stop with :class:`NonFiniteLoss` once a step was non-finite (a small host sync; at log points and saves only)."""
+    if bad is None:
+        return
+    count, first = (float(x) for x in fetch(bad))
+    if count:
+        cfg = run.cfg
+        lr = getattr(getattr(cfg, "optim", None), "lr", None)
+        last = run.ckpt.latest_step()
+        raise NonFiniteLoss(
+            f"training diverged: the loss, gradients or parameters became non-finite (nan/inf) at step {int(first)} "
+            f"(epoch {epoch + 1}; {int(count)} step(s) since then were skipped), so training stopped; the parameters "
+            f"stayed those of step {int(first) - 1} and nothing non-finite was saved. Lower the learning rate "
+            + (f"(--set optim.lr={lr / 10:.3g}, now {lr:g})" if lr else "(optim.lr)")
+            + ", keep gradient clipping on (optim.clip_norm) or train in float32 (model.dtype), and train again"
+            + (f"; the last checkpoint (step {last}) is in {run.ckpt.directory}" if last is not None else ""))
 
 
 def device_batch(state: TrainState, batch: dict, *, train: bool = False) -> dict:
@@ -133,7 +163,10 @@ class _Run:
 
 
 def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_steps: int | None):
-    """One epoch (or its rest, after a resume); returns (state, sums, "interrupted" | "out of time" | None)."""
+    """One epoch (or its rest, after a resume); returns (state, sums, "interrupted" | "out of time" | None).
+
+    A non-finite step (see ``steps.train_step``) raises :class:`NonFiniteLoss` at the next log point
+    (every ``log_every`` steps) or checkpoint, whichever comes first, and at the latest before validation."""
     cfg, meta = run.cfg, run.meta
     start = meta["batch"] if epoch == meta["epoch"] else 0
     sums = None
@@ -145,11 +178,14 @@ def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_ste
                dynamic_ncols=True)  # disable=None: no bar when stderr is not a terminal
     first_step = int(fetch(state.step))  # counted on the host from here: no device sync per batch
     t_epoch = last_line = time.perf_counter()
+    bad = None
     for i, batch in enumerate(train.epoch(epoch, start=start), start=start):
         state, m = jit_train_step(state, device_batch(state, batch, train=True))
-        m.pop("grad_norm")
+        bad = _watch(bad, {k: m.pop(k) for k in STEP_STATS})
         sums = _add(sums, m)
         bar.update(per_batch)
+        if (i + 1) % cfg.log_every == 0:
+            _check_finite(run, bad, epoch)
         if run.progress and (i + 1) % cfg.log_every == 0:
             summary = _summary(state, sums)  # a small sync, for progress only
             bar.set_postfix({k: f"{v:.4f}" for k, v in summary.items()})
@@ -160,15 +196,19 @@ def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_ste
                            + " ".join(f"{k} {v:.4f}" for k, v in summary.items()) + f", {rate:,.0f} {unit}/s", file=sys.stderr)
         step = first_step + i + 1 - start
         if stop_after_steps is not None and step >= stop_after_steps:
+            _check_finite(run, bad, epoch)
             run.ckpt.save(state, run.snapshot(epoch, i + 1, sums))
             bar.close()
             return state, sums, "interrupted"
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and i + 1 < len(train):
+            _check_finite(run, bad, epoch)
             run.ckpt.save(state, run.snapshot(epoch, i + 1, sums))
         if run.out_of_time():
             bar.close()
+            _check_finite(run, bad, epoch)
             return state, sums, "out of time"
     bar.close()
+    _check_finite(run, bad, epoch)
     return state, sums, None
 
 
@@ -178,8 +218,13 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
     row = {"epoch": epoch + 1, "step": int(fetch(state.step))} | _summary(state, sums, "train_")
     val_summary, _ = evaluate(state, val)
     row |= {f"val_{k}": v for k, v in val_summary.items()} | {"seconds": time.perf_counter() - run.t_start}
-    meta["history"].append(row)
     key, direction = monitor
+    if not all(math.isfinite(v) for k, v in row.items() if k.startswith("val_")):
+        raise NonFiniteLoss(f"validation after epoch {epoch + 1} gave non-finite metrics ("
+                            + ", ".join(f"{k} {v}" for k, v in row.items() if k.startswith("val_"))
+                            + ") although every training step was finite; this checkpoint is not kept as the best. "
+                            "Train in float32 (model.dtype) or lower the learning rate (optim.lr), and train again")
+    meta["history"].append(row)
     if _improved(direction, row[key], meta["best"]):
         meta["best"], meta["best_epoch"], meta["bad_epochs"] = row[key], epoch + 1, 0
         run.ckpt.save_best(state.params)

@@ -8,6 +8,7 @@ is the LR at the steepest descent of the smoothed loss before it diverges.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import numpy as np
@@ -23,7 +24,8 @@ class LRFinderResult:
     lrs: np.ndarray
     losses: np.ndarray
     smoothed: np.ndarray
-    suggestion: float
+    suggestion: float | None  # None: the loss diverged at once, nothing to suggest (``warning`` says so)
+    warning: str | None = None  # why the suggestion is missing or may not be trustworthy (at an edge of the range)
 
 
 def _smooth(x: np.ndarray, beta: float = 0.9) -> np.ndarray:
@@ -37,8 +39,8 @@ def _smooth(x: np.ndarray, beta: float = 0.9) -> np.ndarray:
 def find_lr(model, optim_cfg, objective, train, *, seed: int = 0, lr_min: float = 1e-7, lr_max: float = 1.0,
             steps: int = 100) -> LRFinderResult:
     """Train ``model`` on the batch source ``train`` (epochs repeat as needed) with the LR rising from ``lr_min`` to ``lr_max``."""
-    if not 0 < lr_min < lr_max:
-        raise ValueError(f"need 0 < lr_min < lr_max, got {lr_min} and {lr_max}")
+    if not (math.isfinite(lr_min) and math.isfinite(lr_max) and 0 < lr_min < lr_max):
+        raise ValueError(f"--lr-min and --lr-max must be finite with 0 < lr-min < lr-max, got {lr_min} and {lr_max}")
     if steps < 3:
         raise ValueError(f"steps must be >= 3, got {steps}")
     ratio = lr_max / lr_min
@@ -49,27 +51,40 @@ def find_lr(model, optim_cfg, objective, train, *, seed: int = 0, lr_min: float 
     while len(per_step) < steps:
         for batch in train.epoch(epoch):
             state, m = jit_train_step(state, device_batch(state, batch, train=True))
-            per_step.append(m["loss_sum"] / m["count"])
+            # a non-finite step leaves the parameters as they were (steps.train_step): count it as divergence
+            per_step.append(jax.numpy.where(m["nonfinite"] > 0, jax.numpy.inf, m["loss_sum"] / m["count"]))
             if len(per_step) == steps:
                 break
         epoch += 1
     losses = np.asarray(jax.device_get(per_step), np.float64)
     lrs = np.array([schedule(i) for i in range(steps)])
-    smoothed = _smooth(losses)
-    # Ignore the diverged tail: stop where the smoothed loss exceeds 4× its running minimum.
+    # Ignore the diverged tail: from the first non-finite loss, or where the smoothed loss exceeds 4× its running minimum.
+    finite_end = int(np.argmin(np.isfinite(losses))) if not np.isfinite(losses).all() else steps
+    smoothed = np.full(steps, np.inf)
+    smoothed[:finite_end] = _smooth(losses[:finite_end])
     run_min = np.minimum.accumulate(smoothed)
-    end = int(np.argmax(smoothed > 4 * run_min)) if np.any(smoothed > 4 * run_min) else steps
-    end = max(end, 3)
+    blown = smoothed > 4 * run_min
+    end = min(int(np.argmax(blown)) if blown.any() else steps, finite_end)
+    if end < 3:
+        return LRFinderResult(lrs, losses, smoothed, None, (
+            f"the loss diverged within the first {end + 1} step(s), at learning rates from {lr_min:.2e}: no suggestion "
+            "can be made; lower --lr-min"))
     grad = np.gradient(smoothed[:end], np.log(lrs[:end]))
-    suggestion = float(lrs[int(np.argmin(grad))])
-    return LRFinderResult(lrs, losses, smoothed, suggestion)
+    best = int(np.argmin(grad))
+    warning = None
+    if best == 0 or best >= end - 2:  # steepest at an edge: the true optimum may lie outside the range tested
+        edge = "lowest" if best == 0 else "highest usable"
+        flag = "--lr-min lower" if best == 0 else "--lr-max higher (or more --steps)"
+        warning = f"the suggestion is at the {edge} learning rate tested, so the best one may lie outside the range: try {flag}"
+    return LRFinderResult(lrs, losses, smoothed, float(lrs[best]), warning)
 
 
 def plot_lr_finder(res: LRFinderResult, path, title: str = "Learning-rate range test"):
     fig, ax = new_figure(figsize=(7, 4.5))
     ax.plot(res.lrs, res.losses, alpha=0.3, label="loss per step")
     ax.plot(res.lrs, res.smoothed, label="smoothed")
-    ax.axvline(res.suggestion, color="tab:red", linestyle="--", label=f"steepest descent: {res.suggestion:.2e}")
+    if res.suggestion is not None:
+        ax.axvline(res.suggestion, color="tab:red", linestyle="--", label=f"steepest descent: {res.suggestion:.2e}")
     ax.set_xscale("log")
     finite = res.smoothed[np.isfinite(res.smoothed)]
     if len(finite):

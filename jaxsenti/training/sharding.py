@@ -66,6 +66,12 @@ def distributed_requested(environ=None) -> bool:
     return len([h for h in hosts.split(",") if h.strip()]) > 1
 
 
+def _why_distributed() -> str:
+    names = ("JAXSENTI_DISTRIBUTED", "JAXSENTI_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS",
+             "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
+    return ", ".join(f"{n}={os.environ[n]}" for n in names if os.environ.get(n)) or "environment"
+
+
 def maybe_initialize_distributed() -> bool:
     """Call ``jax.distributed.initialize()`` when launched as one process of a multi-process job.
 
@@ -98,6 +104,11 @@ def maybe_initialize_distributed() -> bool:
         kwargs["process_id"] = i
     try:
         jax.distributed.initialize(**kwargs)
+    except ValueError as e:  # nothing to connect to: no coordinator given and none detected (not SLURM, not a TPU pod)
+        raise ValueError(f"a multi-process run was asked for ({_why_distributed()}) but jax could not set it up "
+                         f"({str(e).splitlines()[0]}): set JAXSENTI_COORDINATOR=host:port, JAXSENTI_NUM_PROCESSES and "
+                         "JAXSENTI_PROCESS_ID on every process (README, \"Scaling out\"), or JAXSENTI_DISTRIBUTED=0 for "
+                         "a single-process run") from None
     except RuntimeError as e:
         raise RuntimeError(f"{e}\njaxsenti: call maybe_initialize_distributed() at the very start of the program, "
                            "before any jax call; or set JAXSENTI_DISTRIBUTED=0 for a single-process run") from e
@@ -106,12 +117,19 @@ def maybe_initialize_distributed() -> bool:
     return True
 
 
+def check_mesh_devices(num_devices: int | None) -> None:
+    """``mesh_devices`` names devices that exist (checked before a run writes anything)."""
+    visible = jax.device_count()
+    if num_devices is not None and not 1 <= num_devices <= visible:
+        raise ValueError(f"config field mesh_devices: {num_devices}, but {visible} device(s) are visible "
+                         f"({jax.devices()[0].platform}); use --set mesh_devices=None for all of them")
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D ``("data",)`` mesh over all devices (default) or the first ``num_devices`` of them."""
+    check_mesh_devices(num_devices)
     devices = jax.devices()
     n = len(devices) if num_devices is None else int(num_devices)
-    if not 1 <= n <= len(devices):
-        raise ValueError(f"mesh_devices={num_devices}, but {len(devices)} device(s) are visible")
     if n == len(devices):  # topology-aware order (contiguous per host, ICI/NVLink neighbours)
         return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,))
     if jax.process_count() > 1:

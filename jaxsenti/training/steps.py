@@ -137,7 +137,14 @@ def _accumulated_grads(state: TrainState, batch, dropout_key):
 
 
 def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer step; returns the objective's metric *sums* (and the gradient norm) for on-device accumulation."""
+    """One optimizer step; returns the objective's metric *sums* for on-device accumulation, and the step's
+    gradient and parameter norms and non-finite flag (see :data:`STEP_STATS`).
+
+    A step whose loss, gradients or new parameters are not finite changes neither the parameters nor the
+    optimizer state (the step counter still advances): the state stays the last finite one, so the loop can
+    stop with a clear message and nothing non-finite is ever checkpointed. Finite steps compute exactly
+    what they did without this guard.
+    """
     _TRACES["train_step"] += 1
     if state.layout is not None:
         batch = state.layout.constrain_batch(batch)
@@ -148,12 +155,23 @@ def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Arra
         grads, metrics = _accumulated_grads(state, batch, dropout_key)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    grad_norm, param_norm = optax.tree.norm(grads), optax.tree.norm(params)
+    finite = jnp.isfinite(metrics["loss_sum"]) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), (params, opt_state),
+                                     (state.params, state.opt_state))
+    metrics = dict(metrics, grad_norm=grad_norm, param_norm=param_norm, nonfinite=(~finite).astype(jnp.float32),
+                   first_nonfinite=jnp.where(finite, jnp.inf, (state.step + 1).astype(jnp.float32)))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     if state.layout is not None:
         new_state = state.layout.constrain(new_state)
         metrics = state.layout.constrain_replicated(metrics)
     return new_state, metrics
+
+
+# Per-step values ``train_step`` adds to the objective's sums: not summed over an epoch like them.
+# ``nonfinite`` (1.0 when the step was skipped) sums to a count, ``first_nonfinite`` (the step number, 1-based,
+# of a skipped step, else inf) is combined with ``minimum``; the norms are the step's own.
+STEP_STATS = ("grad_norm", "param_norm", "nonfinite", "first_nonfinite")
 
 
 def eval_step(state: TrainState, batch) -> tuple[dict[str, jax.Array], Any]:
