@@ -60,12 +60,17 @@ def _positive_float(raw: str) -> float:
 
 
 def _split(raw: str) -> tuple:
+    """Three whole counts (1600/200/200) or three fractions of the data that sum to 1 (0.8/0.1/0.1)."""
     try:
-        parts = tuple(float(x) if "." in x else int(x) for x in raw.split("/"))
+        parts = tuple(float(x) if "." in x or "e" in x.lower() else int(x) for x in raw.split("/"))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or not all(math.isfinite(p) and p > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"split must be train/val/test, e.g. 1600/200/200 or 0.8/0.1/0.1, got {raw!r}")
+    counts = all(isinstance(p, int) for p in parts)
+    ok = len(parts) == 3 and all(math.isfinite(p) and p > 0 for p in parts) and (
+        counts or (all(p < 1 for p in parts) and abs(sum(parts) - 1) < 1e-6))
+    if not ok:
+        raise argparse.ArgumentTypeError(f"split must be three counts (e.g. 1600/200/200) or three fractions summing "
+                                         f"to 1 (e.g. 0.8/0.1/0.1), got {raw!r}")
     return parts
 
 
@@ -346,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive_int, default=1, help="parallel grid-search jobs for the baselines (default: 1)")
     p.add_argument("--pretrain-config", action="append", default=[], metavar="MODEL=CONFIG",
                    help="pretraining config for a <model>_pretrained row, e.g. bert=bert_mlm_small (the default); repeatable")
-    p.add_argument("--pretrain-budget", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--pretrain-budget", type=_positive_float, default=300.0, metavar="SECONDS",
                    help="for each <model>_pretrained row whose data no shipped or cached checkpoint fits: pretrain "
                         "for at most this long (default: 300)")
     p.add_argument("--no-eda", action="store_true", help="skip the exploratory figures")

@@ -39,6 +39,9 @@ _require = require
 def _check_run(cfg, part: str) -> None:
     """Types of the config and its model and ``part`` configs, and the ranges of the loop fields both run configs share."""
     _check_types(cfg)
+    # the name becomes a folder under runs/: one plain path component
+    _require(bool(cfg.name.strip()) and cfg.name not in (".", "..") and not any(c in cfg.name for c in "/\\\0"),
+             "name", f"must be a plain folder name (no /, \\ or ..), got {cfg.name!r}")
     _check_types(cfg.model, "model.")
     _check_types(getattr(cfg, part), f"{part}.")
     for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):

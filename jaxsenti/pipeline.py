@@ -28,7 +28,7 @@ from jaxsenti.objectives import Classification
 from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
 from jaxsenti.training.batching import Encoded, LabelledBatches, batch_plan, pad_batch
 from jaxsenti.training.checkpoints import Checkpoints
-from jaxsenti.training.loop import evaluate, fit
+from jaxsenti.training.loop import check_monitor, evaluate, fit
 from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
 from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_initialize_distributed
@@ -145,6 +145,7 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
     if reviews.report.path and not cfg.data.path:  # config.json says which file it was trained on
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(reviews.report.path).resolve())))
     prep = prepare(cfg, reviews, split, words=words)  # everything that can fail on bad input, before any write
+    check_monitor(Classification(), cfg.monitor)
     cfg = prep.cfg
     resume = resume and check_resume(out_dir, cfg)
     with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True) as folder:

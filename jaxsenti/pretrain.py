@@ -29,7 +29,7 @@ from jaxsenti.data.corpus import HOTEL, Corpus, TextSource, load_corpus, split_h
 from jaxsenti.data.text import cache_dir
 from jaxsenti.machine import machine_info
 from jaxsenti.plotting import plot_training_curves
-from jaxsenti.training.loop import fit
+from jaxsenti.training.loop import check_monitor, fit
 from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
 from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_initialize_distributed
@@ -137,6 +137,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
     corpus = corpus if corpus is not None else build_corpus(cfg.corpus, cfg.seed, finetune)
     train_idx, heldout_idx = split_heldout(len(corpus), cfg.corpus.heldout_fraction, cfg.seed)
     prep = spec.pretraining.prepare(cfg, corpus, train_idx, heldout_idx)
+    check_monitor(prep.objective, cfg.monitor)
     resume = resume and _check_resume(out_dir, cfg)
     with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True) as folder:
         if is_primary() and not resume:

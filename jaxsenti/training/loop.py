@@ -120,13 +120,14 @@ def evaluate(state: TrainState, batches) -> tuple[dict, np.ndarray | None]:
     return summary, result
 
 
-def _monitor(state: TrainState, monitor: str) -> tuple[str, str]:
-    """(history key, "min"/"max") for ``val_<name>``, checked against the objective's monitors."""
+def check_monitor(objective, monitor: str) -> tuple[str, str]:
+    """(history key, "min"/"max") for ``val_<name>``, checked against the objective's monitors (callers check it
+    before they write anything, ``fit`` again)."""
     name = monitor.removeprefix("val_")
-    if not monitor.startswith("val_") or name not in state.objective.monitors:
-        allowed = ", ".join(f"val_{k}" for k in state.objective.monitors)
-        raise ValueError(f"monitor {monitor!r} is not one of this objective's: {allowed}")
-    return monitor, state.objective.monitors[name]
+    if not monitor.startswith("val_") or name not in objective.monitors:
+        allowed = ", ".join(f"val_{k}" for k in objective.monitors)
+        raise ValueError(f"config field monitor: {monitor!r} is not one this objective reports; choose {allowed}")
+    return monitor, objective.monitors[name]
 
 
 def _improved(direction: str, value: float, best: float | None) -> bool:
@@ -258,7 +259,7 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
     ``on_epoch_end(state, row)`` runs after each epoch's validation and checkpoint (e.g. to export snapshots).
     """
     out_dir = Path(out_dir)
-    monitor = _monitor(state, cfg.monitor)
+    monitor = check_monitor(state.objective, cfg.monitor)
     if state.layout is None:
         state = shard_state(state, Layout.create(cfg.mesh_devices, fsdp=cfg.fsdp))
     if not resume:
