@@ -62,7 +62,7 @@ def test_no_cjk_text_counted_or_strict_error(write_csv):
     p = write_csv("comment,sentiment\n好吃,1\n12345,0\nvery good!,1\n难吃,0\n")
     r = load_reviews(p)
     assert r.report.no_cjk_dropped == [2, 3] and len(r) == 2
-    with pytest.raises(DataError, match=r"no Chinese characters in column 'comment': row 2; row 3"):
+    with pytest.raises(DataError, match=r"no Chinese characters \(U\+4E00–U\+9FFF\) in column 'comment': row 2; row 3"):
         load_reviews(p, strict=True)
 
 
@@ -280,17 +280,18 @@ def test_load_table_keeps_every_row_and_column(write_csv):
     p = write_csv('id,comment,shop\n1,这家的菜很好吃,甲\n2,  ,乙\n\n3,very good!,丙\n4,"好吃\n推荐",丁\n5,' + "好" * 30 + ",戊\n"
                   "6,这家的菜很好吃,甲\n7,abc" + "x" * 30 + ",己\n")
     t = load_table(p, "comment", max_chars=20)
-    assert t.header == ["id", "comment", "shop"] and t.text_column == "comment" and len(t) == 7
-    assert [r.row for r in t.rows] == [1, 2, 3, 4, 5, 6, 7]
-    assert [r.line for r in t.rows] == [2, 3, 5, 6, 8, 9, 10]  # blank line 4 is not a row
-    assert [r.fields[0] for r in t.rows] == ["1", "2", "3", "4", "5", "6", "7"]
-    assert t.rows[1].fields == ["2", "  ", "乙"]  # fields as read, for the output file
-    assert t.texts[:4] == ["这家的菜很好吃", "", "very good!", "好吃\n推荐"] and t.texts[4] == "好" * 20
-    assert t.notes == ["", "empty text", "no Chinese characters", "", "truncated to 20 chars", "",
-                       "truncated to 20 chars; no Chinese characters"]
+    assert t.header == ["id", "comment", "shop"] and t.text_column == "comment" and len(t) == 8
+    assert [r.row for r in t.rows] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r.line for r in t.rows] == [2, 3, 4, 5, 6, 8, 9, 10]  # blank line 4 is row 3, with empty fields
+    assert [r.fields[0] for r in t.rows] == ["1", "2", "", "3", "4", "5", "6", "7"]
+    assert t.rows[1].fields == ["2", "  ", "乙"] and t.rows[2].fields == ["", "", ""]  # fields as read, for the output
+    assert t.texts[:5] == ["这家的菜很好吃", "", "", "very good!", "好吃\n推荐"] and t.texts[5] == "好" * 20
+    assert t.notes == ["", "empty text", "empty text (blank line)", "no Chinese characters (U+4E00–U+9FFF)", "",
+                       "truncated to 20 chars", "", "truncated to 20 chars; no Chinese characters (U+4E00–U+9FFF)"]
     warn = "\n".join(t.warnings())
-    assert "1 row(s) with empty text" in warn and "rows 2" in warn
-    assert "2 row(s) with no Chinese characters (see the note column): rows 3, 7" in warn
+    assert "1 row(s) with empty text (see the note column): rows 2" in warn
+    assert "1 row(s) with empty text (blank line) (see the note column): rows 3" in warn
+    assert "2 row(s) with no Chinese characters (U+4E00–U+9FFF) (see the note column): rows 4, 8" in warn
     assert "2 row(s) with truncated" in warn
 
 

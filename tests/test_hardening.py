@@ -57,7 +57,7 @@ def test_predict_csv_keeps_every_row_and_column_and_notes_non_chinese(model_dir,
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
     assert rows[0] == ["id", "comment", "city", "label", "p_positive", "note"]
     assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4"] and rows[4][1] == "很好吃，\n下次还来"
-    assert rows[2][3:] == ["", "", "empty text"] and rows[3][5] == "no Chinese characters"
+    assert rows[2][3:] == ["", "", "empty text"] and rows[3][5] == "no Chinese characters (U+4E00–U+9FFF)"
     assert rows[1][3] in ("0", "1") and 0.0 <= float(rows[1][4]) <= 1.0
 
 
