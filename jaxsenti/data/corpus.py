@@ -103,8 +103,11 @@ class SourceReport:
         out = list(self.warnings)
         if self.bom_stripped:
             out.append(f"stripped {self.bom_stripped} UTF-8 byte-order mark(s) inside texts")
+        if not self.rows_read:
+            return out + ["no data rows (the file is empty or has a header only)"]
         out += [f"{n} row(s) skipped ({what}: never read)" for what, n in self.filtered.items() if n]
-        blank = f" ({self.blank_lines} of them blank lines)" if self.blank_lines else ""
+        blank = ("" if not self.blank_lines else " (all blank lines)" if self.blank_lines == self.empty
+                 else f" ({self.blank_lines} of them blank lines)")
         for n, what in ((self.empty, f"row(s) with empty text dropped{blank}"),
                         (self.no_cjk, f"text(s) with {NO_CJK} dropped"),
                         *((k, f"text(s) of the fine-tuning {name} split removed") for name, k in self.excluded.items()),
@@ -146,8 +149,8 @@ def _read_source(src: TextSource) -> tuple[list[str], SourceReport, list[str]]:
     with data.hints():
         column = src.text_column or next((c for c in _TEXT_COLUMNS if c in data.header), None)
         if column is None:
-            raise DataError(f"{path}: no text column found (looked for {', '.join(_TEXT_COLUMNS)}); columns are "
-                            f"{names(data.header)}. Choose the column with --text-column after its --corpus.")
+            raise DataError(f"{path}: no text column found (looked for {', '.join(_TEXT_COLUMNS)}){data.separator_hint()}; "
+                            f"columns are {names(data.header)}. Choose the column with --text-column after its --corpus.")
         ti = data.column(column, "--text-column after its --corpus")
         raise_problems(path, [("malformed CSV", None, data.malformed)])
     drops = [(data.header.index(c), c, set(vals)) for c, vals in src.drop_rows if c in data.header]
@@ -159,7 +162,8 @@ def _read_source(src: TextSource) -> tuple[list[str], SourceReport, list[str]]:
             rep.blank_lines += 1
             texts.append("")
             continue
-        hit = next((f"{c}={'|'.join(sorted(v))}" for i, c, v in drops if r.fields[i].strip() in v), None)
+        # a BOM or spaces around the category must not let a 酒店 row through
+        hit = next((f"{c}={'|'.join(sorted(v))}" for i, c, v in drops if r.fields[i].replace(BOM, "").strip() in v), None)
         if hit:
             rep.filtered[hit] += 1
             dropped.append(r.fields[ti].replace(BOM, "").strip())

@@ -226,6 +226,12 @@ class CsvFile:
                 raise
             raise DataError(f"{e} (note: the file {'; '.join(self.warnings)})") from None
 
+    def separator_hint(self) -> str:
+        """Why a column may be missing: a one-column header holding ';', a tab or '|' (a file not separated by commas)."""
+        if len(self.header) == 1 and (sep := next((c for c in ";\t|" if c in self.header[0]), None)):
+            return f" (the file seems separated by {sep!r}, not by commas: save it as comma-separated CSV)"
+        return ""
+
     def column(self, name: str, flag: str) -> int:
         """Index of column ``name``; a clear error listing the columns that exist otherwise."""
         want = name.strip().strip(_HEADER_JUNK).strip()
@@ -236,7 +242,7 @@ class CsvFile:
             raise DataError(f"{self.path}: column {excerpt(want)} appears {len(hits)} times in the header "
                             f"(columns {', '.join(str(i + 1) for i in hits)}); rename the duplicates")
         near = [h for h in self.header if h.casefold() == want.casefold()]
-        maybe = f" (did you mean {excerpt(near[0])}?)" if near else ""
+        maybe = f" (did you mean {excerpt(near[0])}?)" if near else self.separator_hint()
         raise DataError(f"{self.path}: column {excerpt(want)} not found{maybe}; columns are {names(self.header)}. "
                         f"Choose the column with {flag}.")
 

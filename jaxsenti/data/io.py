@@ -89,6 +89,8 @@ class LoadReport:
 
     def _why(self, kind: str) -> str:
         if kind == "empty" and self.blank_lines:
+            if len(self.blank_lines) == len(self.empty_dropped):
+                return " (all blank lines)"
             return f" ({len(self.blank_lines)} of them blank lines: rows {_row_list(self.blank_lines)})"
         if kind == "no_cjk":
             return " (the study keeps only these CJK Unified Ideographs; Extension A/B ones such as 㐀 𠀀 are removed too)"
@@ -250,9 +252,9 @@ def _validate(data: CsvFile, text_column: str, label_column: str, max_chars: int
     return Reviews(list(t), np.asarray(y, np.int32), np.asarray(r, np.int32), report)
 
 
-def print_report(report: LoadReport, file=sys.stderr) -> None:
-    for line in report.lines():
-        print(f"[jaxsenti] {report.path}: {line}", file=file)
+def print_report(report: LoadReport, file=None) -> None:
+    for line in report.lines():  # sys.stderr looked up now, not at import: it may have been replaced since
+        print(f"[jaxsenti] {report.path}: {line}", file=file or sys.stderr)
 
 
 # --------------------------------------------------------------------------- prediction input

@@ -34,8 +34,7 @@ def cjk_only(text: str) -> str:
 def no_cjk_note(text: str) -> str:
     """Why the filter leaves nothing of ``text`` (for notes and warnings), naming the range it keeps."""
     if _OTHER_CJK.search(text):
-        return (f"{NO_CJK}: its CJK Extension or compatibility ideographs are outside the range the study's "
-                "preprocessing keeps")
+        return f"{NO_CJK}: CJK Extension ideographs are outside it"
     return NO_CJK
 
 
