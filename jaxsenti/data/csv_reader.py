@@ -93,8 +93,9 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".csv", ".txt", ".tsv"))
-        has = (f"CSV/TXT files in it: {', '.join(found[:MAX_LISTED])}" + (f", … (+{len(found) - MAX_LISTED} more)"
-               if len(found) > MAX_LISTED else "") + "; name one of them") if found else "it holds no .csv or .txt file"
+        more = f", … (+{len(found) - MAX_LISTED} more)" if len(found) > MAX_LISTED else ""
+        has = f"CSV/TXT files in it: {', '.join(found[:MAX_LISTED])}{more}; name one of them" if found else \
+            "it holds no .csv or .txt file"
         raise DataError(f"{path} is a folder, not a file; {has}")
     if not path.exists():
         raise DataError(f"{path}: file not found")
