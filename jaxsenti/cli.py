@@ -20,6 +20,7 @@ from jaxsenti.config import DataConfig
 from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
 from jaxsenti.data.splits import is_fractions, split_text, unused_note
 from jaxsenti.data.download import DATASETS, download
+from jaxsenti.data.csv_reader import excerpt
 from jaxsenti.data.io import DEFAULT_MAX_CHARS, load_table, print_report
 from jaxsenti.eda import run_eda
 from jaxsenti.objectives import Classification
@@ -273,23 +274,38 @@ def cmd_predict(args) -> int:
         row = {"text": text, "label": "positive" if p > 0.5 else "negative", "p_positive": round(float(p), 4)}
         if note := predictor.encoder.note(text):
             row["note"] = note
-            print(f"[jaxsenti] {text!r}: {note}", file=sys.stderr)
+            print(f"[jaxsenti] {excerpt(text)}: {note}", file=sys.stderr)
         print(atomic.dumps(row))
     return 0
 
 
 class _CorpusAction(argparse.Action):
-    """--corpus FILE [--text-column COL] ..., each --text-column belonging to the --corpus before it."""
+    """--corpus FILE [--text-column COL] [--encoding ENC] ..., each option belonging to the --corpus before it;
+    an --encoding before the first --corpus is every corpus's default."""
 
     def __call__(self, parser, namespace, value, option_string=None):
-        pairs = list(getattr(namespace, "corpus", None) or [])
+        entries = [list(e) for e in getattr(namespace, "corpus", None) or []]  # [path, text column, encoding]
         if option_string == "--corpus":
-            pairs.append((value, None))
-        elif not pairs:
-            parser.error("--text-column must follow the --corpus it belongs to")
+            entries.append([value, None, None])
+        elif option_string == "--encoding" and not entries:
+            namespace.corpus_encoding = value
+        elif not entries:
+            parser.error(f"{option_string} must follow the --corpus it belongs to")
         else:
-            pairs[-1] = (pairs[-1][0], value)
-        namespace.corpus = pairs
+            at = 1 if option_string == "--text-column" else 2
+            if entries[-1][at] is not None:
+                parser.error(f"{option_string} given twice for --corpus {entries[-1][0]}")
+            entries[-1][at] = value
+        namespace.corpus = [tuple(e) for e in entries]
+
+
+def _corpus_sources(args) -> tuple:
+    """CorpusConfig.sources of the --corpus options: (path, column) or, with an encoding, (path, column, encoding)."""
+    out = []
+    for path, column, encoding in args.corpus:
+        encoding = encoding or args.corpus_encoding
+        out.append((path, column) if encoding is None else (path, column, encoding))
+    return tuple(out)
 
 
 def cmd_pretrain(args) -> int:
@@ -300,8 +316,10 @@ def cmd_pretrain(args) -> int:
     if not isinstance(cfg, config_lib.PretrainConfig) or cfg.model_name != args.model:
         raise DataError(f"{args.config} is not a pretraining config for {args.model!r}")
     if args.corpus:  # the user's text replaces the default corpus; the fine-tuning val/test texts stay excluded
-        cfg = dataclasses.replace(cfg, corpus=dataclasses.replace(cfg.corpus, sources=tuple(args.corpus), shopping=False,
+        cfg = dataclasses.replace(cfg, corpus=dataclasses.replace(cfg.corpus, sources=_corpus_sources(args), shopping=False,
                                                                   finetune_train=False))
+    elif args.corpus_encoding is not None:
+        raise DataError("--encoding applies to --corpus files; the default corpus is read as the UTF-8 it is")
     out = Path(args.out or f"runs/pretrain/{cfg.name}")
     res = pretrain(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                    command=args.command_line)
@@ -401,7 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretrain on this CSV or TXT (one review per line) instead of the default corpus; repeatable. "
                         "The fine-tuning run's validation and test texts are always kept out")
     p.add_argument("--text-column", action=_CorpusAction, metavar="COL",
-                   help="the text column of the --corpus CSV before it (default: review, comment, text or content)")
+                   help="the text column of the --corpus CSV before it (default: review, comment, text or content; "
+                        "with it, a file not named .csv is read as CSV too)")
+    p.add_argument("--encoding", action=_CorpusAction, dest="corpus_encoding", default=None, metavar="ENC",
+                   help="text encoding of the --corpus file before it; before the first --corpus: of every --corpus "
+                        "file without its own (default: utf-8; gb18030 for Chinese Excel exports, utf-16, ...)")
     _add_output_args(p, None, "the pretrained model (default: runs/pretrain/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the pretraining run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")

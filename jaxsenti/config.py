@@ -136,7 +136,7 @@ class TrainConfig:
 class CorpusConfig:
     """Unlabeled text to pretrain on (rules in ``jaxsenti.data.corpus``: no 酒店 rows, no fine-tuning val/test text)."""
 
-    sources: tuple = ()  # (path, text column or None) pairs: CSV or TXT (one review per line); () = the default corpus
+    sources: tuple = ()  # (path, text column or None[, encoding]): CSV or TXT (one review per line); () = the default corpus
     shopping: bool = True  # default corpus: online_shopping_10_cats.csv without 酒店 (found like the datasets)
     finetune: str | None = None  # experiment config of the fine-tuning run: the validation/test texts of its split for
     # seeds 0 .. exclude_seeds-1 are kept out of the corpus, and (with finetune_train) its other texts join it
@@ -147,8 +147,8 @@ class CorpusConfig:
 
     def __post_init__(self):
         _check_types(self, "corpus.")
-        _require(all(isinstance(s, tuple) and len(s) == 2 for s in self.sources), "corpus.sources",
-                 "must be (path, text column or None) pairs")
+        _require(all(isinstance(s, tuple) and len(s) in (2, 3) for s in self.sources), "corpus.sources",
+                 "must be (path, text column or None[, encoding]) tuples")
         _require(self.exclude_seeds >= 1, "corpus.exclude_seeds", "must be >= 1")
         _require(0 < self.heldout_fraction < 0.5, "corpus.heldout_fraction", "must be in (0, 0.5)")
         _require(self.max_texts is None or self.max_texts >= 10, "corpus.max_texts", "must be >= 10 or None")

@@ -23,7 +23,7 @@ from flax import nnx
 from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import CorpusConfig, PretrainConfig
-from jaxsenti.data import load_reviews, resolve_dataset, stratified_split
+from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
 from jaxsenti.data.download import DATASETS
 from jaxsenti.data.corpus import HOTEL, Corpus, TextSource, load_corpus, split_heldout
 from jaxsenti.data.text import cache_dir
@@ -69,8 +69,9 @@ class FinetuneTexts:
 def build_corpus(cfg: CorpusConfig, seed: int = 0, finetune: FinetuneTexts | None = None) -> Corpus:
     """The texts ``cfg`` names, with the rules of ``jaxsenti.data.corpus`` (no 酒店 rows; no validation or test
     text of the fine-tuning run, for any of its ``exclude_seeds`` splits: asserted after loading).
-    ``finetune`` replaces what ``cfg.finetune`` would give (the study passes its own data and splits)."""
-    sources = [TextSource(str(p), text_column=col) for p, col in cfg.sources]
+    ``finetune`` replaces what ``cfg.finetune`` would give (the study passes its own data and splits).
+    What reading did to each source is printed on stderr (and kept in ``corpus.sources`` for pretraining.json)."""
+    sources = [TextSource(str(p), text_column=col, encoding=enc[0] if enc else "utf-8") for p, col, *enc in cfg.sources]
     if cfg.shopping:
         sources.insert(0, TextSource(str(resolve_dataset(SHOPPING)), text_column="review", name="online_shopping_10_cats"))
     exclude: dict[str, list[str]] = {}
@@ -86,6 +87,13 @@ def build_corpus(cfg: CorpusConfig, seed: int = 0, finetune: FinetuneTexts | Non
     corpus = load_corpus(sources, exclude_texts=exclude)
     if cfg.shopping and "cat=" + HOTEL not in corpus.sources[0].filtered:
         raise config_lib.ConfigError(f"{SHOPPING} has no 'cat' column, so its {HOTEL} (hotel) rows cannot be left out")
+    if is_primary():
+        for src in corpus.sources:
+            for line in src.lines():
+                print(f"[jaxsenti] corpus {src.name}: {line}", file=sys.stderr)
+    if not corpus.texts:
+        raise DataError("the pretraining corpus has no text left: " + "; ".join(
+            f"{src.name}: {', '.join(src.lines())}" for src in corpus.sources))
     if cfg.max_texts and cfg.max_texts < len(corpus):
         keep = np.sort(np.random.default_rng([seed, 13]).choice(len(corpus), cfg.max_texts, replace=False))
         texts = [corpus.texts[i] for i in keep]
@@ -196,7 +204,7 @@ def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
     recognised on a machine that has only dianping.csv."""
     d = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in _NOT_IN_KEY}
     parts = [json.dumps(d, sort_keys=True, default=str)]
-    parts += [_file_sha(str(p)) for p, _ in cfg.corpus.sources]
+    parts += [_file_sha(str(p)) for p, *_ in cfg.corpus.sources]
     if cfg.corpus.shopping:
         parts.append(DATASETS["online_shopping_10_cats"].sha256)
     if finetune is None and cfg.corpus.finetune:

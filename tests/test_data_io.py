@@ -1,6 +1,7 @@
 """Loading and validation: every bad-input case names file, row and column, or is counted."""
 
 import csv
+import os
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_no_cjk_text_counted_or_strict_error(write_csv):
     p = write_csv("comment,sentiment\n好吃,1\n12345,0\nvery good!,1\n难吃,0\n")
     r = load_reviews(p)
     assert r.report.no_cjk_dropped == [2, 3] and len(r) == 2
-    with pytest.raises(DataError, match=r"no Chinese characters in column 'comment': row 2; row 3"):
+    with pytest.raises(DataError, match=r"no Chinese characters \(U\+4E00–U\+9FFF\) in column 'comment': row 2; row 3"):
         load_reviews(p, strict=True)
 
 
@@ -280,17 +281,18 @@ def test_load_table_keeps_every_row_and_column(write_csv):
     p = write_csv('id,comment,shop\n1,这家的菜很好吃,甲\n2,  ,乙\n\n3,very good!,丙\n4,"好吃\n推荐",丁\n5,' + "好" * 30 + ",戊\n"
                   "6,这家的菜很好吃,甲\n7,abc" + "x" * 30 + ",己\n")
     t = load_table(p, "comment", max_chars=20)
-    assert t.header == ["id", "comment", "shop"] and t.text_column == "comment" and len(t) == 7
-    assert [r.row for r in t.rows] == [1, 2, 3, 4, 5, 6, 7]
-    assert [r.line for r in t.rows] == [2, 3, 5, 6, 8, 9, 10]  # blank line 4 is not a row
-    assert [r.fields[0] for r in t.rows] == ["1", "2", "3", "4", "5", "6", "7"]
-    assert t.rows[1].fields == ["2", "  ", "乙"]  # fields as read, for the output file
-    assert t.texts[:4] == ["这家的菜很好吃", "", "very good!", "好吃\n推荐"] and t.texts[4] == "好" * 20
-    assert t.notes == ["", "empty text", "no Chinese characters", "", "truncated to 20 chars", "",
-                       "truncated to 20 chars; no Chinese characters"]
+    assert t.header == ["id", "comment", "shop"] and t.text_column == "comment" and len(t) == 8
+    assert [r.row for r in t.rows] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r.line for r in t.rows] == [2, 3, 4, 5, 6, 8, 9, 10]  # blank line 4 is row 3, with empty fields
+    assert [r.fields[0] for r in t.rows] == ["1", "2", "", "3", "4", "5", "6", "7"]
+    assert t.rows[1].fields == ["2", "  ", "乙"] and t.rows[2].fields == ["", "", ""]  # fields as read, for the output
+    assert t.texts[:5] == ["这家的菜很好吃", "", "", "very good!", "好吃\n推荐"] and t.texts[5] == "好" * 20
+    assert t.notes == ["", "empty text", "empty text (blank line)", "no Chinese characters (U+4E00–U+9FFF)", "",
+                       "truncated to 20 chars", "", "truncated to 20 chars; no Chinese characters (U+4E00–U+9FFF)"]
     warn = "\n".join(t.warnings())
-    assert "1 row(s) with empty text" in warn and "rows 2" in warn
-    assert "2 row(s) with no Chinese characters (see the note column): rows 3, 7" in warn
+    assert "1 row(s) with empty text (see the note column): rows 2" in warn
+    assert "1 row(s) with empty text (blank line) (see the note column): rows 3" in warn
+    assert "2 row(s) with no Chinese characters (U+4E00–U+9FFF) (see the note column): rows 4, 8" in warn
     assert "2 row(s) with truncated" in warn
 
 
@@ -313,3 +315,120 @@ def test_output_header_never_duplicates(write_csv):
 
 def test_without_chinese():
     assert without_chinese(["好吃", "good", "", "123好", "！？"]) == [1, 2, 4]
+
+
+# --------------------------------------------------------------------------- blank lines
+
+
+def test_blank_lines_between_rows_are_empty_rows_counted_with_their_numbers(write_csv):
+    p = write_csv("comment,sentiment\n好吃,1\n\n难吃,0\n   \n很好,1\n\n\n")  # the two trailing blank lines are not rows
+    r = load_reviews(p)
+    assert r.texts == ["好吃", "难吃", "很好"] and list(r.rows) == [1, 3, 5]  # numbered like a spreadsheet's rows
+    assert r.report.rows_read == 5 and r.report.empty_dropped == [2, 4] and r.report.blank_lines == [2, 4]
+    assert r.report.lines() == ["2 row(s) with empty text dropped: rows 2, 4 (all blank lines)"]
+    with pytest.raises(DataError, match=r"empty text in column 'comment': row 2 \(line 3, blank\); row 4 \(line 5, blank\)"):
+        load_reviews(p, strict=True)
+    r = load_reviews(write_csv("comment,sentiment\n好吃,1\n,0\n\n难吃,0\n"))
+    assert r.report.lines() == ["2 row(s) with empty text dropped: rows 2, 3 (1 of them blank lines: rows 3)"]
+
+
+def test_blank_line_in_prediction_input_is_a_row(write_csv):
+    t = load_table(write_csv("comment\n好吃\n\n难吃\n很好\n"), "comment")
+    assert t.texts == ["好吃", "", "难吃", "很好"] and t.notes == ["", "empty text (blank line)", "", ""]
+    assert [r.line for r in t.rows] == [2, 3, 4, 5]
+    t = load_table(write_csv("\n\nid,comment\n1,好吃\n\n2,难吃\n\n"), "comment")  # leading/trailing blank lines: no rows
+    assert [r.fields for r in t.rows] == [["1", "好吃"], ["", ""], ["2", "难吃"]] and [r.line for r in t.rows] == [4, 5, 6]
+
+
+# --------------------------------------------------------------------------- not a CSV, or not this one
+
+
+def test_a_folder_is_named_with_the_csv_files_in_it(tmp_path):
+    (tmp_path / "b.csv").write_text("comment,sentiment\n", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match=r"is a folder, not a file; CSV/TXT files in it: a.txt, b.csv; name one of them"):
+        load_reviews(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="is a folder, not a file; it holds no .csv or .txt file"):
+        load_table(empty, "comment")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"PK\x03\x04\x14\x00rest of a workbook", r"is a ZIP archive \(an .xlsx/.docx/.zip file\?\), not a CSV"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", r"is an old Office document \(an .xls file\?\)"),
+    ("comment,sentiment\n好吃,1\n难\x00吃,0\n".encode(), r"line 3, character 2: a NUL character; NUL never occurs in text"),
+    ("comment,sentiment\n好吃,1\n".encode("utf-16-le"), r"it looks like UTF-16 without a byte-order mark: pass --encoding utf-16-le"),
+    ("comment,sentiment\n好吃,1\n".encode("utf-16-be"), r"it looks like UTF-16 without a byte-order mark: pass --encoding utf-16-be"),
+])
+def test_files_that_are_not_csv_text_are_named(write_csv, content, message):
+    p = write_csv(content)
+    with pytest.raises(DataError, match=message):
+        load_reviews(p)
+
+
+def test_a_device_is_not_read(tmp_path):
+    if not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null")
+    with pytest.raises(DataError, match="/dev/null is not a regular file"):
+        load_reviews("/dev/null")
+
+
+def test_a_file_separated_by_semicolons_says_so(write_csv):
+    with pytest.raises(DataError, match=r"column 'comment' not found \(the file seems separated by ';', not by commas"):
+        load_reviews(write_csv("comment;sentiment\n好吃;1\n"))
+
+
+# --------------------------------------------------------------------------- encodings that decode wrongly
+
+BOTH = "comment,sentiment\n好吃,1\n很差,0\n"  # valid UTF-8 that gb18030 also decodes, into other characters
+
+
+def test_utf8_read_as_gb18030_warns_in_the_report_and_in_errors(write_csv):
+    p = write_csv(BOTH)
+    assert BOTH.encode().decode("gb18030") != BOTH  # the premise: it decodes, garbled
+    r = load_reviews(p, encoding="gb18030")
+    warning = "also decodes as UTF-8, and reads differently as gb18030: if the Chinese looks garbled, drop --encoding"
+    assert r.report.warnings == [r.report.lines()[0]] and warning in r.report.lines()[0]
+    assert warning in load_table(p, "comment", encoding="gb18030").warnings()[0]
+    assert load_reviews(p).report.lines() == [] and load_table(p, "comment").warnings() == []  # read as UTF-8: nothing
+    assert load_reviews(write_csv(BOTH.encode("gb18030")), encoding="gb18030").report.warnings == []  # a real GBK file
+    bom = write_csv(b"\xef\xbb\xbf" + BOTH.encode())  # the garbled BOM hides the column: the error carries the warning
+    with pytest.raises(DataError, match=r"column 'comment' not found.*\(note: the file starts with a UTF-8 byte-order "
+                                        r"mark, also decodes as UTF-8"):
+        load_reviews(bom, encoding="gb18030")
+
+
+def test_a_failed_decoding_of_a_utf8_file_says_it_is_utf8(write_csv):
+    with pytest.raises(DataError, match=r"not valid gb18030 .*the file is valid UTF-8: drop --encoding"):
+        load_reviews(write_csv("comment,sentiment\n好,1\n"), encoding="gb18030")
+
+
+# --------------------------------------------------------------------------- what messages echo
+
+
+def test_messages_echo_user_data_as_short_excerpts(write_csv):
+    with pytest.raises(DataError) as e:
+        load_reviews(write_csv("好" * 1_000_000))  # a one-line "CSV": its header is one huge column name
+    assert len(str(e.value)) < 400 and "(+999,960 characters)" in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_reviews(write_csv(",".join(f"c{i}" for i in range(100_000)) + "\n"))
+    assert len(str(e.value)) < 400 and "… (+99,990 more)]" in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_reviews(write_csv("comment,sentiment\n好吃," + "x" * 100_000 + "\n"))
+    assert len(str(e.value)) < 400 and "'xxxxxxxxxxxxxxxxxxxx'… (+99,980 characters)" in str(e.value)
+
+
+# --------------------------------------------------------------------------- what counts as Chinese
+
+
+def test_cjk_extension_text_is_said_to_be_outside_the_kept_range(write_csv):
+    p = write_csv("comment,sentiment\n㐀㐁㐂,1\n𠀀𠀁,0\nok,1\n好吃,1\n难吃,0\n")
+    r = load_reviews(p)
+    assert r.report.no_cjk_dropped == [1, 2, 3]
+    assert ("3 row(s) with no Chinese characters (U+4E00–U+9FFF) dropped: rows 1, 2, 3 (the study keeps only these CJK "
+            "Unified Ideographs; Extension A/B ones such as 㐀 𠀀 are removed too)") in r.report.lines()
+    t = load_table(p, "comment")
+    ext = "no Chinese characters (U+4E00–U+9FFF): CJK Extension ideographs are outside it"
+    assert t.notes == [ext, ext, "no Chinese characters (U+4E00–U+9FFF)", "", ""]

@@ -57,7 +57,7 @@ def test_predict_csv_keeps_every_row_and_column_and_notes_non_chinese(model_dir,
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
     assert rows[0] == ["id", "comment", "city", "label", "p_positive", "note"]
     assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4"] and rows[4][1] == "很好吃，\n下次还来"
-    assert rows[2][3:] == ["", "", "empty text"] and rows[3][5] == "no Chinese characters"
+    assert rows[2][3:] == ["", "", "empty text"] and rows[3][5] == "no Chinese characters (U+4E00–U+9FFF)"
     assert rows[1][3] in ("0", "1") and 0.0 <= float(rows[1][4]) <= 1.0
 
 
@@ -279,3 +279,49 @@ def test_every_option_has_help_and_the_environment_is_documented():
     for var in ("JAXSENTI_DATA_DIR", "JAXSENTI_BERT_TOKENIZER_DIR", "JAXSENTI_CJK_FONT", "JAXSENTI_NO_DOWNLOAD"):
         assert var in text
     assert os.environ.get("MPLBACKEND")  # conftest sets it: figures never need a display
+
+
+# ---------------------------------------------------------------------------------------------- input files
+
+
+def test_predict_csv_gives_a_blank_line_its_row_and_a_note(model_dir, write_csv, tmp_path, capsys):
+    src = write_csv("comment\n好吃\n\n难吃\n很好\n", "blank.csv")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(model_dir), "--csv", str(src), "--out", str(out)]) == 0
+    err = _err(capsys)
+    assert "1 row(s) with empty text (blank line) (see the note column): rows 2" in err and "4 rows written" in err
+    rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
+    assert [r[0] for r in rows[1:]] == ["好吃", "", "难吃", "很好"]
+    assert rows[2] == ["", "", "", "empty text (blank line)"] and all(r[1] in ("0", "1") for r in rows[1:] if r[0])
+
+
+# UTF-8 that gb18030 also decodes (into other characters); too few rows to split, so train & co. stop after loading.
+_BOTH = "comment,sentiment\n好吃,1\n很差,0\n好的,1\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "lstm", "--config", "TINY"], ["lr-find", "lstm", "--config", "TINY"], ["baselines"],
+    ["study", "--models", "baselines"], ["eda"], ["predict", "--model", "MODEL", "--csv"], ["pretrain", "lstm", "--corpus"],
+])
+def test_a_utf8_file_read_as_gb18030_is_warned_about_by_every_command(argv, model_dir, write_csv, tmp_path, capsys):
+    src = write_csv(_BOTH, "both.csv")
+    argv = [str(_tiny_config(tmp_path)) if a == "TINY" else str(model_dir) if a == "MODEL" else a for a in argv]
+    data = [str(src)] if argv[-1] in ("--csv", "--corpus") else ["--data", str(src)]
+    out = [] if argv[0] == "predict" else ["--out", str(tmp_path / "out")]
+    main(argv + data + ["--encoding", "gb18030"] + out)
+    err = _err(capsys)
+    assert "also decodes as UTF-8, and reads differently as gb18030: if the Chinese looks garbled, drop --encoding" in err
+    assert "Traceback" not in err
+
+
+def test_data_naming_a_folder_or_a_huge_line_gives_a_short_true_message(tiny_csv, tmp_path, capsys):
+    base = ["train", "lstm", "--config", str(_tiny_config(tmp_path)), "--out", str(tmp_path / "o")]
+    assert main(base + ["--data", str(tiny_csv.parent)]) == 2
+    err = _err(capsys)
+    assert err.startswith(f"jaxsenti: error: {tiny_csv.parent} is a folder, not a file; CSV/TXT files in it: ")
+    assert tiny_csv.name in err and "file not found" not in err
+    one_line = tmp_path / "one_line.csv"
+    one_line.write_text("好" * 5_000_000, encoding="utf-8")
+    assert main(base + ["--data", str(one_line)]) == 2
+    err = _err(capsys)
+    assert err.count("\n") == 1 and len(err) < 500 and "(+4,999,960 characters)" in err

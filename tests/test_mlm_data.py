@@ -75,13 +75,15 @@ def test_load_corpus_errors_name_file_row_and_column(tmp_path):
         load_corpus([tmp_path / "nope.csv"])
     p = tmp_path / "bad.csv"
     p.write_text("cat,label,body\n书籍,1,好\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad.csv: text column .* not found; columns are \['cat', 'label', 'body'\]"):
+    with pytest.raises(DataError, match=r"bad.csv: no text column found \(looked for review, comment, text, content\); "
+                                        r"columns are \['cat', 'label', 'body'\]. Choose the column with --text-column"):
         load_corpus([p])
     p.write_text("cat,label,review\n书籍,1,好\n书籍,1,好,多\n书籍,1,好\n书籍,1\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad.csv: 2 malformed CSV row\(s\).*data rows 2, 4"):
+    with pytest.raises(DataError, match=r"bad.csv: 2 row\(s\) with malformed CSV: row 2 \(line 3\): 4 fields, header has 3; "
+                                        r"row 4 \(line 5\): 2 fields"):
         load_corpus([p])
     p.write_bytes("review\n好\n".encode() + "坏".encode("gbk") + b"\n")
-    with pytest.raises(DataError, match="bad.csv: line 3: bytes are not valid UTF-8"):
+    with pytest.raises(DataError, match=r"bad.csv: line 3, character 1: bytes .* are not valid utf-8.*--encoding gb18030"):
         load_corpus([p])
 
 

@@ -14,7 +14,17 @@ tokenizer normalisation (lower-casing, whitespace, accents) never changes an ide
 that either model sees as identical share a key; the key is deliberately the coarser of the two
 (punctuation variants also match), because a removed pretraining text costs little and a leaked
 test text invalidates a result. Texts are also deduplicated by this key (first copy kept), and texts
-with no CJK ideograph are dropped (counted).
+with no CJK Unified Ideograph (U+4E00–U+9FFF) are dropped (counted).
+
+Files are read like training data (:mod:`jaxsenti.data.csv_reader`): the same errors naming file, row,
+line and column (undecodable bytes, an unclosed quote where it opens, malformed rows, a missing column),
+fields of any length, BOMs stripped (inside cells: counted), an ``encoding`` per source, and the warning
+when a file read with another encoding also decodes as UTF-8. A TXT file is one review per line (``\n``,
+``\r\n`` or ``\r``); blank lines between reviews count as empty, trailing ones are ignored, as in CSVs.
+Texts are kept whole, however long: packing (MLM) and chunking (LM) split long texts without loss.
+Each source's :class:`SourceReport` counts what happened to its rows, the kinds of training data's load
+report, so that ``rows_read = sum of filtered + empty + no_cjk + excluded + matching_filtered +
+duplicates + kept``.
 
 :func:`tokenize_corpus` does the expensive part once and caches it on disk: WordPiece ids of each
 review plus whole-word boundaries from jieba (run on the raw text, mapped to tokens with the fast
@@ -23,7 +33,6 @@ tokenizer's character offsets). Packing and per-epoch masking are in :mod:`jaxse
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import itertools
@@ -36,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsenti.data.io import BOM, DataError, _row_list
-from jaxsenti.data.text import cache_dir, cjk_only, jieba_tokenizer
+from jaxsenti.data.csv_reader import BOM, DataError, excerpt, names, raise_problems, read_csv, read_text
+from jaxsenti.data.text import NO_CJK, cache_dir, cjk_only, jieba_tokenizer
 
 HOTEL = "酒店"
 DEFAULT_DROP: tuple = (("cat", (HOTEL,)),)
@@ -53,13 +62,15 @@ def text_key(text: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class TextSource:
     """A CSV (``text_column``; auto-detected among review/comment/text/content), a TXT file (one review per
-    line) or in-memory ``texts``. CSV rows whose column value is listed in ``drop_rows`` are skipped."""
+    line; a file not named .csv with no ``text_column``) or in-memory ``texts``. CSV rows whose column value
+    is listed in ``drop_rows`` are skipped."""
 
     path: str | None = None
     text_column: str | None = None
     drop_rows: tuple = DEFAULT_DROP
     name: str | None = None
     texts: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
 
     @classmethod
     def from_texts(cls, name: str, texts: Iterable[str]) -> "TextSource":
@@ -72,8 +83,10 @@ class TextSource:
 
 @dataclasses.dataclass
 class SourceReport:
+    """What reading did to one source's rows (the field order is the order the rules apply in)."""
+
     name: str
-    rows_read: int = 0
+    rows_read: int = 0  # data rows (CSV) or lines (TXT), blank lines between them included
     filtered: dict = dataclasses.field(default_factory=dict)  # "cat=酒店" -> rows skipped
     empty: int = 0
     no_cjk: int = 0
@@ -81,6 +94,28 @@ class SourceReport:
     excluded: dict = dataclasses.field(default_factory=dict)  # exclude set name -> texts removed
     matching_filtered: int = 0  # texts equal to a skipped (hotel) row's text
     kept: int = 0
+    bom_stripped: int = 0  # texts with a BOM inside (stripped; not a drop)
+    blank_lines: int = 0  # of the empty ones, blank lines
+    warnings: list = dataclasses.field(default_factory=list)  # e.g. the file also decodes as UTF-8
+
+    def lines(self) -> list[str]:
+        """Human-readable notes for stderr, one per kind of handling that happened."""
+        out = list(self.warnings)
+        if self.bom_stripped:
+            out.append(f"stripped {self.bom_stripped} UTF-8 byte-order mark(s) inside texts")
+        if not self.rows_read:
+            return out + ["no data rows (the file is empty or has a header only)"]
+        out += [f"{n} row(s) skipped ({what}: never read)" for what, n in self.filtered.items() if n]
+        blank = ("" if not self.blank_lines else " (all blank lines)" if self.blank_lines == self.empty
+                 else f" ({self.blank_lines} of them blank lines)")
+        for n, what in ((self.empty, f"row(s) with empty text dropped{blank}"),
+                        (self.no_cjk, f"text(s) with {NO_CJK} dropped"),
+                        *((k, f"text(s) of the fine-tuning {name} split removed") for name, k in self.excluded.items()),
+                        (self.matching_filtered, "text(s) equal to a skipped row's text removed"),
+                        (self.duplicates, "duplicate text(s) dropped (first copy kept)")):
+            if n:
+                out.append(f"{n} {what}")
+        return out + [f"{self.kept} of {self.rows_read} row(s) kept"]
 
 
 @dataclasses.dataclass
@@ -101,54 +136,62 @@ class Corpus:
 
 
 def _read_source(src: TextSource) -> tuple[list[str], SourceReport, list[str]]:
-    """Raw texts of one source (BOM/whitespace stripped), its report, and the texts of skipped rows."""
+    """Raw texts of one source (BOM/whitespace stripped; "" for an empty row), its report, and the texts of skipped rows."""
     rep = SourceReport(src.label)
     if src.texts is not None:
         rep.rows_read = len(src.texts)
-        return [t.replace(BOM, "").strip() for t in src.texts], rep, []
+        return [_clean(t, rep) for t in src.texts], rep, []
     path = Path(src.path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: bytes are not valid UTF-8 ({e.reason})") from None
-    content = content.removeprefix(BOM)
-    if path.suffix.lower() != ".csv" and src.text_column is None:  # TXT: one review per line
-        lines = content.splitlines()
-        rep.rows_read = len(lines)
-        return [t.replace(BOM, "").strip() for t in lines], rep, []
-    reader = csv.reader(content.splitlines(keepends=True))
-    header = [h.strip().lstrip(BOM) for h in next(reader, None) or []]
-    if not header:
-        raise DataError(f"{path}: file is empty (no header row)")
-    column = src.text_column or next((c for c in _TEXT_COLUMNS if c in header), None)
-    if column not in header:
-        raise DataError(f"{path}: text column {column or '(one of ' + '/'.join(_TEXT_COLUMNS) + ')'!r} not found; "
-                        f"columns are {header}; pass TextSource(path, text_column=...)")
-    ti = header.index(column)
-    drops = [(header.index(c), c, set(vals)) for c, vals in src.drop_rows if c in header]
+    if path.suffix.lower() != ".csv" and src.text_column is None:
+        return _read_txt(path, src.encoding, rep), rep, []
+    data = read_csv(path, src.encoding)
+    rep.warnings = list(data.warnings)
+    with data.hints():
+        column = src.text_column or next((c for c in _TEXT_COLUMNS if c in data.header), None)
+        if column is None:
+            raise DataError(f"{path}: no text column found (looked for {', '.join(_TEXT_COLUMNS)}){data.separator_hint()}; "
+                            f"columns are {names(data.header)}. Choose the column with --text-column after its --corpus.")
+        ti = data.column(column, "--text-column after its --corpus")
+        raise_problems(path, [("malformed CSV", None, data.malformed)])
+    drops = [(data.header.index(c), c, set(vals)) for c, vals in src.drop_rows if c in data.header]
     rep.filtered = {f"{c}={'|'.join(sorted(v))}": 0 for _, c, v in drops}
-    texts, dropped, malformed = [], [], []
-    for fields in reader:
-        if not fields:
+    rep.rows_read = len(data.rows)
+    texts, dropped = [], []
+    for r in data.rows:
+        if r.blank:
+            rep.blank_lines += 1
+            texts.append("")
             continue
-        rep.rows_read += 1
-        if len(fields) != len(header):
-            malformed.append(rep.rows_read)
-            continue
-        hit = next((f"{c}={'|'.join(sorted(v))}" for i, c, v in drops if fields[i].strip() in v), None)
+        # a BOM or spaces around the category must not let a 酒店 row through
+        hit = next((f"{c}={'|'.join(sorted(v))}" for i, c, v in drops if r.fields[i].replace(BOM, "").strip() in v), None)
         if hit:
             rep.filtered[hit] += 1
-            dropped.append(fields[ti].replace(BOM, "").strip())
+            dropped.append(r.fields[ti].replace(BOM, "").strip())
             continue
-        texts.append(fields[ti].replace(BOM, "").strip())
-    if malformed:
-        raise DataError(f"{path}: {len(malformed)} malformed CSV row(s) (field count differs from the header's "
-                        f"{len(header)}): data rows {_row_list(malformed)}")
+        texts.append(_clean(r.fields[ti], rep))
     return texts, rep, dropped
+
+
+def _clean(text: str, rep: SourceReport) -> str:
+    if BOM in text:
+        rep.bom_stripped += 1
+        text = text.replace(BOM, "")
+    return text.strip()
+
+
+def _read_txt(path: Path, encoding: str, rep: SourceReport) -> list[str]:
+    """One text per line of a TXT file (line breaks as the CSV reader sees them; trailing blank lines are not rows)."""
+    content, rep.warnings = read_text(path, encoding)
+    lines = re.split(r"\r\n|\r|\n", content)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    rep.rows_read = len(lines)
+    rep.blank_lines = sum(not t.strip() for t in lines)
+    head = [h.strip().strip('"').lower() for h in lines[0].split(",")] if lines else []
+    if len(lines) > 1 and set(head) & set(_TEXT_COLUMNS):  # read as reviews, "review" would be one text of no CJK
+        rep.warnings.append(f"read as TXT (one review per line), but its first line looks like a CSV header "
+                            f"({excerpt(lines[0])}): to read it as CSV, give --text-column after its --corpus")
+    return [_clean(t, rep) for t in lines]
 
 
 def load_corpus(sources: Sequence[TextSource | str | os.PathLike], *,
@@ -189,7 +232,8 @@ def load_corpus(sources: Sequence[TextSource | str | os.PathLike], *,
     # an independent check of the property the loop above is meant to guarantee
     for name, keys in excl.items():
         if leaked := keys & seen:
-            raise RuntimeError(f"{len(leaked)} {name} text(s) in the pretraining corpus, e.g. {sorted(leaked)[:3]}")
+            shown = ", ".join(excerpt(t) for t in sorted(leaked)[:3])
+            raise RuntimeError(f"{len(leaked)} {name} text(s) in the pretraining corpus, e.g. {shown}")
     sha = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
     return Corpus(texts, np.asarray(source, np.int32), [r for _, r, _ in read], sha)
 

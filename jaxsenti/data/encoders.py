@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxsenti.assets import bert_tokenizer_dir
-from jaxsenti.data.text import Vocab, cjk_only, segment_many
+from jaxsenti.data.text import Vocab, cjk_only, no_cjk_note, segment_many
 from jaxsenti.fields import ConfigError, check_fields, ranged
 from jaxsenti.models.hf_bert import NO_WEIGHTS_HINT, load_tokenizer, looks_like_local_path
 
@@ -81,8 +81,7 @@ class WordEncoder:
     def note(self, text: str) -> str | None:
         if cjk_only(text):
             return None
-        return ("no Chinese characters (the LSTM reads CJK Unified Ideographs U+4E00-U+9FFF only): it sees an empty "
-                "review, so the score means nothing")
+        return f"{no_cjk_note(text)}: the LSTM sees an empty review, so the score means nothing"
 
     def save(self, folder: Path) -> None:
         self.vocab.save(Path(folder) / "vocab.json")
@@ -127,7 +126,7 @@ class WordPieceEncoder:
     def note(self, text: str) -> str | None:
         if cjk_only(text):
             return None
-        return "no Chinese characters: BERT scores the text as it is, but it was trained on Chinese reviews only"
+        return f"{no_cjk_note(text)}: BERT scores the text as it is, but it was trained on Chinese reviews only"
 
     def save(self, folder: Path) -> None:
         self.tokenizer.save_pretrained(Path(folder) / "tokenizer")

@@ -12,9 +12,15 @@ Policy (documented in the README, "Input validation"):
   a UTF-8 BOM at the start of the file or of a cell is stripped; reviews longer than
   ``max_chars`` are truncated; empty texts are dropped; exact duplicate (text, label)
   rows keep their first copy; texts seen with both labels are dropped entirely (they
-  cannot be split without leaking a contradiction); texts with no CJK ideograph are
-  dropped (the study's preprocessing keeps only CJK Unified Ideographs, so they would
-  become empty). ``strict=True`` turns empty and no-CJK texts into errors instead.
+  cannot be split without leaking a contradiction); texts with no CJK Unified Ideograph
+  (U+4E00–U+9FFF; Extension A/B characters such as 㐀 𠀀 do not count) are dropped (the
+  study's preprocessing keeps only those, so they would become empty). ``strict=True``
+  turns empty and no-CJK texts into errors instead.
+* blank lines: one between data rows is a row (numbered, so row numbers stay a spreadsheet's)
+  with empty text, dropped and counted like any empty text, and listed as a blank line;
+  blank lines after the last row are not rows.
+* warnings (stderr, the report): a file read with another ``--encoding`` that also decodes
+  as UTF-8 (probably garbled: see ``csv_reader.also_utf8``).
 
 Encodings: ``utf-8`` (default; a BOM is stripped), ``gb18030``/``gbk`` (Chinese Excel exports),
 ``utf-16`` (with its BOM) or any codec Python knows. Fields of any length are read (the csv
@@ -34,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsenti.data.csv_reader import BOM, MAX_LISTED, DataError, check_max_chars, raise_problems, read_csv
+from jaxsenti.data.csv_reader import BOM, MAX_LISTED, CsvFile, DataError, check_max_chars, excerpt, raise_problems, read_csv
 from jaxsenti.data.download import download
-from jaxsenti.data.text import cjk_only
+from jaxsenti.data.text import NO_CJK, cjk_only, no_cjk_note
 
 DEFAULT_DATASET = "dianping.csv"
 DEFAULT_MAX_CHARS = 5000
@@ -54,6 +60,8 @@ class LoadReport:
     duplicates_dropped: list[int] = dataclasses.field(default_factory=list)
     conflicting_dropped: list[int] = dataclasses.field(default_factory=list)
     no_cjk_dropped: list[int] = dataclasses.field(default_factory=list)
+    blank_lines: list[int] = dataclasses.field(default_factory=list)  # rows among empty_dropped that are blank lines
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. the file also decodes as UTF-8
 
     @property
     def rows_kept(self) -> int:
@@ -61,7 +69,10 @@ class LoadReport:
         return self.rows_read - dropped
 
     def lines(self) -> list[str]:
-        """Human-readable notes, one per kind of handling that happened."""
+        """Human-readable notes: the file's warnings, then one per kind of handling that happened."""
+        return self.warnings + self.handling()
+
+    def handling(self) -> list[str]:
         out = []
         if self.bom_stripped:
             out.append(f"stripped {self.bom_stripped} UTF-8 byte-order mark(s) inside cells")
@@ -70,11 +81,20 @@ class LoadReport:
             ("empty", self.empty_dropped, "row(s) with empty text dropped"),
             ("duplicates", self.duplicates_dropped, "exact duplicate row(s) dropped (first copy kept)"),
             ("conflicting", self.conflicting_dropped, "row(s) whose text appears with both labels dropped"),
-            ("no_cjk", self.no_cjk_dropped, "row(s) with no Chinese characters dropped"),
+            ("no_cjk", self.no_cjk_dropped, f"row(s) with {NO_CJK} dropped"),
         ):
             if rows:
-                out.append(f"{len(rows)} {what}: rows {_row_list(rows)}")
+                out.append(f"{len(rows)} {what}: rows {_row_list(rows)}" + self._why(name))
         return out
+
+    def _why(self, kind: str) -> str:
+        if kind == "empty" and self.blank_lines:
+            if len(self.blank_lines) == len(self.empty_dropped):
+                return " (all blank lines)"
+            return f" ({len(self.blank_lines)} of them blank lines: rows {_row_list(self.blank_lines)})"
+        if kind == "no_cjk":
+            return " (the study keeps only these CJK Unified Ideographs; Extension A/B ones such as 㐀 𠀀 are removed too)"
+        return ""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -161,18 +181,28 @@ def load_reviews(
     """Read and validate a CSV of labelled reviews; see the module docstring for the policy."""
     check_max_chars(max_chars)
     data = read_csv(path, encoding)
+    with data.hints():
+        return _validate(data, text_column, label_column, max_chars, strict)
+
+
+def _validate(data: CsvFile, text_column: str, label_column: str, max_chars: int, strict: bool) -> Reviews:
     path = data.path
     ti = data.column(text_column, "--text-column")
     li = data.column(label_column, "--label-column")
     if not data.rows:
         raise DataError(f"{path}: no usable rows left after validation: the file has a header but no data rows")
-    report = LoadReport(path=str(path), rows_read=len(data.rows))
+    report = LoadReport(path=str(path), rows_read=len(data.rows), warnings=list(data.warnings))
 
     empty, bad_label = [], []
     texts, labels, rows = [], [], []
     for r in data.rows:
         if len(r.fields) != len(data.header):
             continue  # listed in data.malformed
+        if r.blank:
+            empty.append(r.where)
+            report.empty_dropped.append(r.row)
+            report.blank_lines.append(r.row)
+            continue
         text, label_raw = r.fields[ti], r.fields[li]
         if BOM in text:
             report.bom_stripped += 1
@@ -184,7 +214,7 @@ def load_reviews(
             continue
         label = _parse_label(label_raw)
         if label is None:
-            bad_label.append(f"{r.where}: {label_raw!r}")
+            bad_label.append(f"{r.where}: {excerpt(label_raw, 20)}")
             continue
         if len(text) > max_chars:
             report.truncated.append(r.row)
@@ -197,7 +227,7 @@ def load_reviews(
     raise_problems(path, [
         ("malformed CSV", None, data.malformed),
         ("empty text", text_column, empty if strict else []),
-        ("no Chinese characters", text_column, no_cjk),
+        (NO_CJK, text_column, no_cjk),
         ("label not in {0, 1}", label_column, bad_label),
     ])
 
@@ -217,21 +247,21 @@ def load_reviews(
             seen.add(t)
             keep.append((t, y, r))
     if not keep:
-        raise DataError(f"{path}: no usable rows left after validation: " + "; ".join(report.lines()))
+        raise DataError(f"{path}: no usable rows left after validation: " + "; ".join(report.handling()))
     t, y, r = zip(*keep)
     return Reviews(list(t), np.asarray(y, np.int32), np.asarray(r, np.int32), report)
 
 
-def print_report(report: LoadReport, file=sys.stderr) -> None:
-    for line in report.lines():
-        print(f"[jaxsenti] {report.path}: {line}", file=file)
+def print_report(report: LoadReport, file=None) -> None:
+    for line in report.lines():  # sys.stderr looked up now, not at import: it may have been replaced since
+        print(f"[jaxsenti] {report.path}: {line}", file=file or sys.stderr)
 
 
 # --------------------------------------------------------------------------- prediction input
 
 
 def has_chinese(text: str) -> bool:
-    """Whether ``text`` holds a CJK ideograph, the only characters the models read."""
+    """Whether ``text`` holds a CJK Unified Ideograph (U+4E00–U+9FFF), the characters the study's preprocessing keeps."""
     return bool(cjk_only(text))
 
 
@@ -248,17 +278,18 @@ class TableRow:
     line: int  # file line where the row starts
     fields: list[str]
     text: str  # BOM-free, stripped, truncated to max_chars; "" when empty
-    note: str  # "", "empty text", "no Chinese characters", "truncated to N chars" (joined by "; ")
+    note: str  # "", "empty text" (+ " (blank line)"), text.no_cjk_note(), "truncated to N chars" (joined by "; ")
 
 
 @dataclasses.dataclass
 class Table:
-    """A CSV to predict on, every data row kept in file order (blank lines are not rows)."""
+    """A CSV to predict on, every data row kept in file order (a blank line between rows is a row with empty text)."""
 
     path: str
     header: list[str]  # every input column (names stripped of whitespace and BOMs)
     text_column: str
     rows: list[TableRow]
+    file_warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. the file also decodes as UTF-8
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -286,8 +317,9 @@ class Table:
         for r in self.rows:
             for part in filter(None, r.note.split("; ")):
                 kinds.setdefault("truncated" if part.startswith("truncated") else part, []).append(r.row)
-        return [f"{self.path}: {len(rows)} row(s) with {k} (see the note column): rows {_row_list(rows)}"
-                for k, rows in kinds.items()]
+        return [f"{self.path}: {w}" for w in self.file_warnings] + [
+            f"{self.path}: {len(rows)} row(s) with {k} (see the note column): rows {_row_list(rows)}"
+            for k, rows in kinds.items()]
 
 
 def load_table(
@@ -299,26 +331,28 @@ def load_table(
 ) -> Table:
     """Read a CSV to predict on, one :class:`TableRow` per data row, with the validation of training.
 
-    Unlike :func:`load_reviews` nothing is dropped or deduplicated: empty texts, texts without
-    Chinese characters and truncated texts are kept and described in their row's ``note``.
+    Unlike :func:`load_reviews` nothing is dropped or deduplicated: empty texts (blank lines between
+    rows too), texts without Chinese characters and truncated texts are kept and described in their
+    row's ``note``.
     Undecodable bytes, unclosed quotes, rows with the wrong number of fields and a missing
     text column raise :class:`DataError` naming file, row, line and column.
     """
     check_max_chars(max_chars)
     data = read_csv(path, encoding)
-    ti = data.column(text_column, "--text-column")
-    raise_problems(data.path, [("malformed CSV", None, data.malformed)])
+    with data.hints():
+        ti = data.column(text_column, "--text-column")
+        raise_problems(data.path, [("malformed CSV", None, data.malformed)])
     rows = []
     for r in data.rows:
         text = r.fields[ti].replace(BOM, "").strip()
         notes = []
         if not text:
-            notes.append("empty text")
+            notes.append("empty text (blank line)" if r.blank else "empty text")
         else:
             if len(text) > max_chars:
                 text = text[:max_chars]
                 notes.append(f"truncated to {max_chars} chars")
             if not has_chinese(text):
-                notes.append("no Chinese characters")
+                notes.append(no_cjk_note(text))
         rows.append(TableRow(r.row, r.line, r.fields, text, "; ".join(notes)))
-    return Table(str(data.path), data.header, data.header[ti], rows)
+    return Table(str(data.path), data.header, data.header[ti], rows, list(data.warnings))

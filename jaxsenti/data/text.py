@@ -21,10 +21,21 @@ from jaxsenti.atomic import write_text
 PAD, UNK = "<pad>", "<unk>"
 # CJK Unified Ideographs, the study's filter: punctuation, Latin letters and digits are removed.
 _NON_CJK = re.compile(r"[^\u4e00-\u9fff]+")
+CJK_RANGE = "U+4E00–U+9FFF"
+NO_CJK = f"no Chinese characters ({CJK_RANGE})"
+# Ideographs the filter removes although they are Chinese: Extension A, compatibility ideographs, Extension B on.
+_OTHER_CJK = re.compile("[\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0003ffff]")
 
 
 def cjk_only(text: str) -> str:
     return _NON_CJK.sub("", text)
+
+
+def no_cjk_note(text: str) -> str:
+    """Why the filter leaves nothing of ``text`` (for notes and warnings), naming the range it keeps."""
+    if _OTHER_CJK.search(text):
+        return f"{NO_CJK}: CJK Extension ideographs are outside it"
+    return NO_CJK
 
 
 @functools.cache
