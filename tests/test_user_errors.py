@@ -42,7 +42,11 @@ def tiny_cfg(tmp_path):
     (["--seed", "-1"], r"seed: must be in [0, 2**32), got -1"),
     (["--set", "mesh_devices=2"], "mesh_devices: 2, but 1 device(s) are visible"),
     (["--config", "lstm_lm"], "lstm_lm is a pretraining config, not a training one"),
-    (["--split", "inf/1/1"], "split must be train/val/test"),
+    (["--split", "inf/1/1"], "split must be three counts"),
+    (["--split", "1.5/0.25/0.25"], "split must be three counts"),
+    (["--split", "0.6/0.2/0.1"], "or three fractions summing to 1"),
+    (["--set", "name=../../elsewhere"], "config field name: must be a plain folder name"),
+    (["--set", "monitor=val_f1"], "config field monitor: 'val_f1' is not one this objective reports"),
 ])
 def test_train_refuses_with_one_line_and_writes_nothing(tiny_csv, tiny_cfg, tmp_path, capsys, flags, message):
     out = tmp_path / "model"
