@@ -100,6 +100,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left as it was.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give a file name to write (e.g. {path / ('out' + (path.suffix or '.csv'))})")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp", _token(), path.suffix)
     try:

@@ -25,6 +25,7 @@ from jaxsenti.data.io import DEFAULT_MAX_CHARS, load_table, print_report
 from jaxsenti.eda import run_eda
 from jaxsenti.objectives import Classification
 from jaxsenti.pipeline import Predictor, prepare, train_on_split
+from jaxsenti.plotting import check_figure_path
 from jaxsenti.pretrain import pretrain
 from jaxsenti.study import StudyOptions, is_study_dataset, run_study, summary_lines
 from jaxsenti.training.batching import LabelledBatches
@@ -225,12 +226,12 @@ def cmd_train(args) -> int:
 
 def cmd_lr_find(args) -> int:
     cfg = _train_config(args)
+    out = check_figure_path(args.out or f"runs/{cfg.name}_lr_find.png")
     reviews, cfg = _train_data(args, cfg)
     prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path))
     train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
     res = find_lr(prep.model, cfg.optim, Classification(), train, seed=cfg.seed, lr_min=args.lr_min, lr_max=args.lr_max,
                   steps=args.steps)
-    out = Path(args.out or f"runs/{cfg.name}_lr_find.png")
     plot_lr_finder(res, out, title=f"{cfg.name}: learning-rate range test")
     if res.suggestion is None:
         raise ValueError(f"lr-find: {res.warning} (plot: {out})")
@@ -241,6 +242,8 @@ def cmd_lr_find(args) -> int:
 
 
 def _predict_csv(args, predictor: Predictor) -> int:
+    if args.out and Path(args.out).is_dir():
+        raise DataError(f"--out {args.out} is a folder: give the predictions' file name, e.g. {Path(args.out) / 'predictions.csv'}")
     if args.out and Path(args.out).resolve() == Path(args.csv).resolve():
         raise DataError(f"--out {args.out} is the input file --csv {args.csv}: refusing to overwrite it; choose another --out")
     table = load_table(args.csv, args.text_column, encoding=args.encoding, max_chars=args.max_chars or DEFAULT_MAX_CHARS)

@@ -200,6 +200,12 @@ def read_config(folder: Path) -> TrainConfig:
         raise config_lib.ConfigError(f"{path} is damaged (not valid JSON: {e}); retrain the model or restore the file") from None
     if not isinstance(raw, dict):
         raise config_lib.ConfigError(f"{path} is damaged: expected a JSON object")
+    if "model_name" not in raw and ("model_type" in raw or "format" in raw):  # a Hugging Face or LSTM LM checkpoint
+        model = "bert" if "model_type" in raw else "lstm"
+        spec = registry.get(model)
+        raise config_lib.ConfigError(
+            f"{folder} is a pretrained {model} checkpoint, not a trained sentiment model: fine-tune it first, e.g. "
+            f"`jaxsenti train {model} --config {spec.study_pretrained_here_config} --pretrained {folder}`")
     return config_lib.from_dict(raw, where=str(path))
 
 

@@ -250,6 +250,19 @@ def new_figure(figsize: tuple[float, float] = (7.0, 4.5), **subplots_kw):
     return fig, fig.subplots(**subplots_kw)
 
 
+def check_figure_path(path: str | os.PathLike) -> Path:
+    """``path`` as a figure file name matplotlib can write (checked before the work that makes the figure)."""
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.is_dir() or path.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"{path}: not a figure file name; give one ending in an image format, e.g. "
+                         f"{path / 'plot.png' if path.is_dir() else path.with_suffix('.png')} "
+                         f"({', '.join(sorted(formats))})")
+    return path
+
+
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` to ``path`` atomically (parents created, tight bbox), close it, return the path."""
     from jaxsenti.atomic import atomic_path

@@ -135,7 +135,7 @@ def test_auto_on_this_platform_calls_xla_then_einsum_when_training(monkeypatch):
 
 def test_config_validation_and_hf_mapping():
     assert TINY.attention == "auto"
-    with pytest.raises(ValueError, match="attention must be one of"):
+    with pytest.raises(ValueError, match="attention: must be one of"):
         TINY.replace(attention="flash")
     with pytest.raises(ValueError, match="bfloat16"):
         TINY.replace(attention="cudnn")

@@ -98,7 +98,7 @@ def test_config_defaults_hashable_and_validated():
         LSTMConfig(dropout=1.0)
     with pytest.raises(ValueError, match="embed_dropout"):
         LSTMConfig(embed_dropout=-0.1)
-    with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16"):
+    with pytest.raises(ValueError, match="dtype: must be float32, bfloat16 or float16"):
         LSTMConfig(dtype="not-a-dtype")
     with pytest.raises(ValueError, match="hidden_dim: must be >= 1, got 0"):
         LSTMConfig(hidden_dim=0)

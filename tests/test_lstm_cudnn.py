@@ -215,7 +215,7 @@ def test_classifier_cudnn_backend_matches_scan_logits_and_grads(pooling, bidirec
 
 def test_backend_validated_and_bf16_rejected_for_cudnn():
     assert LSTMConfig().backend == "scan"
-    with pytest.raises(ValueError, match="backend must be one of"):
+    with pytest.raises(ValueError, match="backend: must be one of"):
         LSTMConfig(backend="cuda")
     with pytest.raises(ValueError, match="float32 only"):
         LSTMConfig(backend="cudnn", dtype="bfloat16")

@@ -74,7 +74,7 @@ def test_pretrain_refuses_a_training_config(capsys, tmp_path):
     ("def get_config():\n    return None\n", "get_config() returned NoneType, not a TrainConfig or PretrainConfig"),
     ("get_config = 3\n", "must define get_config()"),
     ("from jaxsenti.models.lstm import LSTMConfig\n\ndef get_config():\n    return LSTMConfig(pooling='attention')\n",
-     "line 4: pooling must be one of"),
+     "line 4: config field pooling: must be one of"),
     ("from jaxsenti.models.lstm import LSTMConfig\n\ndef get_config():\n    return LSTMConfig(hidden_dim=0)\n",
      "line 4: config field hidden_dim: must be >= 1, got 0"),
 ])

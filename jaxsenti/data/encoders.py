@@ -139,7 +139,12 @@ class WordPieceEncoder:
 def default_tokenizer_dir() -> str:
     """The tokenizer to use when nothing names one: $JAXSENTI_BERT_TOKENIZER_DIR, else the bert-base-chinese
     tokenizer shipped with the package (so nothing needs the Hugging Face hub unless a config names a hub id)."""
-    return os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR") or str(bert_tokenizer_dir())
+    env = os.environ.get("JAXSENTI_BERT_TOKENIZER_DIR")
+    if env and not os.path.isdir(env):
+        raise FileNotFoundError(f"JAXSENTI_BERT_TOKENIZER_DIR={env!r} is not a folder; point it at a tokenizer folder "
+                                "(vocab.txt or tokenizer.json), or unset it to use the bert-base-chinese tokenizer shipped "
+                                "with the package")
+    return env or str(bert_tokenizer_dir())
 
 
 def tokenizer_source(tokenizer: str | None, pretrained: str | None) -> str:

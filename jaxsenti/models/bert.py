@@ -63,17 +63,17 @@ class BertConfig:
     def __post_init__(self):
         check_fields(self)
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise ConfigError.of_field("pooling", f"must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+            raise ConfigError.of_field("dtype", f"must be one of {tuple(DTYPES)}, got {self.dtype!r}")
         if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(f"hidden_act {self.hidden_act!r} not supported; expected one of {tuple(_ACTIVATIONS)}")
+            raise ConfigError.of_field("hidden_act", f"{self.hidden_act!r} not supported; expected one of {tuple(_ACTIVATIONS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
             )
         if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+            raise ConfigError.of_field("attention", f"must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.attention == "cudnn":
             if self.dtype != "bfloat16":
                 raise ValueError("attention='cudnn' needs dtype='bfloat16' (cuDNN flash attention takes fp16/bf16 only)")

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxsenti.fields import check_fields, ranged
+from jaxsenti.fields import ConfigError, check_fields, ranged
 from jaxsenti.models import lstm_cudnn
 from jaxsenti.models.dropout import Dropout
 
@@ -68,9 +68,9 @@ class LSTMConfig:
     def __post_init__(self):
         check_fields(self)
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise ConfigError.of_field("pooling", f"must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+            raise ConfigError.of_field("dtype", f"must be float32, bfloat16 or float16, got {self.dtype!r}")
         _check_backend(self.backend, self.dtype)
 
     @property
@@ -84,7 +84,7 @@ class LSTMConfig:
 
 def _check_backend(backend: str, dtype) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise ConfigError.of_field("backend", f"must be one of {BACKENDS}, got {backend!r}")
     if backend == "cudnn" and jnp.dtype(dtype) != jnp.float32:
         raise ValueError(
             f"backend='cudnn' supports float32 only (jax.experimental.rnn has no {jnp.dtype(dtype)} path; "
