@@ -3,14 +3,15 @@
 #
 #   bash benchmarks/gpu_check.sh [DEADLINE_S [accelerator.py options...]]    # default deadline 420 s
 #
-# 1. installs the carried wheels (.whl/: jieba, which the GPU image lacks; no network there) into $SITE,
-# 2. copies the carried data (.gpu_data/: dianping.csv, online_shopping_10_cats.csv and a tokenization cache) to
-#    $GPU_DATA and points JAXSENTI_DATA_DIR / JAXSENTI_CACHE at it (the machine cannot see ../shared),
+# 1. installs jieba from the carried bundle (.gpu_bundle/jieba-*.whl; the GPU image lacks it and has no network) into
+#    $SITE; where jieba is installed already (a GPU machine of your own), nothing is needed,
+# 2. unpacks the carried data (.gpu_bundle/data: the two datasets gzipped, and a tokenization cache) into $GPU_DATA and
+#    points JAXSENTI_DATA_DIR / JAXSENTI_CACHE at it (the machine cannot see ../shared),
 # 3. makes jaxsenti.configs importable from the checkout, which is not pip-installed there,
 # 4. runs benchmarks/accelerator.py --out $OUT under the deadline (and a hard `timeout` 20 s later), with this whole
 #    log in $OUT/gpu_check.log. $OUT then holds 8 files: gpu_check.log, accelerator.json, RESULTS-gpu.md and
 #    bert_mlm_small/ (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, pretraining.json).
-# Built by benchmarks/prepare_gpu_check.sh; tried on a CPU with: OUT=/tmp/o PYTHON=.venv/bin/python bash THIS 300 --smoke
+# The bundle is built by benchmarks/gpu_bundle.py; tried on a CPU with: OUT=/tmp/o PYTHON=.venv/bin/python bash THIS 300 --smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back (the device tool sets it)}"
@@ -22,16 +23,27 @@ DATA=${GPU_DATA:-/tmp/jaxsenti-gpu-data}
 mkdir -p "$OUT"
 {
   echo "== gpu_check $(date -Is), deadline ${DEADLINE}s, $($PY -V 2>&1)"
-  if compgen -G ".whl/*.whl" > /dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 3
+  if compgen -G ".gpu_bundle/jieba-*.whl" > /dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu_bundle/jieba-*.whl || exit 3
     export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
   else
-    echo "no .whl/ carried: jieba must be installed already"
+    echo "no .gpu_bundle/ carried: jieba must be installed already"
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   fi
-  [ -f .gpu_data/dianping.csv ] || { echo "no .gpu_data/ carried: run benchmarks/prepare_gpu_check.sh and carry it"; exit 4; }
-  mkdir -p "$DATA" && cp -r .gpu_data/. "$DATA/" || exit 4
-  export JAXSENTI_DATA_DIR="$DATA" JAXSENTI_CACHE="$DATA/cache" JAXSENTI_NO_DOWNLOAD=1
+  if [ -d .gpu_bundle/data ]; then  # the bundle's data, unpacked (the datasets travel gzipped)
+    export JAXSENTI_CACHE="$DATA/cache"  # where the carried tokenization cache lands
+    mkdir -p "$DATA" && cp -r .gpu_bundle/data/. "$DATA/" && \
+      $PY -c "import gzip, pathlib, shutil, sys
+for gz in pathlib.Path(sys.argv[1]).glob('*.gz'):
+    with gzip.open(gz) as f, open(gz.with_suffix(''), 'wb') as g: shutil.copyfileobj(f, g)
+    gz.unlink()" "$DATA" || exit 4
+  elif [ -n "${JAXSENTI_DATA_DIR:-}" ]; then
+    DATA=$JAXSENTI_DATA_DIR  # your own machine: the datasets where you keep them
+  else
+    echo "no .gpu_bundle/ carried and no JAXSENTI_DATA_DIR: run benchmarks/gpu_bundle.py and carry .gpu_bundle"; exit 4
+  fi
+  [ -f "$DATA/dianping.csv" ] || { echo "no dianping.csv in $DATA"; exit 4; }
+  export JAXSENTI_DATA_DIR="$DATA" JAXSENTI_NO_DOWNLOAD=1
   export MPLBACKEND=Agg PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=1
   # pyproject maps the package jaxsenti.configs to configs/; without an install, link it where the install would put it
   $PY -c "import jaxsenti.configs" 2>/dev/null || ln -sfn ../configs jaxsenti/configs
