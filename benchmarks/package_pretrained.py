@@ -6,8 +6,9 @@
 Writes ``jaxsenti/assets/pretrained/<config name>/``: the weights as float16 (half the size; they are read
 back as float32, so fine-tuning starts within float16 rounding of the run's weights) plus the files the
 loader needs and ``pretraining.json`` (command, corpus hash and size, tokens, held-out loss, wall time, and
-the key ``jaxsenti.pretrain.find_pretrained`` matches, computed now from the packaged config). The BERT folder carries no tokenizer: the package's
-bert-base-chinese tokenizer is the one it was pretrained with. Refuses a folder over 15 MB.
+the key ``jaxsenti.pretrain.find_pretrained`` matches, computed now from the packaged config). The BERT folder is a
+complete Hugging Face model: with the run's tokenizer files (``AutoTokenizer``/``pipeline("fill-mask")`` load it).
+Refuses a folder over 15 MB.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from common import ROOT
 from jaxsenti import atomic
 from jaxsenti import config as config_lib
 from jaxsenti import registry
+from jaxsenti.models.hf_bert import TOKENIZER_FILES
 from jaxsenti.pretrain import packaged_pretrained_dir, pretrained_key
 
 LIMIT_BYTES = 15 * 10**6
@@ -58,6 +60,9 @@ def main(argv=None) -> int:
         if (a.folder / "model.safetensors").is_file():
             shutil.copy(a.folder / "config.json", staged / "config.json")
             _half_safetensors(a.folder / "model.safetensors", staged / "model.safetensors")
+            for name in TOKENIZER_FILES:  # the export wrote them: the folder loads as a Hugging Face model
+                if (a.folder / name).is_file():
+                    shutil.copy(a.folder / name, staged / name)
         else:
             for name in ("config.json", "vocab.json"):
                 shutil.copy(a.folder / name, staged / name)

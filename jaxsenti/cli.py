@@ -335,6 +335,21 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    predictor = Predictor(args.model)  # a damaged folder, non-finite weights, a foreign vocabulary: refused here
+    spec = predictor.spec
+    if spec.export is None:
+        raise DataError(f"{args.model}: model {spec.name!r} has no export")
+    with atomic.staged_dir(args.out, overwrite=args.overwrite) as folder:  # nothing at --out unless it all worked
+        spec.export(predictor.model(), predictor.encoder, predictor.cfg, folder)
+        atomic.write_json(folder / "jaxsenti.json", {  # where it came from: the model folder's own records
+            "exported_from": str(Path(args.model).resolve()), "command": args.command_line,
+            "config": config_lib.to_dict(predictor.cfg), **{name: provenance.read_json(Path(args.model) / f"{name}.json")
+                                                            for name in ("run", "metrics")}})
+    print(f"exported {spec.name} to {args.out}: {spec.export_note.replace('DIR', str(args.out))}")
+    return 0
+
+
 def cmd_download(args) -> int:
     for name in (list(DATASETS) if args.all else ["dianping"]):
         print(f"{name}: {download(name, args.dest)}")
@@ -443,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"with --csv: truncate longer texts, noted per row (default: {DEFAULT_MAX_CHARS})")
     p.add_argument("--out", help="with --csv: write the predictions to this CSV (default: standard output)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a trained model for other frameworks: BERT as a Hugging Face "
+                                      "BertForSequenceClassification folder, the LSTM as a PyTorch state_dict")
+    p.add_argument("--model", required=True, help="model folder written by `jaxsenti train` (or a study's models/*)")
+    _add_output_args(p, None, "the exported model")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("download", help="fetch the datasets, checking their sha256")
     p.add_argument("--all", action="store_true", help="also the 62,774 online-shopping reviews")

@@ -248,6 +248,10 @@ class Predictor:
         check_finite_params(self.params, self.folder / "checkpoints" / "best")
         self._predict = jax.jit(lambda p, t, n: nnx.merge(self.graphdef, p)(t, n, deterministic=True))
 
+    def model(self) -> nnx.Module:
+        """The trained module (a fresh copy of the restored parameters)."""
+        return nnx.merge(self.graphdef, self.params)
+
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """P(positive) for each text.
 

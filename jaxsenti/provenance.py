@@ -73,11 +73,16 @@ def run_record(*, command: str, data_path: str, split_rows: dict, reviews_kept: 
     }
 
 
-def read_run(folder: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
-        return json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # older folders have none; a damaged one only loses the extra checks
+        return None
+
+
+def read_run(folder: Path) -> dict | None:
+    """A folder's run.json; None for older folders (which have none) or a damaged one (only the extra checks are lost)."""
+    return read_json(Path(folder) / RUN_FILE)
 
 
 def check_same_data(folder: Path, data_path: str) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 from jaxsenti.data.encoders import WordEncoder, WordPieceConfig, WordPieceEncoder, WordVocabConfig
 from jaxsenti.models.bert import BertClassifier, BertConfig
 from jaxsenti.models.hf_bert import check_checkpoint, load_pretrained_classifier
+from jaxsenti.models.hf_export import save_classifier
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
+from jaxsenti.models.torch_export import save_lstm
 from jaxsenti.tasks import language_model as lstm_lm_task
 from jaxsenti.tasks.masked_lm import MaskedLMTask
 
@@ -37,6 +39,10 @@ class ModelSpec:
     random_init_note: str = ""  # said in the study report when the model starts from random weights
     pretraining: Any = None  # its pretraining task (jaxsenti.tasks): unlabeled text -> pretrained weights
     pretrain_config: str = ""  # packaged config of `jaxsenti pretrain NAME`
+    # (trained module, its fitted encoder, its TrainConfig, folder) -> writes a folder other frameworks load
+    # (`jaxsenti export`); None: cannot be exported
+    export: Callable[..., Any] | None = None
+    export_note: str = ""  # how the exported folder is used, printed after `jaxsenti export`
 
 
 _BERT_RANDOM_NOTE = (
@@ -44,19 +50,31 @@ _BERT_RANDOM_NOTE = (
     "{cfg.model.num_hidden_layers}-layer, {cfg.model.hidden_size}-wide BERT trained from random initialisation on the "
     "training split only (the real bert-base-chinese tokenizer). Pass `--pretrained PATH_OR_ID` for the study's model.")
 
+def _export_lstm(model, encoder, cfg, folder):
+    save_lstm(model, encoder.vocab.itos, folder, max_len=cfg.max_len)
+
+
+def _export_bert(model, encoder, cfg, folder):
+    save_classifier(model, folder, encoder.tokenizer, max_len=cfg.max_len)
+
+
 MODELS: dict[str, ModelSpec] = {
     "lstm": ModelSpec("lstm", LSTMConfig, LSTMClassifier, WordEncoder, WordVocabConfig,
                       load_pretrained=lstm_lm_task.load_pretrained_classifier, check_pretrained=lstm_lm_task.check_pretrained,
                       default_config="lstm_dianping", study_config="lstm_dianping", study_pretrained_config="lstm_dianping",
                       pretraining=lstm_lm_task.LanguageModelTask(), pretrain_config="lstm_lm",
-                      study_pretrained_here_config="lstm_dianping_lm"),
+                      study_pretrained_here_config="lstm_dianping_lm", export=_export_lstm,
+                      export_note="PyTorch without JAX: `import sentiment_lstm; sentiment_lstm.load(DIR).predict([...])` "
+                                  "(needs torch, jieba, safetensors)"),
     "bert": ModelSpec("bert", BertConfig, BertClassifier, WordPieceEncoder, WordPieceConfig,
                       load_pretrained=load_pretrained_classifier, check_pretrained=check_checkpoint,
                       default_config="bert_dianping",
                       study_config="bert_small_random",
                       study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE,
                       pretraining=MaskedLMTask(), pretrain_config="bert_mlm_small",
-                      study_pretrained_here_config="bert_small_mlm"),
+                      study_pretrained_here_config="bert_small_mlm", export=_export_bert,
+                      export_note="Hugging Face: `transformers.pipeline(\"text-classification\", model=DIR, top_k=None)"
+                                  "(texts, truncation=True)`"),
 }
 
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxsenti.models.bert import BertConfig, BertModel
+from jaxsenti.models.bert import BertClassifier, BertConfig, BertModel
 from jaxsenti.models.bert_mlm import BertForMaskedLM
 from jaxsenti.models.hf_bert import (
     CONFIG,
@@ -117,6 +117,53 @@ def hf_config(cfg: BertConfig, architecture: str) -> dict[str, Any]:
     }
 
 
+LABELS = ("negative", "positive")  # the classifier's P(positive) is the softmax of logits [0, ours]
+
+
+def classifier_state_dict(model: BertClassifier) -> dict[str, np.ndarray]:
+    """``BertForSequenceClassification`` weights for our one-logit classifier, as two labels.
+
+    Our head gives one logit ``l`` and P(positive) = sigmoid(l). Hugging Face's text-classification
+    heads give one logit per label and a softmax; logits ``[0, l]`` give softmax ``[1 - sigmoid(l),
+    sigmoid(l)]``, the same probability, so the exported head is our row with a zero row above it
+    (label 0 negative, label 1 positive), which the ``text-classification`` pipeline reads as is.
+    """
+    if model.cfg.pooling != "cls":
+        raise ValueError(f"only pooling='cls' (the [CLS] pooler, as Hugging Face's BertForSequenceClassification) "
+                         f"can be exported; this model pools with {model.cfg.pooling!r}")
+    sd = _encoder_state_dict(model.bert, "bert.")
+    w = _value(model.classifier.kernel)[:, 0]  # [H]
+    b = _value(model.classifier.bias)[0]
+    sd["classifier.weight"] = np.stack([np.zeros_like(w), w])
+    sd["classifier.bias"] = np.asarray([0.0, b], np.float32)
+    return sd
+
+
+def save_classifier(model: BertClassifier, folder: str | os.PathLike, tokenizer, *, max_len: int) -> str:
+    """A ``BertForSequenceClassification`` folder (config with the label names, safetensors, tokenizer whose
+    ``model_max_length`` is ``max_len``) that ``transformers.pipeline("text-classification")`` loads."""
+    from safetensors.numpy import save_file
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    cfg = hf_config(model.cfg, "BertForSequenceClassification") | {
+        "num_labels": len(LABELS), "id2label": dict(enumerate(LABELS)), "label2id": {k: i for i, k in enumerate(LABELS)},
+        "problem_type": "single_label_classification"}
+    cfg.pop("tie_word_embeddings")  # a classifier has no decoder to tie
+    with open(os.path.join(folder, CONFIG), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    save_file(classifier_state_dict(model), os.path.join(folder, SAFETENSORS), metadata={"format": "pt"})
+    _save_tokenizer(tokenizer, folder)
+    path = os.path.join(folder, "tokenizer_config.json")
+    tok_cfg = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            tok_cfg = json.load(f)
+    with open(path, "w", encoding="utf-8") as f:  # the pipeline truncates (truncation=True) where we did
+        json.dump(tok_cfg | {"model_max_length": max_len}, f, indent=2, ensure_ascii=False)
+    return folder
+
+
 def _save_tokenizer(tokenizer, folder: str) -> None:
     if hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder)
@@ -192,4 +239,5 @@ def load_mlm(path_or_hub_id: str | os.PathLike, *, rngs: nnx.Rngs | None = None,
     return model
 
 
-__all__ = ["hf_config", "load_mlm", "save_pretrained", "to_hf_state_dict"]
+__all__ = ["LABELS", "classifier_state_dict", "hf_config", "load_mlm", "save_classifier", "save_pretrained",
+           "to_hf_state_dict"]
