@@ -323,6 +323,8 @@ def cmd_pretrain(args) -> int:
                                                                   finetune_train=False))
     elif args.corpus_encoding is not None:
         raise DataError("--encoding applies to --corpus files; the default corpus is read as the UTF-8 it is")
+    if args.init_from:
+        cfg = dataclasses.replace(cfg, init_from=args.init_from)
     out = Path(args.out or f"runs/pretrain/{cfg.name}")
     res = pretrain(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                    command=args.command_line)
@@ -436,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", action=_CorpusAction, default=[], metavar="FILE",
                    help="pretrain on this CSV or TXT (one review per line) instead of the default corpus; repeatable. "
                         "The fine-tuning run's validation and test texts are always kept out")
+    p.add_argument("--init-from", metavar="FOLDER",
+                   help="continue pretraining from this pretrained folder, or a shipped checkpoint (lstm_lm, bert_mlm_small; "
+                        "'shipped': the model's default), on your own text (--corpus): domain-adaptive pretraining. "
+                        "Its sizes and vocabulary are kept; words your text needs are added (said)")
     p.add_argument("--text-column", action=_CorpusAction, metavar="COL",
                    help="the text column of the --corpus CSV before it (default: review, comment, text or content; "
                         "with it, a file not named .csv is read as CSV too)")

@@ -177,6 +177,9 @@ class PretrainConfig:
     fsdp: bool = False
     time_budget_s: float | None = None  # stop once this much training time has passed (validating first)
     snapshot_epochs: tuple = ()  # also export the model after these epochs (snapshots/epochN): how much pretraining helps
+    # continue from this pretrained folder (or a shipped checkpoint's name) instead of random weights: domain-adaptive
+    # pretraining; the model's sizes come from it, its vocabulary is kept and extended (pretrain.resolve_init)
+    init_from: str | None = None
 
     def __post_init__(self):
         spec = registry.spec_for(self.model)

@@ -137,6 +137,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     spec = registry.spec_for(cfg.model)
+    init = resolve_init(cfg.init_from, spec)
+    if init is not None:  # the sizes are the checkpoint's; dropout, dtype and the rest stay the config's
+        cfg = dataclasses.replace(cfg, model=spec.pretraining.init_model_config(init, cfg.model))
     if late := [e for e in cfg.snapshot_epochs if e > cfg.epochs]:
         print(f"[jaxsenti] the run has {cfg.epochs} epoch(s): no snapshot after epoch(s) {', '.join(map(str, late))}",
               file=sys.stderr)
@@ -144,7 +147,12 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
     check_fits(lambda: spec.pretraining.module(cfg.model, rngs=nnx.Rngs(0)), cfg, length=cfg.max_len)
     corpus = corpus if corpus is not None else build_corpus(cfg.corpus, cfg.seed, finetune)
     train_idx, heldout_idx = split_heldout(len(corpus), cfg.corpus.heldout_fraction, cfg.seed)
-    prep = spec.pretraining.prepare(cfg, corpus, train_idx, heldout_idx)
+    prep = spec.pretraining.prepare(cfg, corpus, train_idx, heldout_idx, init=init)
+    if prep.vocab_report:
+        r = prep.vocab_report
+        print(f"[jaxsenti] continuing from {init}: its vocabulary of {r['kept']:,} kept, {r['added']:,} word(s) of this "
+              "corpus added" + (f" (e.g. {', '.join(r['examples'][:5])})" if r.get("examples") else "")
+              + (f"; {r['unk_tokens']:,} [UNK] token(s) in the corpus" if "unk_tokens" in r else ""), file=sys.stderr)
     check_monitor(prep.objective, cfg.monitor)
     resume = resume and _check_resume(out_dir, cfg)
     with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True) as folder:
@@ -169,6 +177,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
                 "tokens_seen": result.steps * prep.tokens_per_batch, "best_epoch": result.best_epoch,
                 "final": result.history[-1] if result.history else {}, "train_seconds": result.seconds,
                 "out_of_time": result.out_of_time, "time_budget_s": cfg.time_budget_s, "machine": machine_info(devices=True),
+                "init_from": str(init) if init else None, "vocabulary": prep.vocab_report,
                 "git": provenance.git_commit()}
         if is_primary():
             spec.pretraining.export(prep, nnx.merge(result.state.graphdef, result.best_params), folder)
@@ -189,6 +198,23 @@ _NOT_IN_KEY = ("name", "epochs", "time_budget_s", "snapshot_epochs", "log_every"
                "eval_batch_size")
 
 
+def resolve_init(init_from: str | None, spec) -> Path | None:
+    """The folder ``init_from`` names: a path, or the name of a checkpoint shipped with the package (``lstm_lm``,
+    ``bert_mlm_small``; ``shipped`` for the model's default one). Checked to be a pretrained folder of ``spec``'s model."""
+    if init_from is None:
+        return None
+    name = spec.pretrain_config if init_from == "shipped" else init_from
+    folder = Path(init_from).expanduser()
+    if not folder.is_dir() and packaged_pretrained_dir(name).is_dir():
+        folder = packaged_pretrained_dir(name)
+    if not folder.is_dir():
+        shipped = sorted(p.name for p in packaged_pretrained_dir("x").parent.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        raise FileNotFoundError(f"--init-from {init_from!r}: not a folder, nor a shipped checkpoint ({', '.join(shipped)}, "
+                                "or 'shipped')")
+    spec.check_pretrained(str(folder))
+    return folder
+
+
 def _file_sha(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -203,7 +229,13 @@ def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
     The online-shopping file counts by its published sha256, so a checkpoint shipped with the package is
     recognised on a machine that has only dianping.csv."""
     d = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in _NOT_IN_KEY}
+    if d.get("init_from") is None:  # a field added after the shipped checkpoints: absent from their keys
+        d.pop("init_from", None)
     parts = [json.dumps(d, sort_keys=True, default=str)]
+    if cfg.init_from is not None:  # what it continued from, by content
+        init = resolve_init(cfg.init_from, registry.spec_for(cfg.model))
+        parts += [_file_sha(str(p)) for p in sorted(init.iterdir()) if p.suffix in (".npz", ".safetensors", ".json")
+                  and p.name != "pretraining.json"]
     parts += [_file_sha(str(p)) for p, *_ in cfg.corpus.sources]
     if cfg.corpus.shopping:
         parts.append(DATASETS["online_shopping_10_cats"].sha256)

@@ -24,7 +24,7 @@ import numpy as np
 from jaxsenti.data.text import PAD, UNK, Vocab
 from jaxsenti.training.batching import batch_plan
 
-__all__ = ["EOS", "LMBatches", "lm_vocab"]
+__all__ = ["EOS", "LMBatches", "extend_vocab", "lm_vocab"]
 
 EOS = "<eos>"  # end of review; jieba words after the CJK filter never contain '<'
 DEFAULT_BUCKETS = (8, 16, 24, 32, 48, 64)
@@ -38,6 +38,15 @@ def lm_vocab(docs: Sequence[Sequence[str]], *, min_freq: int = 2, max_size: int 
     if max_size is not None:
         words = words[: max_size - 3]
     return Vocab([PAD, UNK, EOS, *words])
+
+
+def extend_vocab(base: Vocab, corpus_vocab: Vocab) -> tuple[Vocab, list[str]]:
+    """``base`` (a pretrained model's vocabulary, every word at its index) followed by the words of ``corpus_vocab``
+    it lacks, in ``corpus_vocab``'s order (most frequent first); returns the vocabulary and the words added."""
+    if base.itos[:3] != [PAD, UNK, EOS]:
+        raise ValueError(f"not a language-model vocabulary (starts {base.itos[:3]}, expected {[PAD, UNK, EOS]})")
+    added = [w for w in corpus_vocab.itos[3:] if w not in base.stoi]
+    return Vocab([*base.itos, *added]), added
 
 
 class LMBatches:

@@ -34,7 +34,8 @@ from jaxsenti.data.text import Vocab
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
 from jaxsenti.models.lstm_lm import LSTMLanguageModel, LSTMLMConfig
 
-__all__ = ["TransferReport", "flat_params", "load_lm", "load_pretrained_lstm", "save_lm", "transfer_lm_to_classifier"]
+__all__ = ["TransferReport", "extend_lm", "flat_params", "load_lm", "load_pretrained_lstm", "read_lm_config", "save_lm",
+           "transfer_lm_to_classifier"]
 
 FORMAT, VERSION = "jaxsenti-lstm-lm", 1
 _DIRECTION_PARAMS = ("w_ih", "w_hh", "b")
@@ -166,6 +167,37 @@ def load_lm(folder: str | os.PathLike) -> tuple[LSTMLanguageModel, Vocab]:
         new.append((path, var.replace(jnp.asarray(params[key], jnp.float32))))
     nnx.update(model, nnx.from_flat_state(new))
     return model, vocab
+
+
+def read_lm_config(folder: str | os.PathLike) -> LSTMLMConfig:
+    """The ``LSTMLMConfig`` of an LM folder (nothing else is read)."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json; not a pretrained LSTM LM folder (see save_lm)")
+    try:
+        return LSTMLMConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not an LSTM LM config ({type(e).__name__}: {e})") from None
+
+
+def extend_lm(lm: LSTMLanguageModel, vocab_size: int, cfg: LSTMLMConfig | None = None) -> LSTMLanguageModel:
+    """``lm`` with its vocabulary grown to ``vocab_size`` (new words appended): every weight copied, and each new
+    word's embedding row and output bias set to the mean of the known words' (ULMFiT's choice for words new to a
+    pretrained LM). ``cfg``: the new model's other settings (dropout, dtype; default ``lm.cfg``'s)."""
+    old = lm.cfg.vocab_size
+    if vocab_size < old:
+        raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size} words")
+    cfg = dataclasses.replace(cfg or lm.cfg, vocab_size=vocab_size)
+    grown = LSTMLanguageModel(cfg, rngs=nnx.Rngs(0))
+    params = flat_params(lm)
+    emb, bias = params["embed/embedding"], params["out_bias"]
+    words = slice(3, old) if old > 3 else slice(0, old)  # <pad>, <unk>, <eos> are not words
+    params["embed/embedding"] = np.concatenate([emb, np.repeat(emb[words].mean(0, keepdims=True), vocab_size - old, 0)])
+    params["out_bias"] = np.concatenate([bias, np.full(vocab_size - old, bias[words].mean(), bias.dtype)])
+    flat = nnx.to_flat_state(nnx.state(grown, nnx.Param))
+    nnx.update(grown, nnx.from_flat_state([(p, v.replace(jnp.asarray(params["/".join(map(str, p))], jnp.float32)))
+                                           for p, v in flat]))
+    return grown
 
 
 def load_pretrained_lstm(folder: str | os.PathLike, classifier_vocab: Vocab, classifier_cfg: LSTMConfig,

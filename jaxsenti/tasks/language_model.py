@@ -17,12 +17,12 @@ from pathlib import Path
 from flax import nnx
 
 from jaxsenti.data.corpus import Corpus
-from jaxsenti.data.lm_corpus import DEFAULT_BUCKETS, EOS, LMBatches, lm_vocab
+from jaxsenti.data.lm_corpus import DEFAULT_BUCKETS, EOS, LMBatches, extend_vocab, lm_vocab
 from jaxsenti.data.text import Vocab, segment_many
 from jaxsenti.fields import check_fields, ranged
 from jaxsenti.models.lstm import LSTMConfig
 from jaxsenti.models.lstm_lm import LSTMLanguageModel, LSTMLMConfig
-from jaxsenti.models.lstm_transfer import load_pretrained_lstm, save_lm
+from jaxsenti.models.lstm_transfer import extend_lm, load_lm, load_pretrained_lstm, read_lm_config, save_lm
 from jaxsenti.objectives.language_model import NextWordLM
 
 
@@ -49,6 +49,7 @@ class Prepared:
     val: LMBatches
     tokens_per_batch: int  # predicted words per training batch, on average
     vocab: Vocab
+    vocab_report: dict | None = None  # starting from a checkpoint: its words kept, the corpus's words added
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +58,30 @@ class LanguageModelTask:
     model_config: type = LSTMLMConfig
     module: type = LSTMLanguageModel
 
-    def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx) -> Prepared:
-        """Segment (cached), build the vocabulary from the training texts, batch, build the model."""
+    def init_model_config(self, folder, model_cfg: LSTMLMConfig) -> LSTMLMConfig:
+        """``model_cfg`` with the sizes of the LM in ``folder`` (its dropout and dtype stay the config's)."""
+        saved = read_lm_config(folder)
+        return dataclasses.replace(model_cfg, vocab_size=saved.vocab_size, embed_dim=saved.embed_dim,
+                                   hidden_dim=saved.hidden_dim, num_layers=saved.num_layers)
+
+    def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx, init: str | None = None) -> Prepared:
+        """Segment (cached), build the vocabulary from the training texts, batch, build the model.
+
+        ``init``: an LM folder to continue from. Its vocabulary is kept, every word at its index, and the
+        words the training texts' own vocabulary (``task.min_freq``, ``task.max_size``) has beyond it are
+        appended (:func:`extend_vocab`; their vectors start at the mean of the known ones'); every weight
+        is the folder's."""
         if cfg.task.buckets[-1] != cfg.max_len:
             raise ValueError(f"task.buckets must end at max_len ({cfg.max_len}), got {cfg.task.buckets}")
         words = segment_many(corpus.texts)
         train_words = [words[i] for i in train_idx]
         vocab = lm_vocab(train_words, min_freq=cfg.task.min_freq, max_size=cfg.task.max_size)
+        report = None
+        if init is not None:
+            lm, base = load_lm(init)
+            vocab, added = extend_vocab(base, vocab)
+            model = extend_lm(lm, len(vocab), dataclasses.replace(cfg.model, vocab_size=len(vocab)))
+            report = {"from": str(init), "kept": len(base), "added": len(added), "examples": added[:10]}
 
         def batches(docs, batch_size, shuffle):
             return LMBatches([vocab.encode(d) for d in docs], eos_id=vocab.stoi[EOS], batch_size=batch_size,
@@ -71,9 +89,10 @@ class LanguageModelTask:
 
         train = batches(train_words, cfg.batch_size, True)
         val = batches([words[i] for i in heldout_idx], cfg.eval_batch_size, False)
-        model = LSTMLanguageModel(dataclasses.replace(cfg.model, vocab_size=len(vocab)), rngs=nnx.Rngs(params=cfg.seed))
+        if init is None:
+            model = LSTMLanguageModel(dataclasses.replace(cfg.model, vocab_size=len(vocab)), rngs=nnx.Rngs(params=cfg.seed))
         return Prepared(model, NextWordLM(num_sampled=cfg.task.num_sampled), train, val,
-                        max(1, train.num_targets // max(len(train), 1)), vocab)
+                        max(1, train.num_targets // max(len(train), 1)), vocab, report)
 
     def export(self, prepared: Prepared, model, folder) -> None:
         save_lm(folder, model, prepared.vocab)

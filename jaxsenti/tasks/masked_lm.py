@@ -27,8 +27,8 @@ from jaxsenti.data.masking import MaskedLMBatches, pack
 from jaxsenti.fields import check_fields, ranged
 from jaxsenti.models.bert import BertConfig
 from jaxsenti.models.bert_mlm import BertForMaskedLM
-from jaxsenti.models.hf_bert import load_tokenizer
-from jaxsenti.models.hf_export import save_pretrained
+from jaxsenti.models.hf_bert import check_checkpoint, load_tokenizer
+from jaxsenti.models.hf_export import load_mlm, save_pretrained
 from jaxsenti.objectives.masked_lm import MaskedLM
 
 
@@ -54,6 +54,8 @@ class Prepared:
     tokenizer: object
     model_config: object  # the full-vocabulary config the export has
     active_ids: np.ndarray  # full-vocabulary id of each compact id
+    base: object = None  # the full-vocabulary model it started from (``init``): rows of unused tokens come from it
+    vocab_report: dict | None = None  # starting from a checkpoint: its vocabulary, kept whole (WordPiece adds none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,27 +64,49 @@ class MaskedLMTask:
     model_config: type = BertConfig
     module: type = BertForMaskedLM
 
-    def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx) -> Prepared:
-        """Tokenize (cached), pack ``max_len`` sequences, build the model with the tokenizer's vocabulary."""
+    def init_model_config(self, folder, model_cfg: BertConfig) -> BertConfig:
+        """``model_cfg`` with the architecture of the checkpoint in ``folder`` (its dropout, dtype, attention stay)."""
+        saved = BertConfig.from_hf(check_checkpoint(folder))
+        keep = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dtype", "attention", "pooling")
+        return dataclasses.replace(saved, **{k: getattr(model_cfg, k) for k in keep})
+
+    def prepare(self, cfg, corpus: Corpus, train_idx, heldout_idx, init: str | None = None) -> Prepared:
+        """Tokenize (cached), pack ``max_len`` sequences, build the model with the tokenizer's vocabulary.
+
+        ``init``: a BertForMaskedLM checkpoint to continue from, with its own tokenizer (WordPiece covers any
+        text, so no token is added; the report counts the [UNK] tokens); every weight is the checkpoint's,
+        and tokens the corpus does not use keep their rows on export."""
         if cfg.max_len > cfg.model.max_position_embeddings:
             raise ValueError(f"config field max_len: {cfg.max_len} exceeds model.max_position_embeddings "
                              f"{cfg.model.max_position_embeddings}")
-        tokenizer = load_tokenizer(tokenizer_source(cfg.task.tokenizer, None))
-        tokens, active = compact_vocabulary(tokenize_corpus(corpus.texts, tokenizer, corpus_sha256=corpus.sha256))
+        tokenizer = load_tokenizer(tokenizer_source(cfg.task.tokenizer, init))
+        full_tokens = tokenize_corpus(corpus.texts, tokenizer, corpus_sha256=corpus.sha256)
+        tokens, active = compact_vocabulary(full_tokens)
         train_packed = pack(tokens, cfg.max_len, seed=cfg.seed, reviews=train_idx)
         val_packed = pack(tokens, cfg.max_len, seed=None, reviews=heldout_idx)
         model_cfg = dataclasses.replace(cfg.model, vocab_size=len(tokenizer))
-        model = BertForMaskedLM(dataclasses.replace(model_cfg, vocab_size=len(active)), rngs=nnx.Rngs(params=cfg.seed))
+        base = report = None
+        if init is None:
+            model = BertForMaskedLM(dataclasses.replace(model_cfg, vocab_size=len(active)), rngs=nnx.Rngs(params=cfg.seed))
+        else:
+            base = load_mlm(init, **{k: getattr(cfg.model, k) for k in ("hidden_dropout_prob",
+                                                                         "attention_probs_dropout_prob", "dtype")})
+            if base.cfg.vocab_size != len(tokenizer):
+                raise ValueError(f"{init}: the checkpoint has {base.cfg.vocab_size} token rows but its tokenizer "
+                                 f"{len(tokenizer)} tokens")
+            model = compact_model(base, active)
+            unk = int(np.sum(full_tokens.ids == tokenizer.unk_token_id))
+            report = {"from": str(init), "kept": base.cfg.vocab_size, "added": 0, "unk_tokens": unk}
         kw = dict(max_predictions=cfg.task.max_predictions, mask_rate=cfg.task.mask_rate)
         train = MaskedLMBatches(train_packed, cfg.batch_size, seed=cfg.seed, shuffle=True, **kw)
         val = MaskedLMBatches(val_packed, cfg.eval_batch_size, seed=cfg.seed + 1, shuffle=False, **kw)
         per_batch = int(train_packed.lengths.sum()) / max(len(train), 1)
-        return Prepared(model, MaskedLM(), train, val, int(per_batch), tokenizer, model_cfg, active)
+        return Prepared(model, MaskedLM(), train, val, int(per_batch), tokenizer, model_cfg, active, base, report)
 
     def export(self, prepared: Prepared, model, folder) -> None:
         """The trained model, expanded to the full vocabulary, as a Hugging Face BertForMaskedLM checkpoint
         (with the tokenizer) in ``folder``."""
-        save_pretrained(expand_vocabulary(model, prepared.model_config, prepared.active_ids), folder,
+        save_pretrained(expand_vocabulary(model, prepared.model_config, prepared.active_ids, prepared.base), folder,
                         tokenizer=prepared.tokenizer)
 
 
@@ -98,19 +122,39 @@ def compact_vocabulary(tokens: TokenizedCorpus) -> tuple[TokenizedCorpus, np.nda
     return TokenizedCorpus(remap[tokens.ids].astype(np.int32), tokens.word_start, tokens.offsets, compact), active
 
 
-def expand_vocabulary(model: BertForMaskedLM, full_cfg, active_ids: np.ndarray) -> BertForMaskedLM:
-    """A full-vocabulary copy of a compact-vocabulary model (see the module docstring)."""
+_EMB_KEY = ("bert", "embeddings", "word_embeddings", "embedding")
+_BIAS_KEY = ("cls", "bias")
+
+
+def compact_model(full: BertForMaskedLM, active_ids: np.ndarray) -> BertForMaskedLM:
+    """A copy of ``full`` over the token ids ``active_ids`` only (the rows of the word embeddings and output bias)."""
+    compact = BertForMaskedLM(dataclasses.replace(full.cfg, vocab_size=len(active_ids)), rngs=nnx.Rngs(params=0))
+    source = dict(nnx.to_flat_state(nnx.state(full, nnx.Param)))
+    for key, var in nnx.to_flat_state(nnx.state(compact, nnx.Param)):
+        value = source[key].get_value()
+        var.set_value(value[active_ids] if key in (_EMB_KEY, _BIAS_KEY) else value)
+    return compact
+
+
+def expand_vocabulary(model: BertForMaskedLM, full_cfg, active_ids: np.ndarray, base: BertForMaskedLM | None = None
+                      ) -> BertForMaskedLM:
+    """A full-vocabulary copy of a compact-vocabulary model (see the module docstring). Rows of tokens outside
+    ``active_ids`` come from ``base`` (the checkpoint a run continued from), else they are a fresh initialisation
+    and an output bias below every trained one."""
     full = BertForMaskedLM(full_cfg, rngs=nnx.Rngs(params=0))
     _, full_params = nnx.split(full, nnx.Param)
     _, params = nnx.split(model, nnx.Param)
     flat_full, flat = dict(nnx.to_flat_state(full_params)), dict(nnx.to_flat_state(params))
-    emb_key = ("bert", "embeddings", "word_embeddings", "embedding")
-    bias_key = ("cls", "bias")
+    rows = dict(nnx.to_flat_state(nnx.state(base, nnx.Param))) if base is not None else {}
     for key, var in flat.items():
         value = var.get_value()
-        if key == emb_key:
-            value = flat_full[key].get_value().at[active_ids].set(value)
-        elif key == bias_key:
-            value = jnp.full(full_cfg.vocab_size, jnp.min(value), value.dtype).at[active_ids].set(value)
+        if key in (_EMB_KEY, _BIAS_KEY):
+            if key in rows:
+                start = rows[key].get_value()
+            elif key == _EMB_KEY:
+                start = flat_full[key].get_value()
+            else:
+                start = jnp.full(full_cfg.vocab_size, jnp.min(value), value.dtype)
+            value = start.at[active_ids].set(value)
         flat_full[key].set_value(value)
     return full
