@@ -25,7 +25,7 @@ from jaxsenti import config as config_lib
 from jaxsenti.config import CorpusConfig, PretrainConfig
 from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
 from jaxsenti.data.download import DATASETS
-from jaxsenti.data.corpus import HOTEL, Corpus, TextSource, load_corpus, split_heldout
+from jaxsenti.data.corpus import HOTEL, Corpus, TextSource, load_corpus, split_heldout, text_key
 from jaxsenti.data.text import cache_dir
 from jaxsenti.machine import machine_info
 from jaxsenti.plotting import plot_training_curves
@@ -246,6 +246,32 @@ def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
     return hashlib.sha256("\x02".join(parts).encode()).hexdigest()[:16]
 
 
+CORPUS_KEYS = "corpus_keys.npy"  # beside a shipped checkpoint: which texts it read, as 64-bit hashes of their text_key
+
+
+def corpus_keys(texts) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the texts' ``text_key`` (the form the leak rules compare): a checkpoint's
+    corpus, storable in a few hundred kilobytes, that says whether it read a given text without the texts."""
+    keys = {int.from_bytes(hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest(), "little")
+            for t in texts if (k := text_key(t))}
+    return np.array(sorted(keys), np.uint64)
+
+
+def read_overlap(folder: Path, texts) -> int | None:
+    """How many of ``texts`` the pretraining run in ``folder`` read (by its ``corpus_keys.npy``; None: not recorded)."""
+    path = Path(folder) / CORPUS_KEYS
+    if not path.is_file():
+        return None
+    return int(np.isin(corpus_keys(texts), np.load(path)).sum())
+
+
+def adaptation_config(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg``'s shipped checkpoint, continued on the fine-tuning data's training texts only (the study's
+    ``*_pretrained`` rows on data the shipped checkpoint does not fit)."""
+    return dataclasses.replace(cfg, init_from=cfg.name, corpus=dataclasses.replace(
+        cfg.corpus, sources=(), shopping=False, finetune_train=True))
+
+
 def packaged_pretrained_dir(name: str) -> Path:
     """Where a checkpoint shipped inside the package lives (``jaxsenti/assets/pretrained/<config name>``)."""
     return Path(__file__).resolve().parent / "assets" / "pretrained" / name
@@ -276,6 +302,8 @@ def find_or_pretrain(cfg: PretrainConfig, finetune: FinetuneTexts, *, time_budge
         return found
     cached = cache_dir() / "pretrained" / f"{cfg.name}-{pretrained_key(cfg, finetune)}"
     budgeted = dataclasses.replace(cfg, time_budget_s=time_budget_s, snapshot_epochs=())
+    what = f"adapting the shipped {cfg.init_from} to the data" if cfg.init_from else f"pretraining {cfg.name}"
     res = pretrain(budgeted, cached, overwrite=True, progress=progress, finetune=finetune,
-                   command=f"jaxsenti study (pretraining {cfg.name} within {time_budget_s:.0f} s)")
-    return cached, res.info, f"pretrained now (budget {time_budget_s:.0f} s)"
+                   command=f"jaxsenti study ({what} within {time_budget_s:.0f} s)")
+    done = f"the shipped {cfg.init_from} adapted now" if cfg.init_from else "pretrained now"
+    return cached, res.info, f"{done} (budget {time_budget_s:.0f} s)"

@@ -27,7 +27,8 @@ from jaxsenti.eda import run_eda
 from jaxsenti.machine import machine_info
 from jaxsenti.metrics import METRICS, classification_metrics, fmt_mean_std, summarize
 from jaxsenti.pipeline import Predictor, train_on_split
-from jaxsenti.pretrain import SHOPPING, FinetuneTexts, find_or_pretrain, find_pretrained
+from jaxsenti.pretrain import (SHOPPING, FinetuneTexts, adaptation_config, find_or_pretrain, find_pretrained,
+                               packaged_pretrained_dir, read_overlap)
 from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
@@ -142,8 +143,11 @@ def init_note(name: str, cfg, pretraining: dict | None = None) -> str:
     if pretraining:
         p, c = pretraining["info"], pretraining["info"].get("corpus", {})
         f = p.get("final", {})
+        v = p.get("vocabulary") or {}
+        adapted = (f" continuing the shipped checkpoint (its {v.get('kept', 0):,}-entry vocabulary kept, "
+                   f"{v.get('added', 0):,} words of this data added):") if p.get("init_from") else ""
         return (f"**{name}**: fine-tuned from {p.get('model', '')} pretraining done by this project "
-                f"({pretraining['origin']}): {p.get('epochs_run')} epochs over {c.get('texts', 0):,} unlabeled reviews "
+                f"({pretraining['origin']}):{adapted} {p.get('epochs_run')} epochs over {c.get('texts', 0):,} unlabeled reviews "
                 f"(no 酒店, no validation/test text of these splits), {p.get('tokens_seen', 0):,} tokens, held-out loss "
                 f"{f.get('val_loss', float('nan')):.3f}, accuracy {f.get('val_accuracy', float('nan')):.3f}, "
                 f"{p.get('train_seconds', 0) / 60:.0f} min" + (", stopped by the time budget" if p.get("out_of_time") else "")
@@ -253,15 +257,35 @@ def _pretraining_plan(reviews: Reviews, data_path: str, opts: StudyOptions, cfgs
         seeds = max(opts.neural_seeds, pcfg.corpus.exclude_seeds)  # excluding more seeds' texts is always safe
         finetune = FinetuneTexts.of(reviews, cfg.data.split, seeds, data_path)
         found = find_pretrained(pcfg, finetune)
+        how = f"pretrained {pcfg.name} {found[2]}: {found[0]}" if found else ""
+        if found is None:
+            pcfg, how = _adapt_or_pretrain(pcfg, finetune, opts.pretrain_budget_s)
+            found = find_pretrained(pcfg, finetune)  # the same adaptation, cached by an earlier study
+            how = f"{pcfg.name} {'adapted' if pcfg.init_from else 'pretrained'} {found[2]}: {found[0]}" if found else how
         if found is not None:  # the checkpoint must load with this row's encoder, now rather than after the baselines
             _check_start(spec, cfg, str(found[0]))
-        if found is None and pcfg.corpus.shopping:
-            resolve_dataset(SHOPPING)  # no checkpoint fits: the corpus must be there to pretrain
-        _say(opts.progress, f"{name}: " + (f"pretrained {pcfg.name} {found[2]}: {found[0]}" if found else
-                                           f"no {pcfg.name} checkpoint fits this data; it will be pretrained "
-                                           f"within {opts.pretrain_budget_s:.0f} s"))
+        elif pcfg.corpus.shopping:
+            resolve_dataset(SHOPPING)  # pretraining from scratch: the corpus must be there
+        _say(opts.progress, f"{name}: {how}")
         plan[name] = (pcfg, finetune)
     return plan
+
+
+def _adapt_or_pretrain(pcfg, finetune: FinetuneTexts, budget_s: float):
+    """No shipped or cached checkpoint fits this data: continue the shipped one on the data's training texts
+    (domain-adaptive pretraining), unless it read any of the data's validation or test texts; then pretrain
+    from scratch, as before. Returns the pretraining config to run and a line saying which and why."""
+    shipped = packaged_pretrained_dir(pcfg.name)
+    if not shipped.is_dir():
+        return pcfg, f"no {pcfg.name} checkpoint fits this data; it will be pretrained within {budget_s:.0f} s"
+    held_out = [*finetune.exclude["val"], *finetune.exclude["test"]]
+    seen = read_overlap(shipped, held_out)
+    if seen == 0:
+        return adaptation_config(pcfg), (
+            f"the shipped {pcfg.name} will be adapted to this data within {budget_s:.0f} s: continued on its "
+            f"{len(finetune.train):,} training texts only (it read none of the {len(held_out):,} validation/test texts)")
+    why = "does not record what it read" if seen is None else f"read {seen:,} of this data's validation/test texts"
+    return pcfg, f"the shipped {pcfg.name} {why}, so it is not used: {pcfg.name} will be pretrained from scratch within {budget_s:.0f} s"
 
 
 def split_notes(n: int, opts: StudyOptions, cfgs: dict) -> list[str]:

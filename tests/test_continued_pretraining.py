@@ -121,3 +121,42 @@ def test_init_from_names_what_it_cannot_use(tmp_path, new_corpus, capsys):
     assert main(["pretrain", "lstm", "--init-from", "bert_mlm_small", "--corpus", str(new_corpus),
                  "--out", str(tmp_path / "y")]) == 2
     assert "not a pretrained LSTM LM folder" in capsys.readouterr().err
+
+
+def _finetune(val_texts):
+    from jaxsenti.pretrain import FinetuneTexts
+
+    return FinetuneTexts("mine.csv training texts", ["训练文本一", "训练文本二"], {"val": val_texts, "test": []})
+
+
+def test_the_study_adapts_the_shipped_checkpoint_only_when_it_read_none_of_the_held_out_texts():
+    from jaxsenti.data.corpus import HOTEL
+    from jaxsenti.study import _adapt_or_pretrain
+    from tests.conftest import DATA_DIR
+
+    import csv
+
+    shopping = DATA_DIR / "online_shopping_10_cats.csv"
+    if not shopping.is_file():
+        pytest.skip(f"{shopping} not present")
+    with open(shopping, encoding="utf-8-sig", newline="") as f:
+        read = next(r["review"] for r in csv.DictReader(f) if r["cat"] != HOTEL and len(r["review"]) > 20)
+    pcfg = config_lib.load_config("lstm_lm")
+    adapted, why = _adapt_or_pretrain(pcfg, _finetune(["这家店的新品奶茶我从没见过"]), 60)
+    assert adapted.init_from == "lstm_lm" and not adapted.corpus.shopping and adapted.corpus.finetune_train
+    assert adapted.corpus.sources == () and "adapted to this data within 60 s" in why
+    same, why = _adapt_or_pretrain(pcfg, _finetune([read]), 60)  # a review the shipped LM was pretrained on
+    assert same == pcfg and "read 1 of this data's validation/test texts" in why and "from scratch" in why
+
+
+def test_study_on_other_data_fine_tunes_from_the_adapted_shipped_lstm(tmp_path, tiny_csv, capsys):
+    out = tmp_path / "study"
+    argv = ["study", "--data", str(tiny_csv), "--models", "lstm_pretrained", "--neural-seeds", "1", "--no-eda",
+            "--pretrain-budget", "20", "--out", str(out), "--quiet", "--split", "0.6/0.2/0.2"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    pre = results["models"]["lstm_pretrained"]["pretraining"]
+    assert pre["origin"].startswith("the shipped lstm_lm adapted now") and pre["info"]["init_from"].endswith("lstm_lm")
+    corpus = pre["info"]["corpus"]
+    assert corpus["texts"] <= 34 and all("online_shopping" not in s["name"] for s in corpus["sources"])
+    assert "continuing the shipped checkpoint" in (out / "report.md").read_text(encoding="utf-8")
