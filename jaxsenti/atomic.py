@@ -31,6 +31,35 @@ class CommitError(OSError):
     """A finished run could not be moved into its output folder (the message says where it is)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run whose files are in ``folder`` (written in place, so ``--resume`` can continue it,
+    or staged and since removed); ``step`` is its last complete checkpoint when known."""
+
+    def __init__(self, folder: Path, step: int | None = None):
+        super().__init__(f"interrupted in {folder}" + ("" if step is None else f" (last checkpoint: step {step})"))
+        self.folder, self.step = Path(folder), step
+
+
+class DiskFullError(OSError):
+    """No space was left on the device; the message says where (the partial write is removed)."""
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` (or an exception it was raised from) is the device running out of space.
+
+    orbax/tensorstore report it as a ``ValueError`` whose text carries the errno, so the text counts too.
+    """
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(e) or f"os_error_code='{errno.ENOSPC}'" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def _token() -> str:
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
@@ -91,9 +120,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:  # the writer may not have synced it
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise DiskFullError(f"the disk is full: no space left to write {path} (what it held before is kept); "
+                                "free some space and run again") from None
         raise
     _fsync_dir(path.parent)
 
@@ -216,8 +248,11 @@ def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool 
     staged.mkdir()
     try:
         yield staged
-    except BaseException:
+    except BaseException as e:
         _remove(staged)
+        if isinstance(e, DiskFullError):  # it names a folder that is gone now
+            msg = str(e).replace(str(staged.absolute()), str(target)).replace(str(staged), str(target))
+            raise DiskFullError(f"{msg} ({target} is as it was before this run)") from None
         raise
     # The run is finished from here on: if it cannot be moved into place it is kept, never deleted.
     try:
@@ -248,7 +283,10 @@ def output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False, resume
     _check_target(target, True, can_resume)  # a file in the way is an error either way
     if resume or not target.is_dir() or not any(target.iterdir()):
         target.mkdir(parents=True, exist_ok=True)
-        yield target
+        try:
+            yield target
+        except KeyboardInterrupt as e:  # the run's files stay for --resume
+            raise Interrupted(target, getattr(e, "step", None)) from None
         return
     with staged_dir(target, overwrite=overwrite, can_resume=can_resume) as staged:
         yield staged
@@ -288,6 +326,6 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "CommitError", "OutputExistsError", "atomic_path", "output_folder", "recover_dir", "replace_dir", "staged_dir",
-    "write_bytes", "write_json", "write_text",
+    "CommitError", "DiskFullError", "Interrupted", "OutputExistsError", "atomic_path", "disk_full", "output_folder",
+    "recover_dir", "replace_dir", "staged_dir", "write_bytes", "write_json", "write_text",
 ]

@@ -26,7 +26,7 @@ from jaxsenti.metrics import classification_metrics
 from jaxsenti.objectives import Classification
 from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
 from jaxsenti.training.batching import Encoded, LabelledBatches, batch_plan, pad_batch
-from jaxsenti.training.checkpoints import Checkpoints
+from jaxsenti.training.checkpoints import restore_params
 from jaxsenti.training.loop import evaluate, fit
 from jaxsenti.training.optim import make_optimizer
 from jaxsenti.training.sharding import is_primary, maybe_initialize_distributed
@@ -183,11 +183,7 @@ class Predictor:
         self.encoder = self.spec.encoder.load(self.folder, self.max_len)
         model = self.spec.module(self.cfg.model, rngs=nnx.Rngs(0))
         self.graphdef, template = nnx.split(model, nnx.Param)
-        ckpt = Checkpoints(self.folder / "checkpoints")
-        try:
-            self.params = ckpt.restore_best(template)
-        finally:
-            ckpt.close()
+        self.params = restore_params(self.folder / "checkpoints" / "best", template, config=self.folder / "config.json")
         self._predict = jax.jit(lambda p, t, n: nnx.merge(self.graphdef, p)(t, n, deterministic=True))
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
