@@ -161,6 +161,7 @@ def test_disk_full_while_saving_the_state_keeps_earlier_checkpoints(trained, tin
            in _last_line(err, "jaxsenti: error:")
     state = out / "checkpoints" / "state"
     assert sorted(int(p.name) for p in state.iterdir()) == calls[-3:-1]  # the two before it, whole; no partial folder
+    assert json.loads((out / "failed.json").read_text())["reason"].startswith("the disk is full")
     Predictor(out)  # the best of epoch 1 is intact
     monkeypatch.undo()
     assert main(argv + ["--resume"]) == 0  # with space again, it continues from the last checkpoint
@@ -270,7 +271,7 @@ def _interrupt(where: str, at: int, *argv) -> subprocess.CompletedProcess:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return [str(p) for p in folder.rglob("*") if "tmp" in p.name or "incoming" in p.name]
+    return [str(p) for p in folder.rglob("*") if "tmp" in p.name or "incoming" in p.name or p.name == atomic.LOCK_NAME]
 
 
 def test_ctrl_c_during_a_state_save_finishes_it_and_says_how_to_resume(trained, tiny_csv_module, tmp_path, capsys):
