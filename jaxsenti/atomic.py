@@ -241,8 +241,16 @@ def _swap_in(staged: Path, target: Path, token: str) -> None:
 
 
 def _holds_files(folder: Path) -> bool:
-    """Whether ``folder`` holds anything besides a run's lock file."""
-    return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+    """Whether ``folder`` holds a file, at any depth, besides a run's lock file (empty subfolders do not count)."""
+    return folder.is_dir() and any(not p.is_dir() and p != folder / LOCK_NAME for p in folder.rglob("*"))
+
+
+def _remove_if_empty(folder: Path) -> bool:
+    """Remove ``folder`` if it holds no file (see :func:`_holds_files`); whether it is gone."""
+    if _holds_files(folder) or (folder / LOCK_NAME).exists():
+        return not folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
 
 
 def _check_target(target: Path, overwrite: bool, can_resume: bool) -> None:
@@ -349,8 +357,7 @@ def output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False, resume
         except BaseException as e:
             if not _holds_files(target):
                 if created:
-                    with contextlib.suppress(OSError):
-                        target.rmdir()
+                    _remove_if_empty(target)
                 raise
             if isinstance(e, KeyboardInterrupt):  # kept for --resume, not recorded as failed
                 raise Interrupted(target, getattr(e, "step", None)) from None
@@ -420,6 +427,7 @@ def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[No
     path = target / LOCK_NAME
     try:
         target.mkdir(parents=True, exist_ok=True)
+        path = target.resolve() / LOCK_NAME  # a symlinked --out: the folder it names, which a staged run may replace
         fd = _lock(path, target)
     except FolderInUseError:
         raise
@@ -429,7 +437,8 @@ def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[No
                 p.rmdir()
         if e.errno == errno.ENOSPC:
             raise DiskFullError(f"the disk is full: no space left to create {target}; free some space and run again") from None
-        raise OSError(f"cannot write into {target} ({e.strerror or e}); choose another --out") from None
+        where = f": {e.filename}" if e.filename and Path(e.filename) != target else ""  # e.g. a folder named like the lock
+        raise OSError(f"cannot write into {target} ({e.strerror or e}{where}); choose another --out") from None
     try:
         yield
     finally:
@@ -439,9 +448,7 @@ def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[No
                     os.unlink(path)
             os.close(fd)
         for p in created:  # the deepest first; stops at the first folder something was written into
-            try:
-                p.rmdir()
-            except OSError:
+            if not _remove_if_empty(p):
                 break
 
 

@@ -215,3 +215,21 @@ def test_run_lock_removes_what_it_created_and_refuses_a_file(tmp_path):
             pass
     with atomic.run_lock(tmp_path / "off", enabled=False):  # a multi-host run's other processes
         assert not (tmp_path / "off").exists()
+
+
+def test_a_failed_run_that_saved_only_empty_folders_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        with atomic.output_folder(tmp_path / "study", finished="results.json") as d:
+            (d / "figures").mkdir()
+            raise ValueError("the disk filled before the first figure")
+    assert list(tmp_path.iterdir()) == []  # no folder to block the next run, and no failed.json to write
+
+
+def test_a_symlinked_out_is_locked_where_it_points(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with atomic.run_lock(tmp_path / "link"):
+        with pytest.raises(atomic.FolderInUseError):
+            with atomic.run_lock(tmp_path / "real"):
+                pass
+    assert list((tmp_path / "real").iterdir()) == []

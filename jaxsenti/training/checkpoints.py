@@ -94,7 +94,8 @@ def restore_params(path: str | Path, template, *, config: str | Path | None = No
     """
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"{path} is missing: the run never finished an epoch; train again or `--resume` it")
+        raise CheckpointError(f"{path} is missing (no epoch of the run finished, or it was removed); train again or "
+                              "`--resume` the run")
 
     def damaged(why: str) -> CheckpointError:
         return CheckpointError(f"{path} is damaged and cannot be restored ({why}); train the model again")
