@@ -280,6 +280,8 @@ def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool 
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(target)
     _check_target(target, overwrite, can_resume)
+    if target.exists() and Path.cwd().resolve().is_relative_to(target.resolve()):  # `--out .`: it cannot be swapped out
+        raise OSError(f"{target} is the current folder (or holds it) and cannot be replaced; choose another output folder")
     token = _token()
     staged = _sibling(target, "tmp", token)
     staged.mkdir()

@@ -233,3 +233,13 @@ def test_a_symlinked_out_is_locked_where_it_points(tmp_path):
             with atomic.run_lock(tmp_path / "real"):
                 pass
     assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_the_current_folder_is_never_swapped_out(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "old.txt").write_text("old")
+    monkeypatch.chdir(tmp_path / "run")
+    with pytest.raises(OSError, match="is the current folder"):
+        with atomic.output_folder(".", overwrite=True):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and (tmp_path / "run" / "old.txt").is_file()
