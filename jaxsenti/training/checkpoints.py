@@ -90,7 +90,7 @@ def restore_params(path: str | Path, template, *, config: str | Path | None = No
 
     A missing or unreadable folder is a :class:`CheckpointError` naming it. Shapes are compared
     with ``template`` from orbax's metadata before any array is read, so a model built from an edited
-    ``config`` (the file it was built from) is refused by name, array and both shapes.
+    ``config`` (the file it was built from) is refused, naming the array and both shapes.
     """
     path = Path(path)
     if not path.is_dir():
@@ -220,9 +220,9 @@ class Checkpoints:
             return
         self.closed = True
         errors = []
-        for step in (self.manager.wait_until_finished, self.best.wait_until_finished, self.manager.close, self.best.close):
+        for call in (self.manager.wait_until_finished, self.best.wait_until_finished, self.manager.close, self.best.close):
             try:
-                step()
+                call()
             except Exception as e:  # noqa: BLE001 - the rest must still close
                 errors.append(e)
         if errors and not quiet:
