@@ -85,7 +85,7 @@ def _train_argv(trained: Path, out: Path, *extra) -> list[str]:
 # ------------------------------------------------------------------------------------- damaged checkpoints
 
 
-@pytest.mark.parametrize("pattern", ["*", "manifest.ocdbt", "_METADATA"])
+@pytest.mark.parametrize("pattern", ["*", "manifest.ocdbt"])  # every file; the OCDBT index alone
 def test_zero_byte_best_checkpoint_is_one_line(trained, tmp_path, pattern):
     d = _copy(trained, tmp_path)
     for f in (d / "checkpoints" / "best").rglob(pattern):
@@ -96,11 +96,10 @@ def test_zero_byte_best_checkpoint_is_one_line(trained, tmp_path, pattern):
     assert "checkpoints/best is damaged and cannot be restored" in _last_line(r.stderr, "jaxsenti: error:")
 
 
-@pytest.mark.parametrize("pattern", ["*", "process_0"])
 def test_zero_byte_state_checkpoints_are_one_line_on_resume_and_do_not_matter_to_predict(trained, tiny_csv_module,
-                                                                                         tmp_path, pattern):
+                                                                                         tmp_path):
     d = _copy(trained, tmp_path)
-    for f in (d / "checkpoints" / "state").rglob(pattern):
+    for f in (d / "checkpoints" / "state").rglob("process_0"):  # this variant printed ~130 lines of asyncio tracebacks
         if f.is_file():
             f.write_bytes(b"")
     r = _jaxsenti(*_train_argv(trained, d, "--resume"), "--data", tiny_csv_module)
