@@ -483,9 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # bad input, missing files/weights, bad checkpoints, full disk: no traceback
         if (line := _error_line(e)) is None:
             raise
+        ours = (atomic.DiskFullError, atomic.FolderInUseError, atomic.OutputExistsError, atomic.CommitError)
+        if args.command in ("train", "lr-find") and getattr(args, "model", None) == "bert" and isinstance(e, OSError) \
+                and not isinstance(e, ours):  # the same line: a user error is one line
+            line += "; without pretrained weights, use --pretrained none or --config bert_small_random"
         print(f"jaxsenti: error: {line}", file=sys.stderr)
-        if args.command in ("train", "lr-find") and getattr(args, "model", None) == "bert" and isinstance(e, OSError):
-            print("jaxsenti: without pretrained weights, use --pretrained none or --config bert_small_random", file=sys.stderr)
         return 2
     finally:
         if previous is not None:
