@@ -9,19 +9,34 @@ Leftovers are always named after their target, so a person can tell what they ar
 ``.NAME.tmp-TOKEN`` (a folder or file being written) and ``.NAME.old-TOKEN`` (the previous folder,
 kept until the new one is in place). ``TOKEN`` is ``<pid>-<random hex>``; a leftover whose process
 is gone is removed by the next :func:`recover_dir` on the same target.
+
+A run's output folder (:func:`output_folder`) is held by one run at a time (:func:`run_lock`), and a run
+written in place that fails keeps what it saved and says why in ``failed.json``; the next run into that
+folder replaces it without ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import json
 import math
 import os
 import secrets
+import shlex
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None
+
+LOCK_NAME = ".jaxsenti.lock"  # held by the run writing the folder; not an output (ignored when a folder is checked)
+FAILED_NAME = "failed.json"  # why the run written in this folder failed; removed when a run in it finishes
 
 
 class OutputExistsError(FileExistsError):
@@ -30,6 +45,44 @@ class OutputExistsError(FileExistsError):
 
 class CommitError(OSError):
     """A finished run could not be moved into its output folder (the message says where it is)."""
+
+
+class FolderInUseError(OSError):
+    """Another jaxsenti run holds the output folder (the message names it and its pid)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run whose files are in ``folder`` (written in place, so ``--resume`` can continue it,
+    or staged and since removed); ``step`` is its last complete checkpoint when known."""
+
+    def __init__(self, folder: Path, step: int | None = None):
+        super().__init__(f"interrupted in {folder}" + ("" if step is None else f" (last checkpoint: step {step})"))
+        self.folder, self.step = Path(folder), step
+
+
+class DiskFullError(OSError):
+    """No space was left on the device; the message says where (the partial write is removed)."""
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` (or an exception it was raised from) is the device running out of space.
+
+    orbax/tensorstore report it as a ``ValueError`` whose text carries the errno, so the text counts too.
+    """
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(e) or f"os_error_code='{errno.ENOSPC}'" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def command_line() -> str:
+    """This process's command line as a shell would take it (``jaxsenti train ...``)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else ""
 
 
 def _token() -> str:
@@ -111,9 +164,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:  # the writer may not have synced it
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise DiskFullError(f"the disk is full: no space left to write {path} (what it held before is kept); "
+                                "free some space and run again") from None
         raise
     _fsync_dir(path.parent)
 
@@ -204,10 +260,23 @@ def _swap_in(staged: Path, target: Path, token: str) -> None:
     _remove(old)  # a crash here leaves a named .old-… that recover_dir deletes
 
 
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file, at any depth, besides a run's lock file (empty subfolders do not count)."""
+    return folder.is_dir() and any(not p.is_dir() and p != folder / LOCK_NAME for p in folder.rglob("*"))
+
+
+def _remove_if_empty(folder: Path) -> bool:
+    """Remove ``folder`` if it holds no file (see :func:`_holds_files`); whether it is gone."""
+    if _holds_files(folder) or (folder / LOCK_NAME).exists():
+        return not folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
+
+
 def _check_target(target: Path, overwrite: bool, can_resume: bool) -> None:
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a folder; choose another output folder")
-    if not overwrite and target.is_dir() and any(target.iterdir()):
+    if not overwrite and _holds_files(target):
         also = " (or --resume to continue the run in it)" if can_resume else ""
         raise OutputExistsError(
             f"output folder {target} already exists and is not empty; pass --overwrite to replace it{also}, "
@@ -231,13 +300,18 @@ def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool 
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(target)
     _check_target(target, overwrite, can_resume)
+    if target.exists() and Path.cwd().resolve().is_relative_to(target.resolve()):  # `--out .`: it cannot be swapped out
+        raise OSError(f"{target} is the current folder (or holds it) and cannot be replaced; choose another output folder")
     token = _token()
     staged = _sibling(target, "tmp", token)
     staged.mkdir()
     try:
         yield staged
-    except BaseException:
+    except BaseException as e:
         _remove(staged)
+        if isinstance(e, DiskFullError):  # it names a folder that is gone now
+            msg = str(e).replace(str(staged.absolute()), str(target)).replace(str(staged), str(target))
+            raise DiskFullError(f"{msg} ({target} is as it was before this run)") from None
         raise
     # The run is finished from here on: if it cannot be moved into place it is kept, never deleted.
     try:
@@ -253,25 +327,151 @@ def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool 
         raise CommitError(f"could not move the finished outputs into {target}: {e}{where}") from e
 
 
+def failed_run(folder: str | os.PathLike, finished: str) -> str | None:
+    """Why the run in ``folder`` failed (from its ``failed.json``), or None if it did not fail or has finished since
+    (it holds ``finished``, the file a finished run writes)."""
+    folder = Path(folder)
+    if not (folder / FAILED_NAME).is_file() or (folder / finished).exists():
+        return None
+    try:
+        return str(json.loads((folder / FAILED_NAME).read_text(encoding="utf-8"))["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unknown ({FAILED_NAME} is unreadable)"
+
+
+def _record_failure(folder: Path, e: BaseException) -> None:
+    """Write ``failed.json``; best effort, since the failure may be the disk itself."""
+    reason = " ".join(str(e).split()) or type(e).__name__
+    info = {"reason": reason[:2000], "error": type(e).__name__,
+            "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": command_line(), "pid": os.getpid()}
+    with contextlib.suppress(OSError):
+        write_json(folder / FAILED_NAME, info)
+
+
 @contextlib.contextmanager
 def output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
-                  can_resume: bool = False) -> Iterator[Path]:
+                  can_resume: bool = False, finished: str | None = None) -> Iterator[Path]:
     """Where a command writes its outputs, so that no folder ever mixes two runs.
 
     A missing or empty folder, or one being resumed, is written in place (a killed run leaves
     only its own files, and ``--resume`` can continue it). A folder holding another run is
     refused unless ``overwrite``; then the new run is staged beside it (:func:`staged_dir`) and
     replaces it only once it has finished, so the old outputs stay usable until then.
+
+    ``finished`` names the file a finished run writes (e.g. ``metrics.json``). With it, a run written in
+    place that raises keeps what it saved and leaves ``failed.json`` (the error, the UTC time, the
+    command line); a later run into that folder replaces it as with ``overwrite`` (said on stderr), and
+    a resumed run that finishes removes ``failed.json``. A folder this call created and the run left
+    empty is removed.
     """
     target = Path(out_dir)
     recover_dir(target)
     _check_target(target, True, can_resume)  # a file in the way is an error either way
-    if resume or not target.is_dir() or not any(target.iterdir()):
+    if finished and not resume and not overwrite and (reason := failed_run(target, finished)) is not None:
+        print(f"[jaxsenti] replacing the failed run in {target} (failed: {reason})", file=sys.stderr)
+        overwrite = True
+    if resume or not _holds_files(target):
+        created = not target.exists()
         target.mkdir(parents=True, exist_ok=True)
-        yield target
+        try:
+            yield target
+        except BaseException as e:
+            if not _holds_files(target):
+                if created:
+                    _remove_if_empty(target)
+                raise
+            if isinstance(e, KeyboardInterrupt):  # kept for --resume, not recorded as failed
+                raise Interrupted(target, getattr(e, "step", None)) from None
+            if finished and isinstance(e, Exception):
+                _record_failure(target, e)
+            raise
+        if finished:
+            with contextlib.suppress(FileNotFoundError):
+                (target / FAILED_NAME).unlink()
         return
     with staged_dir(target, overwrite=overwrite, can_resume=can_resume) as staged:
         yield staged
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f"pid {int(os.pread(fd, 32, 0).decode().strip())}"
+    return "pid unknown"
+
+
+def _lock(path: Path, folder: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on ``path``; :class:`FolderInUseError` if another run holds it."""
+    for _ in range(100):  # each retry means the previous holder just removed the file: take the new one
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise FolderInUseError(f"{folder} is in use by another jaxsenti run ({holder}); wait for it or choose "
+                                   "another --out") from None
+        except OSError as e:  # a filesystem without flock (some network mounts): run unlocked rather than not at all
+            os.close(fd)
+            print(f"[jaxsenti] cannot lock {folder} ({e.strerror}); nothing stops another run from writing there",
+                  file=sys.stderr)
+            return None
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)
+    raise FolderInUseError(f"{folder}: could not lock {path.name}; another jaxsenti run keeps replacing it")
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[None]:
+    """Hold ``out_dir`` for one run (train, pretrain, study; fresh, resumed, in place or staged beside it).
+
+    Another run that would write, replace or resume the folder fails at once with
+    :class:`FolderInUseError` naming the pid of the holder. The lock is an exclusive ``flock`` on
+    ``out_dir/.jaxsenti.lock``, which the kernel releases when the process dies, so a killed run never
+    blocks the next one; the file is removed when the run ends. Folders this call creates are removed
+    again if the run leaves nothing in them. ``enabled=False`` (a multi-host run's other processes) and
+    platforms without ``fcntl`` take no lock.
+    """
+    target = Path(out_dir)
+    if not enabled or fcntl is None:
+        yield
+        return
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} exists and is not a folder; choose another output folder")
+    created = [p for p in (target, *target.parents) if not p.exists()]
+    path = target / LOCK_NAME
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        path = target.resolve() / LOCK_NAME  # a symlinked --out: the folder it names, which a staged run may replace
+        fd = _lock(path, target)
+    except FolderInUseError:
+        raise
+    except OSError as e:  # read-only, no permission, disk full: say where, not the lock file's name
+        for p in created:
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        if e.errno == errno.ENOSPC:
+            raise DiskFullError(f"the disk is full: no space left to create {target}; free some space and run again") from None
+        where = f": {e.filename}" if e.filename and Path(e.filename) != target else ""  # e.g. a folder named like the lock
+        raise OSError(f"cannot write into {target} ({e.strerror or e}{where}); choose another --out") from None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):  # only our own file: a finished staged run swapped the folder under it
+                if os.path.samestat(os.stat(path), os.fstat(fd)):
+                    os.unlink(path)
+            os.close(fd)
+        for p in created:  # the deepest first; stops at the first folder something was written into
+            if not _remove_if_empty(p):
+                break
 
 
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -308,6 +508,7 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "CommitError", "OutputExistsError", "atomic_path", "output_folder", "recover_dir", "replace_dir", "staged_dir",
-    "write_bytes", "write_json", "write_text",
+    "FAILED_NAME", "LOCK_NAME", "CommitError", "DiskFullError", "FolderInUseError", "Interrupted", "OutputExistsError",
+    "atomic_path", "command_line", "disk_full", "failed_run", "output_folder", "recover_dir", "replace_dir", "run_lock",
+    "staged_dir", "write_bytes", "write_json", "write_text",
 ]

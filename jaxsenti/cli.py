@@ -10,9 +10,17 @@ import argparse
 import csv
 import dataclasses
 import io
+import logging
 import math
+import os
+import shlex
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
+
+import orbax.checkpoint as ocp
 
 from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
@@ -478,16 +486,118 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropOrbaxRecords(logging.Filter):
+    """orbax logs each failure it raises, with a traceback, from its own threads; the command reports that
+    failure once, as one line, so orbax's copy is dropped (records of other absl users pass). asyncio's
+    reports of tasks nobody awaited are dropped too: the only event loops here are orbax's, and such a task
+    is a read it abandoned (see :class:`_DropAbandonedReads`)."""
+
+    ABANDONED = ("exception was never retrieved", "Task was destroyed but it is pending")  # any Future subclass
+
+    def __init__(self, root: str):
+        super().__init__()
+        self.root = root
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio":
+            return not any(a in str(record.msg) for a in self.ABANDONED)
+        return not record.pathname.startswith(self.root)
+
+
+class _DropAbandonedReads:
+    """An unraisable-exception hook that drops what a failed orbax restore leaves behind.
+
+    When one read of a damaged checkpoint fails, orbax closes its event loop with the other reads
+    still in flight: tensorstore later completes them onto the closed loop ("Event loop is closed",
+    from its own threads, possibly at interpreter exit), and their coroutines are collected half-run.
+    Nothing can wait for them (orbax keeps no handle), so their reports are dropped; the failure
+    itself is reported as one line. Anything else goes to the hook that was there before.
+    """
+
+    def __init__(self, previous, root: str):
+        self.previous, self.root = previous, root
+
+    def __call__(self, u) -> None:
+        closed_loop = u.object is None and u.exc_type is RuntimeError and str(u.exc_value) == "Event loop is closed"
+        code = getattr(u.object, "cr_code", None)
+        if closed_loop or (code is not None and code.co_filename.startswith(self.root)):
+            return
+        self.previous(u)
+
+
+def _quiet_checkpoint_library() -> None:
+    """Keep orbax's duplicate reports of a failure off stderr (process-wide, idempotent). jaxsenti runs no
+    coroutines of its own, so one never awaited is a read orbax abandoned too (warned at interpreter exit)."""
+    warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
+    root = os.path.dirname(ocp.__file__)
+    for logger in (logging.getLogger("absl"), logging.getLogger("asyncio")):
+        if not any(isinstance(f, _DropOrbaxRecords) for f in logger.filters):
+            logger.addFilter(_DropOrbaxRecords(root))
+    if not isinstance(sys.unraisablehook, _DropAbandonedReads):
+        sys.unraisablehook = _DropAbandonedReads(sys.unraisablehook, root)
+
+
+def _stop_once(signum, frame):
+    """Ctrl-C stops the command; a second one is ignored so that the way out (waiting for a checkpoint being
+    written, removing a staged folder) is not cut short by a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _interrupted_line(args, argv: list[str], e: KeyboardInterrupt) -> str:
+    """The one line Ctrl-C ends with: how to continue, when the run's files were kept."""
+    folder = getattr(e, "folder", None)  # set by atomic.Interrupted: where the run was writing
+    if folder is None:
+        return "jaxsenti: interrupted"
+    if not Path(folder).is_dir():  # staged beside a used folder: discarded, that folder is as it was
+        return "jaxsenti: interrupted; the output folder is as it was before this run (its outputs were discarded)"
+    if args.command not in ("train", "pretrain"):
+        return f"jaxsenti: interrupted; {folder} holds an unfinished run: run again with --overwrite to replace it"
+    again = shlex.join(["jaxsenti", *(a for a in argv if a != "--overwrite"), *([] if "--resume" in argv else ["--resume"])])
+    step = getattr(e, "step", None)
+    return f"jaxsenti: interrupted; `{again}` continues " + ("from its last checkpoint" if step is None else f"from step {step}")
+
+
+def _error_line(e: Exception) -> str | None:
+    """The one line a user error ends with (None for a bug: its traceback is more useful)."""
+    if atomic.disk_full(e) and not isinstance(e, atomic.DiskFullError):
+        chain, x = [], e
+        while x is not None and x not in chain:
+            chain.append(x)
+            x = x.__cause__ or x.__context__
+        where = next((x.filename for x in chain if isinstance(x, OSError) and x.filename), None)
+        return (f"the disk is full (no space left on device{f' writing {where}' if where else ''}); "
+                "free some space and run again")
+    if isinstance(e, (DataError, OSError, ValueError)):
+        return "; ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line: exit 0 when done, 2 with one line for a user error (bad input, missing files,
+    damaged or mismatched checkpoints, a full disk, a folder in use), 130 with one line on Ctrl-C."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = provenance.command_line(argv)  # recorded in what the command writes (run.json, pretraining.json)
-    if args.command in ("train", "study", "lr-find", "pretrain"):
-        maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
+    _quiet_checkpoint_library()
+    previous = None  # Python's own handler only: a SIGINT the caller ignores (a background job) stays ignored
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous = signal.signal(signal.SIGINT, _stop_once)
     try:
+        if args.command in ("train", "study", "lr-find", "pretrain"):
+            maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
         return args.func(args)
-    except (DataError, OSError, ValueError) as e:  # bad input, missing files/weights, bad checkpoints: no traceback
-        print(f"jaxsenti: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(_interrupted_line(args, argv, e), file=sys.stderr)
+        return 130
+    except Exception as e:  # bad input, missing files/weights, bad checkpoints, full disk: no traceback
+        if (line := _error_line(e)) is None:
+            raise
+        print(f"jaxsenti: error: {line}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from jaxsenti.metrics import classification_metrics
 from jaxsenti.objectives import Classification
 from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
 from jaxsenti.training.batching import Encoded, LabelledBatches, batch_plan, pad_batch
-from jaxsenti.training.checkpoints import Checkpoints
+from jaxsenti.training.checkpoints import restore_params
 from jaxsenti.training.loop import check_monitor, evaluate, fit
 from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
@@ -100,7 +100,6 @@ class TrainOutcome:
 
 
 def _write_results(out_dir: Path, cfg: TrainConfig, metrics: dict, history: list[dict]) -> None:
-    atomic.write_json(out_dir / "metrics.json", metrics)
     atomic.write_json(out_dir / "history.json", history)
     if history:
         keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -108,6 +107,7 @@ def _write_results(out_dir: Path, cfg: TrainConfig, metrics: dict, history: list
                              title=f"{cfg.name}: training curves")
     plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), ["negative", "positive"], out_dir / "confusion_matrix.png",
                           title=f"{cfg.name}: test confusion matrix")
+    atomic.write_json(out_dir / "metrics.json", metrics)  # last: it marks the run finished (atomic.output_folder)
 
 
 def check_resume(out_dir: Path, cfg: TrainConfig) -> bool:
@@ -135,20 +135,29 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
     """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder.
 
     ``out_dir`` never ends up mixing two runs: see :func:`jaxsenti.atomic.output_folder` (a folder
-    holding another run needs ``overwrite`` and is replaced only when this run finishes) and
-    :func:`check_resume` (``resume`` continues only a run of the same config). ``command`` is recorded in
-    ``run.json`` (default: this process's command line).
+    holding another run needs ``overwrite`` and is replaced only when this run finishes; one whose run
+    failed is replaced without it) and :func:`check_resume` (``resume`` continues only a run of the same
+    config). No other run may use ``out_dir`` meanwhile (:func:`jaxsenti.atomic.run_lock`). ``command`` is
+    recorded in ``run.json`` (default: this process's command line).
     """
     maybe_initialize_distributed()  # multi-host launches only; must precede any jax computation
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     if reviews.report.path and not cfg.data.path:  # config.json says which file it was trained on
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(reviews.report.path).resolve())))
+    with atomic.run_lock(out_dir, enabled=is_primary()):
+        return _train_on_split(cfg, reviews, split, out_dir, t0, words=words, resume=resume, overwrite=overwrite,
+                               progress=progress, stop_after_steps=stop_after_steps, label=label, command=command)
+
+
+def _train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: Path, t0: float, *, words, resume: bool,
+                    overwrite: bool, progress: bool, stop_after_steps: int | None, label: str,
+                    command: str | None) -> TrainOutcome:
     prep = prepare(cfg, reviews, split, words=words)  # everything that can fail on bad input, before any write
     check_monitor(Classification(), cfg.monitor)
     cfg = prep.cfg
     resume = resume and check_resume(out_dir, cfg)
-    with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True) as folder:
+    with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True, finished="metrics.json") as folder:
         if is_primary() and not resume:  # on a multi-host run only one host writes shared files
             prep.encoder.save(folder)
             config_lib.dump(cfg, folder / "config.json")
@@ -240,11 +249,7 @@ class Predictor:
         self.graphdef, template = nnx.split(model, nnx.Param)
         self.encoder.check_model(self.cfg.model.vocab_size, str(self.folder))
         provenance.check_encoder_files(self.folder)
-        ckpt = Checkpoints(self.folder / "checkpoints")
-        try:
-            self.params = ckpt.restore_best(template)
-        finally:
-            ckpt.close()
+        self.params = restore_params(self.folder / "checkpoints" / "best", template, config=self.folder / "config.json")
         check_finite_params(self.params, self.folder / "checkpoints" / "best")
         self._predict = jax.jit(lambda p, t, n: nnx.merge(self.graphdef, p)(t, n, deterministic=True))
 

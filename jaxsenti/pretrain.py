@@ -132,10 +132,19 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
              progress: bool = True, command: str = "", corpus: Corpus | None = None,
              finetune: FinetuneTexts | None = None, stop_after_steps: int | None = None) -> PretrainOutcome:
     """Pretrain ``cfg.model`` on ``cfg.corpus`` (or ``corpus``) into ``out_dir``; see the module docstring.
-    ``stop_after_steps`` simulates an interruption (a checkpoint, no export), as in ``training.loop.fit``."""
+    ``stop_after_steps`` simulates an interruption (a checkpoint, no export), as in ``training.loop.fit``.
+    ``out_dir`` is held for this run only, as in :func:`jaxsenti.pipeline.train_on_split`."""
     maybe_initialize_distributed()
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    with atomic.run_lock(out_dir, enabled=is_primary()):
+        return _pretrain(cfg, out_dir, t0, resume=resume, overwrite=overwrite, progress=progress, command=command,
+                         corpus=corpus, finetune=finetune, stop_after_steps=stop_after_steps)
+
+
+def _pretrain(cfg: PretrainConfig, out_dir: Path, t0: float, *, resume: bool, overwrite: bool, progress: bool,
+              command: str, corpus: Corpus | None, finetune: FinetuneTexts | None, stop_after_steps: int | None
+              ) -> PretrainOutcome:
     spec = registry.spec_for(cfg.model)
     init = resolve_init(cfg.init_from, spec)
     if init is not None:  # the sizes are the checkpoint's; dropout, dtype and the rest stay the config's
@@ -155,7 +164,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
               + (f"; {r['unk_tokens']:,} [UNK] token(s) in the corpus" if "unk_tokens" in r else ""), file=sys.stderr)
     check_monitor(prep.objective, cfg.monitor)
     resume = resume and _check_resume(out_dir, cfg)
-    with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True) as folder:
+    with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True, finished="pretraining.json") as folder:
         if is_primary() and not resume:
             atomic.write_json(folder / "pretrain_config.json", config_lib.to_dict(cfg))
         tx = make_optimizer(cfg.optim, len(prep.train) * cfg.epochs)
@@ -182,11 +191,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
         if is_primary():
             spec.pretraining.export(prep, nnx.merge(result.state.graphdef, result.best_params), folder)
             atomic.write_json(folder / "history.json", result.history)
-            atomic.write_json(folder / "pretraining.json", info)
             if result.history:
                 keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
                 plot_training_curves({k: [h[k] for h in result.history] for k in keys}, folder / "pretraining_curves.png",
                                      title=f"{cfg.name}: pretraining (held-out {len(heldout_idx)} texts)")
+            atomic.write_json(folder / "pretraining.json", info)  # last: it marks the run finished (atomic.output_folder)
     return PretrainOutcome(out_dir, result.history, time.perf_counter() - t0, info)
 
 

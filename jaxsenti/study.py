@@ -30,6 +30,7 @@ from jaxsenti.pipeline import Predictor, train_on_split
 from jaxsenti.pretrain import (SHOPPING, FinetuneTexts, adaptation_config, find_or_pretrain, find_pretrained,
                                packaged_pretrained_dir, read_overlap)
 from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
+from jaxsenti.training.sharding import is_primary
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
 BASELINE_SPLIT = (1600, 200, 200)  # the study's split for the baselines (and the LSTM)
@@ -235,12 +236,14 @@ def _say(progress: bool, msg: str) -> None:
 
 def run_study(reviews: Reviews, data_path: str, out_dir: str | Path, opts: StudyOptions = StudyOptions(), *,
               eda: bool = True, overwrite: bool = False) -> dict:
-    """Run the study into ``out_dir`` (replaced only when the new study has finished; see ``atomic.output_folder``)."""
-    cfgs = neural_configs(opts)  # a missing config, tokenizer or weights fails here, before any long step
-    preflight(cfgs, opts)
-    t0 = time.perf_counter()
-    with atomic.output_folder(out_dir, overwrite=overwrite) as folder:
-        results = _run(reviews, data_path, folder, opts, cfgs, eda)
+    """Run the study into ``out_dir`` (replaced only when the new study has finished; see ``atomic.output_folder``),
+    which no other run may use meanwhile (``atomic.run_lock``)."""
+    with atomic.run_lock(out_dir, enabled=is_primary()):
+        cfgs = neural_configs(opts)  # a missing config, tokenizer or weights fails here, before any long step
+        preflight(cfgs, opts)
+        t0 = time.perf_counter()
+        with atomic.output_folder(out_dir, overwrite=overwrite, finished="results.json") as folder:
+            results = _run(reviews, data_path, folder, opts, cfgs, eda)
     _say(opts.progress, f"finished in {time.perf_counter() - t0:.0f} s")
     return results | {"report": str(Path(out_dir) / "report.md")}
 

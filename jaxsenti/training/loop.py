@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxsenti.atomic import Interrupted
 from jaxsenti.training.checkpoints import Checkpoints
 from jaxsenti.training.sharding import Layout, fetch, is_primary, sync
 from jaxsenti.training.steps import STEP_STATS, TrainState, jit_eval_step, jit_train_step, shard_state
@@ -287,9 +288,12 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
         return FitResult(state, best_params, meta["history"], meta["best_epoch"], int(fetch(state.step)),
                          time.perf_counter() - run.t_start, out_of_time=stopped == "out of time")
     except KeyboardInterrupt:
-        # The state being stepped may already be donated, so the last written checkpoint is the resume point.
-        if is_primary():
-            print(f"\ninterrupted; `--resume` continues from the last checkpoint (step {ckpt.latest_step()})")
+        # The state being stepped may already be donated, so the last written checkpoint is the resume point;
+        # closing waits for a save in flight, so that checkpoint is whole. The caller says how to resume.
+        ckpt.close(quiet=True)
+        raise Interrupted(out_dir, ckpt.latest_step()) from None
+    except BaseException:
+        ckpt.close(quiet=True)  # the error in flight is the one to report, not a save it cut short
         raise
     finally:
-        ckpt.close()
+        ckpt.close()  # a no-op after the two above; after success, a failed save in flight is raised here
