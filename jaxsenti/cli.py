@@ -537,6 +537,19 @@ def _quiet_checkpoint_library() -> None:
         sys.unraisablehook = _DropAbandonedReads(sys.unraisablehook, root)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: a warning is one line of the command's own output,
+    without Python's source line; one from a library names the library."""
+    text = " ".join(str(message).split())
+    root = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.abspath(filename).startswith(root):
+        text += f" ({category.__name__} from {Path(filename).parent.name}/{Path(filename).name})"
+    try:
+        print(f"jaxsenti: warning: {text}", file=file or sys.stderr)
+    except OSError:  # stderr gone (a closed pipe): the warning cannot be shown, the command goes on
+        pass
+
+
 def _stop_once(signum, frame):
     """Ctrl-C stops the command; a second one is ignored so that the way out (waiting for a checkpoint being
     written, removing a staged folder) is not cut short by a traceback."""
@@ -580,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = provenance.command_line(argv)  # recorded in what the command writes (run.json, pretraining.json)
     _quiet_checkpoint_library()
+    shown, warnings.showwarning = warnings.showwarning, _warning_line
     previous = None  # Python's own handler only: a SIGINT the caller ignores (a background job) stays ignored
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous = signal.signal(signal.SIGINT, _stop_once)
@@ -596,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxsenti: error: {line}", file=sys.stderr)
         return 2
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

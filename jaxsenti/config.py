@@ -33,25 +33,23 @@ def _check_types(obj, prefix: str = "") -> None:
         raise e.under(prefix) from None
 
 
-_require = require
-
 
 def _check_run(cfg, part: str) -> None:
     """Types of the config and its model and ``part`` configs, and the ranges of the loop fields both run configs share."""
     _check_types(cfg)
     # the name becomes a folder under runs/: one plain path component
-    _require(bool(cfg.name.strip()) and cfg.name not in (".", "..") and not any(c in cfg.name for c in "/\\\0"),
+    require(bool(cfg.name.strip()) and cfg.name not in (".", "..") and not any(c in cfg.name for c in "/\\\0"),
              "name", f"must be a plain folder name (no /, \\ or ..), got {cfg.name!r}")
     _check_types(cfg.model, "model.")
     _check_types(getattr(cfg, part), f"{part}.")
     for name in ("batch_size", "eval_batch_size", "epochs", "max_len", "log_every", "grad_accum_steps"):
-        _require(getattr(cfg, name) >= 1, name, "must be >= 1")
+        require(getattr(cfg, name) >= 1, name, "must be >= 1")
     for name in ("patience", "checkpoint_every"):
-        _require(getattr(cfg, name) >= 0, name, "must be >= 0")
-    _require(cfg.mesh_devices is None or cfg.mesh_devices >= 1, "mesh_devices", "must be >= 1 or None")
+        require(getattr(cfg, name) >= 0, name, "must be >= 0")
+    require(cfg.mesh_devices is None or cfg.mesh_devices >= 1, "mesh_devices", "must be >= 1 or None")
     # numpy's and scikit-learn's seeds are unsigned 32-bit numbers
-    _require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32), got {cfg.seed}")
-    _require(cfg.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss or val_accuracy")
+    require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32), got {cfg.seed}")
+    require(cfg.monitor.startswith("val_"), "monitor", "must be val_<metric>, e.g. val_loss or val_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +62,8 @@ class DataConfig:
 
     def __post_init__(self):
         _check_types(self, "data.")
-        _require(self.max_chars >= 1, "data.max_chars", "must be >= 1")
-        _require(len(self.split) == 3 and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in self.split),
+        require(self.max_chars >= 1, "data.max_chars", "must be >= 1")
+        require(len(self.split) == 3 and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in self.split),
                  "data.split", f"must be three positive numbers (train/val/test counts or fractions), got {self.split}")
 
 
@@ -82,13 +80,13 @@ class OptimConfig:
 
     def __post_init__(self):
         _check_types(self, "optim.")
-        _require(self.name in ("adamw", "adam", "sgd"), "optim.name", "must be adamw, adam or sgd")
-        _require(self.schedule in ("constant", "linear", "cosine"), "optim.schedule", "must be constant, linear or cosine")
-        _require(self.lr > 0, "optim.lr", "must be > 0")
-        _require(0 <= self.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)")
-        _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
-        _require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", "must be > 0 or None")
-        _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "optim.b1/b2", "must be in [0, 1)")
+        require(self.name in ("adamw", "adam", "sgd"), "optim.name", "must be adamw, adam or sgd")
+        require(self.schedule in ("constant", "linear", "cosine"), "optim.schedule", "must be constant, linear or cosine")
+        require(self.lr > 0, "optim.lr", "must be > 0")
+        require(0 <= self.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)")
+        require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", "must be > 0 or None")
+        require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "optim.b1/b2", "must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,16 +114,16 @@ class TrainConfig:
 
     def __post_init__(self):
         spec = registry.spec_for(self.model)
-        _require(type(self.model) is spec.config, "model", f"must be a {spec.config.__name__} to train {spec.name!r}")
+        require(type(self.model) is spec.config, "model", f"must be a {spec.config.__name__} to train {spec.name!r}")
         if self.encoder is None:
             object.__setattr__(self, "encoder", spec.encoder_config())
-        _require(isinstance(self.encoder, spec.encoder_config), "encoder",
+        require(isinstance(self.encoder, spec.encoder_config), "encoder",
                  f"must be a {spec.encoder_config.__name__} for model {spec.name!r}")
         _check_run(self, "encoder")
         b = self.buckets
-        _require(len(b) >= 1 and all(isinstance(x, int) and x >= 1 for x in b), "buckets", "must be positive integers")
-        _require(all(x < y for x, y in zip(b, b[1:])), "buckets", f"must be strictly increasing, got {b}")
-        _require(b[-1] >= self.max_len, "buckets", f"the last bucket ({b[-1]}) must be >= max_len ({self.max_len})")
+        require(len(b) >= 1 and all(isinstance(x, int) and x >= 1 for x in b), "buckets", "must be positive integers")
+        require(all(x < y for x, y in zip(b, b[1:])), "buckets", f"must be strictly increasing, got {b}")
+        require(b[-1] >= self.max_len, "buckets", f"the last bucket ({b[-1]}) must be >= max_len ({self.max_len})")
 
     @property
     def model_name(self) -> str:
@@ -147,11 +145,11 @@ class CorpusConfig:
 
     def __post_init__(self):
         _check_types(self, "corpus.")
-        _require(all(isinstance(s, tuple) and len(s) in (2, 3) for s in self.sources), "corpus.sources",
+        require(all(isinstance(s, tuple) and len(s) in (2, 3) for s in self.sources), "corpus.sources",
                  "must be (path, text column or None[, encoding]) tuples")
-        _require(self.exclude_seeds >= 1, "corpus.exclude_seeds", "must be >= 1")
-        _require(0 < self.heldout_fraction < 0.5, "corpus.heldout_fraction", "must be in (0, 0.5)")
-        _require(self.max_texts is None or self.max_texts >= 10, "corpus.max_texts", "must be >= 10 or None")
+        require(self.exclude_seeds >= 1, "corpus.exclude_seeds", "must be >= 1")
+        require(0 < self.heldout_fraction < 0.5, "corpus.heldout_fraction", "must be in (0, 0.5)")
+        require(self.max_texts is None or self.max_texts >= 10, "corpus.max_texts", "must be >= 10 or None")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,15 +181,15 @@ class PretrainConfig:
 
     def __post_init__(self):
         spec = registry.spec_for(self.model)
-        _require(spec.pretraining is not None, "model", f"model {spec.name!r} has no pretraining task")
+        require(spec.pretraining is not None, "model", f"model {spec.name!r} has no pretraining task")
         if self.task is None:
             object.__setattr__(self, "task", spec.pretraining.config())
-        _require(isinstance(self.task, spec.pretraining.config), "task",
+        require(isinstance(self.task, spec.pretraining.config), "task",
                  f"must be a {spec.pretraining.config.__name__} for model {spec.name!r}")
         _check_run(self, "task")
-        _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 or None")
+        require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 or None")
         # epochs past the run's end are dropped when it starts, and said (pretrain.py): `--set epochs=2` just works
-        _require(all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in self.snapshot_epochs),
+        require(all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in self.snapshot_epochs),
                  "snapshot_epochs", f"must be epoch numbers >= 1, got {self.snapshot_epochs}")
 
     @property

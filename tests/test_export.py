@@ -129,3 +129,17 @@ def test_a_pretraining_output_folder_answers_fill_mask(tmp_path, corpus_txt):
     tokens = _fill_mask_tokens(out)
     assert len(tokens) == 5 and all(t.strip() and not t.startswith("[") for t in tokens), tokens
     assert len(transformers.AutoTokenizer.from_pretrained(out)) == 21128
+
+
+def test_a_checkpoint_without_pooler_is_one_line_of_the_commands_output(tiny_csv, tmp_path, capsys):
+    # Hugging Face's BertForMaskedLM (and so the shipped checkpoint) has no pooler: the CLI says so in one
+    # line of its own, not as a Python warning with its source line.
+    shipped = packaged_pretrained_dir("bert_mlm_small")
+    args = ["train", "bert", "--config", "bert_small_mlm", "--pretrained", str(shipped), "--data", str(tiny_csv),
+            "--split", "32/8/8", "--out", str(tmp_path / "run"), "--quiet",
+            "--set", "epochs=1", "--set", "max_len=32", "--set", "buckets=(32,)"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "pooler" in line]
+    assert len(lines) == 1 and lines[0].startswith("jaxsenti: warning: checkpoint has no pooler weights"), err
+    assert "warnings.warn" not in err and "UserWarning" not in err

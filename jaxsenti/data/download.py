@@ -71,7 +71,8 @@ def _fetch(url: str, progress: bool) -> bytes:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False,
+                       disable=None)
         for chunk in iter(lambda: resp.read(1 << 16), b""):
             buf.write(chunk)
             if bar is not None:

@@ -78,12 +78,12 @@ def segment_many(texts: Sequence[str], *, use_disk_cache: bool = True, progress:
         progress = len(texts) > 5000
     it: Iterable[str] = texts
     if progress:
-        it = tqdm(texts, desc="jieba", unit="review", leave=False)
+        it = tqdm(texts, desc="jieba", unit="review", leave=False, disable=None)  # no bar in a log file
     out = [segment(t) for t in it]
     if use_disk_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two processes may fill the cache at once
             tmp.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
             tmp.replace(path)
         except OSError:
