@@ -23,7 +23,7 @@ def run() -> int:
     if caught:
         print("jaxsenti: interrupted", file=sys.stderr)
         return 130
-    return main()
+    return main(use_compile_cache=True)
 
 
 if __name__ == "__main__":

@@ -20,32 +20,21 @@ import threading
 import warnings
 from pathlib import Path
 
-import orbax.checkpoint as ocp
-
+# Only what the parser needs is imported here: `jaxsenti --help` and a usage error must not wait for JAX, Flax,
+# orbax, scikit-learn or jieba (seconds); each command imports what it uses (tests/test_watch.py checks this).
 from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
-from jaxsenti.config import DataConfig
-from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
-from jaxsenti.data.splits import is_fractions, split_text, unused_note
-from jaxsenti.data.download import DATASETS, download
-from jaxsenti.data.csv_reader import excerpt
-from jaxsenti.data.io import DEFAULT_MAX_CHARS, load_table, print_report
-from jaxsenti.eda import run_eda
-from jaxsenti.objectives import Classification
-from jaxsenti.pipeline import Predictor, prepare, train_on_split
-from jaxsenti.plotting import check_figure_path
-from jaxsenti.pretrain import pretrain
-from jaxsenti.study import StudyOptions, is_study_dataset, run_study, summary_lines
-from jaxsenti.training.batching import LabelledBatches
-from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
-from jaxsenti.training.sharding import maybe_initialize_distributed
+from jaxsenti.data.csv_reader import DEFAULT_MAX_CHARS, DataError, excerpt
+from jaxsenti.training import compile_cache, tracking
 
 ENVIRONMENT = """environment variables:
   JAXSENTI_DATA_DIR            folder holding dianping.csv (and other datasets); looked in before ./data
   JAXSENTI_NO_DOWNLOAD=1       never download a missing dataset (fail instead)
   JAXSENTI_BERT_TOKENIZER_DIR  BERT tokenizer folder (default: the bert-base-chinese tokenizer shipped inside the package)
   JAXSENTI_CJK_FONT            font file or family for Chinese labels in figures (default: system CJK font, then the packaged Noto Sans CJK)
-  JAXSENTI_CACHE               cache folder for jieba segmentations (default: ~/.cache/jaxsenti)
+  JAXSENTI_CACHE               cache folder for jieba segmentations and compiled XLA programs (default: ~/.cache/jaxsenti)
+  JAXSENTI_NO_COMPILE_CACHE=1  do not keep compiled programs between runs (JAX's persistent compilation cache)
+  JAXSENTI_PEAK_TFLOPS         the device's peak TFLOP/s for the logged MFU (default: a matmul measured once per machine)
   JAXSENTI_DISTRIBUTED, JAXSENTI_COORDINATOR, ...  multi-host training (README, "Scaling out")"""
 
 
@@ -104,6 +93,36 @@ def _add_output_args(p: argparse.ArgumentParser, default: str | None, what: str)
                    help="replace what --out holds; the old outputs stay until the new run has finished")
 
 
+def _report_to(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    try:
+        return tracking.check_report_to(names) if raw.strip() != "none" else ()
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _profile(raw: str) -> tuple[int, int]:
+    try:
+        return tracking.parse_profile(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--profile {raw}: ")) from None  # argparse names the flag
+
+
+def _add_watch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report-to", type=_report_to, default=tracking.DEFAULT_REPORT_TO, metavar="LIST",
+                   help="where each model folder's scalars go, every log_every steps and every epoch: comma-separated "
+                        f"{', '.join(tracking.DESTINATIONS)}, or none (default: tensorboard,jsonl; wandb and mlflow "
+                        "when installed)")
+    p.add_argument("--profile", type=_profile, metavar="START:N",
+                   help="trace N training steps after step START with jax.profiler into <model folder>/profile "
+                        "(view: tensorboard --logdir <model folder>, Profile tab)")
+
+
+def _watch(args) -> tracking.Watch:
+    return tracking.Watch(report_to=getattr(args, "report_to", tracking.DEFAULT_REPORT_TO),
+                          profile=getattr(args, "profile", None))  # `baselines` trains nothing: no flags
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", choices=registry.names(), help="which model")
     defaults = ", ".join(f"{s.name}: {s.default_config}" for s in registry.MODELS.values())
@@ -119,8 +138,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "dianping.csv; on other data 0.8/0.1/0.1 of all reviews)")
 
 
-def _load(args, data: DataConfig = DataConfig()):
+def _load(args, data: config_lib.DataConfig | None = None):
     """The reviews named by the command line, with ``data``'s columns and limits where it names none."""
+    from jaxsenti.data.io import load_reviews, print_report, resolve_dataset
+
+    data = data or config_lib.DataConfig()
     path = resolve_dataset(args.data)
     reviews = load_reviews(path, args.text_column or data.text_column, args.label_column or data.label_column,
                            max_chars=args.max_chars or data.max_chars, encoding=args.encoding, strict=args.strict)
@@ -144,6 +166,7 @@ def _model_pairs(values: list[str], what: str, default_model: str | None = None)
 
 
 def cmd_study(args) -> int:
+    from jaxsenti.study import StudyOptions, is_study_dataset, run_study, summary_lines
     path, reviews = _load(args)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = set(models) - {"baselines", *registry.study_names()}
@@ -157,7 +180,7 @@ def cmd_study(args) -> int:
                         pretrained=_model_pairs(args.pretrained, "--pretrained", default_model="bert"),
                         pretrain_configs=_model_pairs(args.pretrain_config, "--pretrain-config"),
                         text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
-                        command=args.command_line,
+                        command=args.command_line, watch=_watch(args),
                         progress=not args.quiet, pretrain_budget_s=args.pretrain_budget)
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda, overwrite=args.overwrite)
     print("\n".join(summary_lines(res, args.out)))
@@ -171,6 +194,7 @@ def cmd_baselines(args) -> int:
 
 
 def cmd_eda(args) -> int:
+    from jaxsenti.eda import run_eda
     path, reviews = _load(args)
     with atomic.output_folder(args.out, overwrite=args.overwrite) as folder:
         run_eda(reviews, None, folder, dataset_name=Path(path).name)
@@ -180,6 +204,8 @@ def cmd_eda(args) -> int:
 
 def _default_split(path, n: int, split, what: str):
     """``split``, or 80/10/10 where it holds the study's counts but the data is not the study's dianping.csv (said)."""
+    from jaxsenti.data.splits import is_fractions, split_text
+    from jaxsenti.study import is_study_dataset
     if is_study_dataset(path) or is_fractions(split):
         return split
     print(f"[jaxsenti] {path} is not the study's dianping.csv: splitting all {n} reviews 80/10/10 instead of "
@@ -188,6 +214,7 @@ def _default_split(path, n: int, split, what: str):
 
 
 def _say_unused(n: int, split, what: str = "split") -> str | None:
+    from jaxsenti.data.splits import unused_note
     if note := unused_note(n, split, what):
         print(f"[jaxsenti] {note}", file=sys.stderr)
     return note
@@ -219,12 +246,15 @@ def _train_config(args):
 
 
 def cmd_train(args) -> int:
+    from jaxsenti.data.splits import stratified_split
+    from jaxsenti.pipeline import train_on_split
     cfg = _train_config(args)
     reviews, cfg = _train_data(args, cfg)
     split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path)
     out = Path(args.out or f"runs/{cfg.name}")
     res = train_on_split(cfg, reviews, split, out, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.quiet, label=f"{cfg.model_name}: ", command=args.command_line)
+                         progress=not args.quiet, label=f"{cfg.model_name}: ", command=args.command_line,
+                         watch=_watch(args))
     m = res.test_metrics
     print(f"test: accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  f1 {m['f1']:.4f}"
           f"  (best epoch {m['best_epoch']}, {res.seconds:.0f}s)")
@@ -233,6 +263,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_lr_find(args) -> int:
+    from jaxsenti.data.splits import stratified_split
+    from jaxsenti.objectives import Classification
+    from jaxsenti.pipeline import prepare
+    from jaxsenti.plotting import check_figure_path
+    from jaxsenti.training.batching import LabelledBatches
+    from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
     cfg = _train_config(args)
     out = check_figure_path(args.out or f"runs/{cfg.name}_lr_find.png")
     reviews, cfg = _train_data(args, cfg)
@@ -249,7 +285,8 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
-def _predict_csv(args, predictor: Predictor) -> int:
+def _predict_csv(args, predictor) -> int:
+    from jaxsenti.data.io import load_table
     if args.out and Path(args.out).is_dir():
         raise DataError(f"--out {args.out} is a folder: give the predictions' file name, e.g. {Path(args.out) / 'predictions.csv'}")
     if args.out and Path(args.out).resolve() == Path(args.csv).resolve():
@@ -276,6 +313,7 @@ def _predict_csv(args, predictor: Predictor) -> int:
 
 
 def cmd_predict(args) -> int:
+    from jaxsenti.pipeline import Predictor
     if bool(args.csv) == bool(args.texts):
         raise DataError("give review texts to score, or --csv FILE (not both)")
     predictor = Predictor(args.model)
@@ -320,6 +358,7 @@ def _corpus_sources(args) -> tuple:
 
 
 def cmd_pretrain(args) -> int:
+    from jaxsenti.pretrain import pretrain
     spec = registry.get(args.model)
     if spec.pretraining is None:
         raise DataError(f"model {args.model!r} has no pretraining task")
@@ -335,7 +374,7 @@ def cmd_pretrain(args) -> int:
         cfg = dataclasses.replace(cfg, init_from=args.init_from)
     out = Path(args.out or f"runs/pretrain/{cfg.name}")
     res = pretrain(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                   command=args.command_line)
+                   command=args.command_line, watch=_watch(args))
     f = res.info["final"]
     print(f"pretrained {res.info['tokens_seen']:,} tokens in {res.seconds:.0f}s ({res.info['epochs_run']} epochs"
           + (", stopped by the time budget" if res.info["out_of_time"] else "") + f"): held-out loss {f['val_loss']:.3f}, "
@@ -346,6 +385,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from jaxsenti.pipeline import Predictor
     predictor = Predictor(args.model)  # a damaged folder, non-finite weights, a foreign vocabulary: refused here
     spec = predictor.spec
     if spec.export is None:
@@ -361,6 +401,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_download(args) -> int:
+    from jaxsenti.data.download import DATASETS, download
     for name in (list(DATASETS) if args.all else ["dianping"]):
         print(f"{name}: {download(name, args.dest)}")
     return 0
@@ -402,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "for at most this long (default: 300)")
     p.add_argument("--no-eda", action="store_true", help="skip the exploratory figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    _add_watch_args(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("eda", help="exploratory figures and word statistics of a review CSV")
@@ -425,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (same config; epochs/patience may change)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    _add_watch_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lr-find", help="learning-rate range test: loss-vs-LR plot and a suggested learning rate")
@@ -435,11 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="plot file (default: runs/<experiment name>_lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
 
-    pretrainable = [s.name for s in registry.MODELS.values() if s.pretraining is not None]
+    pretrainable = [s.name for s in registry.MODELS.values() if s.declares("pretraining")]
     p = sub.add_parser("pretrain", help=f"pretrain a model on unlabeled reviews ({', '.join(pretrainable)})",
                        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=pretrainable, help="which model")
-    defaults = ", ".join(f"{s.name}: {s.pretrain_config}" for s in registry.MODELS.values() if s.pretraining)
+    defaults = ", ".join(f"{s.name}: {s.pretrain_config}" for s in registry.MODELS.values() if s.declares("pretraining"))
     p.add_argument("--config", help=f"pretraining config: a packaged name or a .py file (default: {defaults})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set epochs=2 --set corpus.max_texts=5000 (repeatable)")
@@ -459,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_args(p, None, "the pretrained model (default: runs/pretrain/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the pretraining run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    _add_watch_args(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("predict", help="score reviews with a trained model folder")
@@ -529,7 +573,9 @@ def _quiet_checkpoint_library() -> None:
     """Keep orbax's duplicate reports of a failure off stderr (process-wide, idempotent). jaxsenti runs no
     coroutines of its own, so one never awaited is a read orbax abandoned too (warned at interpreter exit)."""
     warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
-    root = os.path.dirname(ocp.__file__)
+    import importlib.util
+
+    root = importlib.util.find_spec("orbax.checkpoint").submodule_search_locations[0]  # its path, not its import
     for logger in (logging.getLogger("absl"), logging.getLogger("asyncio")):
         if not any(isinstance(f, _DropOrbaxRecords) for f in logger.filters):
             logger.addFilter(_DropOrbaxRecords(root))
@@ -586,9 +632,13 @@ def _error_line(e: Exception) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, use_compile_cache: bool = False) -> int:
     """The command line: exit 0 when done, 2 with one line for a user error (bad input, missing files,
-    damaged or mismatched checkpoints, a full disk, a folder in use), 130 with one line on Ctrl-C."""
+    damaged or mismatched checkpoints, a full disk, a folder in use), 130 with one line on Ctrl-C.
+
+    ``use_compile_cache``: the ``jaxsenti`` command turns on JAX's persistent compilation cache for the commands
+    that compile (:mod:`jaxsenti.training.compile_cache`); a process that calls ``main`` (tests) keeps its own
+    JAX settings."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = provenance.command_line(argv)  # recorded in what the command writes (run.json, pretraining.json)
@@ -599,7 +649,11 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGINT, _stop_once)
     try:
         if args.command in ("train", "study", "lr-find", "pretrain"):
+            from jaxsenti.training.sharding import maybe_initialize_distributed
+
             maybe_initialize_distributed()  # multi-host launches only; must run before jax computes anything
+        if use_compile_cache and args.command in ("train", "study", "lr-find", "pretrain", "predict", "export"):
+            compile_cache.enable()
         return args.func(args)
     except KeyboardInterrupt as e:
         print(_interrupted_line(args, argv, e), file=sys.stderr)

@@ -33,6 +33,7 @@ from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
 from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_initialize_distributed
 from jaxsenti.training.steps import create_train_state
+from jaxsenti.training.tracking import Watch
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -131,14 +132,16 @@ def check_resume(out_dir: Path, cfg: TrainConfig) -> bool:
 
 def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: str | Path, *, words=None,
                    resume: bool = False, overwrite: bool = False, progress: bool = True,
-                   stop_after_steps: int | None = None, label: str = "", command: str | None = None) -> TrainOutcome:
+                   stop_after_steps: int | None = None, label: str = "", command: str | None = None,
+                   watch: Watch | None = None) -> TrainOutcome:
     """Train ``cfg`` on ``split`` of ``reviews``, pick the best epoch on validation, score on test, save the folder.
 
     ``out_dir`` never ends up mixing two runs: see :func:`jaxsenti.atomic.output_folder` (a folder
     holding another run needs ``overwrite`` and is replaced only when this run finishes; one whose run
     failed is replaced without it) and :func:`check_resume` (``resume`` continues only a run of the same
     config). No other run may use ``out_dir`` meanwhile (:func:`jaxsenti.atomic.run_lock`). ``command`` is
-    recorded in ``run.json`` (default: this process's command line).
+    recorded in ``run.json`` (default: this process's command line). ``watch``: scalars, start-up line and
+    profile, see :func:`jaxsenti.training.loop.fit`.
     """
     maybe_initialize_distributed()  # multi-host launches only; must precede any jax computation
     t0 = time.perf_counter()
@@ -147,12 +150,13 @@ def train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: st
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(reviews.report.path).resolve())))
     with atomic.run_lock(out_dir, enabled=is_primary()):
         return _train_on_split(cfg, reviews, split, out_dir, t0, words=words, resume=resume, overwrite=overwrite,
-                               progress=progress, stop_after_steps=stop_after_steps, label=label, command=command)
+                               progress=progress, stop_after_steps=stop_after_steps, label=label, command=command,
+                               watch=watch)
 
 
 def _train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: Path, t0: float, *, words, resume: bool,
                     overwrite: bool, progress: bool, stop_after_steps: int | None, label: str,
-                    command: str | None) -> TrainOutcome:
+                    command: str | None, watch: Watch | None) -> TrainOutcome:
     prep = prepare(cfg, reviews, split, words=words)  # everything that can fail on bad input, before any write
     check_monitor(Classification(), cfg.monitor)
     cfg = prep.cfg
@@ -170,7 +174,7 @@ def _train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: P
                                    seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
         del prep.model
         result = fit(state, train, val, cfg, out_dir=folder, resume=resume, progress=progress,
-                     stop_after_steps=stop_after_steps, label=label)
+                     stop_after_steps=stop_after_steps, label=label, watch=watch)
         if result.interrupted:
             return TrainOutcome(cfg, out_dir, {}, result.history, time.perf_counter() - t0, True)
         best = result.state.replace(params=result.best_params)

@@ -34,6 +34,7 @@ from jaxsenti.training.memory import check_fits
 from jaxsenti.training.optim import make_optimizer
 from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_initialize_distributed
 from jaxsenti.training.steps import create_train_state
+from jaxsenti.training.tracking import Watch
 
 SHOPPING = "online_shopping_10_cats.csv"
 
@@ -130,7 +131,8 @@ def _check_resume(out_dir: Path, cfg: PretrainConfig) -> bool:
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True, command: str = "", corpus: Corpus | None = None,
-             finetune: FinetuneTexts | None = None, stop_after_steps: int | None = None) -> PretrainOutcome:
+             finetune: FinetuneTexts | None = None, stop_after_steps: int | None = None,
+             watch: Watch | None = None) -> PretrainOutcome:
     """Pretrain ``cfg.model`` on ``cfg.corpus`` (or ``corpus``) into ``out_dir``; see the module docstring.
     ``stop_after_steps`` simulates an interruption (a checkpoint, no export), as in ``training.loop.fit``.
     ``out_dir`` is held for this run only, as in :func:`jaxsenti.pipeline.train_on_split`."""
@@ -139,12 +141,12 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
     out_dir = Path(out_dir)
     with atomic.run_lock(out_dir, enabled=is_primary()):
         return _pretrain(cfg, out_dir, t0, resume=resume, overwrite=overwrite, progress=progress, command=command,
-                         corpus=corpus, finetune=finetune, stop_after_steps=stop_after_steps)
+                         corpus=corpus, finetune=finetune, stop_after_steps=stop_after_steps, watch=watch)
 
 
 def _pretrain(cfg: PretrainConfig, out_dir: Path, t0: float, *, resume: bool, overwrite: bool, progress: bool,
-              command: str, corpus: Corpus | None, finetune: FinetuneTexts | None, stop_after_steps: int | None
-              ) -> PretrainOutcome:
+              command: str, corpus: Corpus | None, finetune: FinetuneTexts | None, stop_after_steps: int | None,
+              watch: Watch | None) -> PretrainOutcome:
     spec = registry.spec_for(cfg.model)
     init = resolve_init(cfg.init_from, spec)
     if init is not None:  # the sizes are the checkpoint's; dropout, dtype and the rest stay the config's
@@ -178,7 +180,8 @@ def _pretrain(cfg: PretrainConfig, out_dir: Path, t0: float, *, resume: bool, ov
 
         result = fit(state, prep.train, prep.val, cfg, out_dir=folder, resume=resume, progress=progress,
                      label=f"{spec.name} pretraining: ", unit=("tok", prep.tokens_per_batch),
-                     time_budget_s=cfg.time_budget_s, on_epoch_end=snapshot, stop_after_steps=stop_after_steps)
+                     time_budget_s=cfg.time_budget_s, on_epoch_end=snapshot, stop_after_steps=stop_after_steps,
+                     watch=watch)
         if result.interrupted:
             return PretrainOutcome(out_dir, result.history, time.perf_counter() - t0, {}, True)
         info = {"command": command, "key": pretrained_key(cfg, finetune), "model": spec.name, "corpus": corpus.report(), "train_texts": len(train_idx),

@@ -4,22 +4,30 @@ An entry says everything the rest of the code needs to know about a model: its h
 class, its module, the encoder that turns reviews into its input, how to start it from pretrained
 weights, the experiment configs the study uses, and optional analyses. Adding a model is one new
 entry here and nothing else.
+
+Entries name their classes and functions as ``"module:attribute"`` strings, imported the first time they are
+read: the command line lists the models without importing JAX, Flax or PyTorch (a fast ``--help``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import Any
 
-from jaxsenti.data.encoders import WordEncoder, WordPieceConfig, WordPieceEncoder, WordVocabConfig
-from jaxsenti.models.bert import BertClassifier, BertConfig
-from jaxsenti.models.hf_bert import check_checkpoint, load_pretrained_classifier
-from jaxsenti.models.hf_export import save_classifier
-from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
-from jaxsenti.models.torch_export import save_lstm
-from jaxsenti.tasks import language_model as lstm_lm_task
-from jaxsenti.tasks.masked_lm import MaskedLMTask
+
+class Ref(str):
+    """``"package.module:attribute"`` (``attribute()``: an instance of it), imported when the entry's field is read."""
+
+    @property
+    def attribute(self) -> str:
+        return self.partition(":")[2].removesuffix("()")
+
+    def load(self):
+        module, _, attr = self.partition(":")
+        obj = getattr(importlib.import_module(module), attr.removesuffix("()"))
+        return obj() if attr.endswith("()") else obj
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,35 +52,59 @@ class ModelSpec:
     export: Callable[..., Any] | None = None
     export_note: str = ""  # how the exported folder is used, printed after `jaxsenti export`
 
+    def __getattribute__(self, name: str):
+        value = object.__getattribute__(self, name)
+        if type(value) is Ref:  # first read: import it, and keep it (frozen dataclass, hence object.__setattr__)
+            value = value.load()
+            object.__setattr__(self, name, value)
+        return value
+
+    def declares(self, name: str) -> bool:
+        """Whether the field is set, without importing it."""
+        return object.__getattribute__(self, name) is not None
+
+    def class_name(self, name: str = "config") -> str:
+        """The name of the class in the field, without importing it."""
+        value = object.__getattribute__(self, name)
+        return value.attribute if type(value) is Ref else value.__name__
+
 
 _BERT_RANDOM_NOTE = (
     "**BERT here is NOT the study's pretrained `bert-base-chinese`**: no pretrained weights were given, so it is a "
     "{cfg.model.num_hidden_layers}-layer, {cfg.model.hidden_size}-wide BERT trained from random initialisation on the "
     "training split only (the real bert-base-chinese tokenizer). Pass `--pretrained PATH_OR_ID` for the study's model.")
 
-def _export_lstm(model, encoder, cfg, folder):
+def export_lstm(model, encoder, cfg, folder):
+    from jaxsenti.models.torch_export import save_lstm
+
     save_lstm(model, encoder.vocab.itos, folder, max_len=cfg.max_len)
 
 
-def _export_bert(model, encoder, cfg, folder):
+def export_bert(model, encoder, cfg, folder):
+    from jaxsenti.models.hf_export import save_classifier
+
     save_classifier(model, folder, encoder.tokenizer, max_len=cfg.max_len)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "lstm": ModelSpec("lstm", LSTMConfig, LSTMClassifier, WordEncoder, WordVocabConfig,
-                      load_pretrained=lstm_lm_task.load_pretrained_classifier, check_pretrained=lstm_lm_task.check_pretrained,
+    "lstm": ModelSpec("lstm", Ref("jaxsenti.models.lstm:LSTMConfig"), Ref("jaxsenti.models.lstm:LSTMClassifier"),
+                      Ref("jaxsenti.data.encoders:WordEncoder"), Ref("jaxsenti.data.encoders:WordVocabConfig"),
+                      load_pretrained=Ref("jaxsenti.tasks.language_model:load_pretrained_classifier"),
+                      check_pretrained=Ref("jaxsenti.tasks.language_model:check_pretrained"),
                       default_config="lstm_dianping", study_config="lstm_dianping", study_pretrained_config="lstm_dianping",
-                      pretraining=lstm_lm_task.LanguageModelTask(), pretrain_config="lstm_lm",
-                      study_pretrained_here_config="lstm_dianping_lm", export=_export_lstm,
+                      pretraining=Ref("jaxsenti.tasks.language_model:LanguageModelTask()"), pretrain_config="lstm_lm",
+                      study_pretrained_here_config="lstm_dianping_lm", export=Ref("jaxsenti.registry:export_lstm"),
                       export_note="PyTorch without JAX: `import sentiment_lstm; sentiment_lstm.load(DIR).predict([...])` "
                                   "(needs torch, jieba, safetensors)"),
-    "bert": ModelSpec("bert", BertConfig, BertClassifier, WordPieceEncoder, WordPieceConfig,
-                      load_pretrained=load_pretrained_classifier, check_pretrained=check_checkpoint,
+    "bert": ModelSpec("bert", Ref("jaxsenti.models.bert:BertConfig"), Ref("jaxsenti.models.bert:BertClassifier"),
+                      Ref("jaxsenti.data.encoders:WordPieceEncoder"), Ref("jaxsenti.data.encoders:WordPieceConfig"),
+                      load_pretrained=Ref("jaxsenti.models.hf_bert:load_pretrained_classifier"),
+                      check_pretrained=Ref("jaxsenti.models.hf_bert:check_checkpoint"),
                       default_config="bert_dianping",
                       study_config="bert_small_random",
                       study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE,
-                      pretraining=MaskedLMTask(), pretrain_config="bert_mlm_small",
-                      study_pretrained_here_config="bert_small_mlm", export=_export_bert,
+                      pretraining=Ref("jaxsenti.tasks.masked_lm:MaskedLMTask()"), pretrain_config="bert_mlm_small",
+                      study_pretrained_here_config="bert_small_mlm", export=Ref("jaxsenti.registry:export_bert"),
                       export_note="Hugging Face: `transformers.pipeline(\"text-classification\", model=DIR, top_k=None)"
                                   "(texts, truncation=True)`"),
 }
@@ -87,14 +119,14 @@ PRETRAINED_SUFFIX = "_pretrained"  # study row of a model fine-tuned from the pr
 
 def study_names() -> tuple[str, ...]:
     """Neural rows the study can run: every model, and ``<model>_pretrained`` for models with a pretraining task."""
-    return tuple(x for n, s in MODELS.items() for x in (n, n + PRETRAINED_SUFFIX) if x == n or s.pretraining is not None)
+    return tuple(x for n, s in MODELS.items() for x in (n, n + PRETRAINED_SUFFIX) if x == n or s.declares("pretraining"))
 
 
 def study_variant(name: str) -> tuple[ModelSpec, bool]:
     """(the model's entry, whether the row starts from the project's own pretraining) for a study row name."""
     if name.endswith(PRETRAINED_SUFFIX) and name[: -len(PRETRAINED_SUFFIX)] in MODELS:
         spec = MODELS[name[: -len(PRETRAINED_SUFFIX)]]
-        if spec.pretraining is not None:
+        if spec.declares("pretraining"):
             return spec, True
     return get(name), False
 
@@ -104,7 +136,7 @@ def get(name: str) -> ModelSpec:
     if name in MODELS:
         return MODELS[name]
     for spec in MODELS.values():
-        if spec.config.__name__ == name:
+        if spec.class_name("config") == name:
             return spec
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
 

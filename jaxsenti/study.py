@@ -31,6 +31,7 @@ from jaxsenti.pretrain import (SHOPPING, FinetuneTexts, adaptation_config, find_
                                packaged_pretrained_dir, read_overlap)
 from jaxsenti.plotting import plot_confusion_matrix, setup_matplotlib
 from jaxsenti.training.sharding import is_primary
+from jaxsenti.training.tracking import Watch
 
 BASELINES = ("tfidf_svm", "naive_bayes", "knn")
 BASELINE_SPLIT = (1600, 200, 200)  # the study's split for the baselines (and the LSTM)
@@ -51,6 +52,7 @@ class StudyOptions:
     progress: bool = True
     pretrain_budget_s: float = 300.0  # per "<model>_pretrained" row, when no shipped or cached checkpoint fits the data
     command: str | None = None  # recorded in each model folder's run.json (default: this process's command line)
+    watch: Watch | None = None  # scalars (TensorBoard, metrics.jsonl) and profile of each model folder
 
 
 def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
@@ -84,7 +86,8 @@ def run_baselines(reviews: Reviews, words, opts: StudyOptions) -> dict:
 
 
 def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progress: bool = False,
-               folder_name: str | None = None, name: str | None = None, command: str | None = None) -> dict:
+               folder_name: str | None = None, name: str | None = None, command: str | None = None,
+               watch: Watch | None = None) -> dict:
     """Train ``cfg`` once per seed (seed i: split i and init i), score on test, read the mixed sentence and its prefixes."""
     runs, mixed, prefix_p, seconds, folders = [], [], [], [], []
     for seed in range(seeds):
@@ -94,7 +97,7 @@ def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progr
         row = name or cfg.model_name
         _say(progress, f"{row} seed {seed + 1}/{seeds}: training {cfg.name}")
         outcome = train_on_split(c, reviews, sp, Path(out_dir) / folder, words=words, progress=progress,
-                                 label=f"{row} seed {seed}: ", command=command)
+                                 label=f"{row} seed {seed}: ", command=command, watch=watch)
         _say(progress, f"{row} seed {seed + 1}/{seeds}: test accuracy {outcome.test_metrics['accuracy']:.3f} "
                        f"({outcome.seconds:.0f} s)")
         runs.append(outcome.test_metrics | {"seed": seed})
@@ -331,7 +334,8 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
             pretraining = {"folder": str(folder), "origin": origin, "info": info}
             _say(opts.progress, f"{name}: starting from {folder} ({origin})")
         models[name] = run_neural(cfg, reviews, words, opts.neural_seeds, out_dir, progress=opts.progress,
-                                  folder_name=f"{name}_{Path(data_path).stem}", name=name, command=opts.command)
+                                  folder_name=f"{name}_{Path(data_path).stem}", name=name, command=opts.command,
+                                  watch=opts.watch)
         seconds[f"{name} ({_count(opts.neural_seeds, 'seed')}, {cfg.name})"] = time.perf_counter() - t
         if pretraining:
             models[name]["pretraining"] = pretraining

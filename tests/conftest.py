@@ -25,6 +25,18 @@ def _private_cache(tmp_path_factory):
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. Each one holds a few memory mappings of its machine
+    code, and the whole suite in one process compiles thousands: past the kernel's limit (vm.max_map_count,
+    65,530) the next compile crashed inside XLA (SIGSEGV or SIGABRT, late in the suite, in whichever test)."""
+    yield
+    import sys
+
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+
+
 @pytest.fixture(scope="session")
 def dianping_path() -> Path:
     p = DATA_DIR / "dianping.csv"

@@ -307,7 +307,7 @@ def test_a_utf8_file_read_as_gb18030_is_warned_about_by_every_command(argv, mode
     src = write_csv(_BOTH, "both.csv")
     argv = [str(_tiny_config(tmp_path)) if a == "TINY" else str(model_dir) if a == "MODEL" else a for a in argv]
     data = [str(src)] if argv[-1] in ("--csv", "--corpus") else ["--data", str(src)]
-    out = [] if argv[0] == "predict" else ["--out", str(tmp_path / "out")]
+    out = [] if argv[0] == "predict" else ["--out", str(tmp_path / ("out.png" if argv[0] == "lr-find" else "out"))]
     main(argv + data + ["--encoding", "gb18030"] + out)
     err = _err(capsys)
     assert "also decodes as UTF-8, and reads differently as gb18030: if the Chinese looks garbled, drop --encoding" in err

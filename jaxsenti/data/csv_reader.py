@@ -27,6 +27,7 @@ from pathlib import Path
 
 BOM = "\ufeff"
 MAX_LISTED = 10
+DEFAULT_MAX_CHARS = 5000  # longer texts are truncated (and said) unless --max-chars says otherwise
 MAX_ECHO = 40  # characters of user data a message quotes
 # Invisible characters that spreadsheet tools leave around header names.
 _HEADER_JUNK = "\ufeff\u200b\u200c\u200d\u2060"

@@ -40,12 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsenti.data.csv_reader import BOM, MAX_LISTED, CsvFile, DataError, check_max_chars, excerpt, raise_problems, read_csv
+from jaxsenti.data.csv_reader import DEFAULT_MAX_CHARS, BOM, MAX_LISTED, CsvFile, DataError, check_max_chars, excerpt, raise_problems, read_csv
 from jaxsenti.data.download import download
 from jaxsenti.data.text import NO_CJK, cjk_only, no_cjk_note
 
 DEFAULT_DATASET = "dianping.csv"
-DEFAULT_MAX_CHARS = 5000
 
 
 @dataclasses.dataclass

@@ -21,6 +21,7 @@ template state lives on, so a run saved on 8 devices resumes on 1 and vice versa
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import sys
@@ -34,7 +35,10 @@ from tqdm.auto import tqdm
 from jaxsenti.atomic import Interrupted
 from jaxsenti.training.checkpoints import Checkpoints
 from jaxsenti.training.sharding import Layout, fetch, is_primary, sync
+from jaxsenti.training import compile_cache
+from jaxsenti.training.flops import peak_flops, step_flops
 from jaxsenti.training.steps import STEP_STATS, TrainState, jit_eval_step, jit_train_step, shard_state
+from jaxsenti.training.tracking import Profiler, RunLog, Stopwatch, Watch
 
 
 LINE_EVERY_S = 60  # without a progress bar, long epochs still say how they are doing this often
@@ -155,6 +159,12 @@ class _Run:
     unit: tuple[str, int]  # what the progress bar counts per batch, e.g. ("tok", 16384)
     time_budget_s: float | None
     on_epoch_end: object  # callable(state, history row) or None
+    log: RunLog
+    profiler: Profiler
+    lr_at: object  # step -> learning rate (the optimizer's schedule, evaluated on the host at log points)
+    flops: dict = dataclasses.field(default_factory=dict)  # batch shapes -> FLOPs of one step (XLA cost analysis)
+    peak: list = dataclasses.field(default_factory=list)  # [FLOP/s of all devices] once measured
+    started: bool = False  # the start-up line was said
 
     def out_of_time(self) -> bool:
         return self.time_budget_s is not None and time.perf_counter() - self.t_start >= self.time_budget_s
@@ -162,6 +172,90 @@ class _Run:
     def snapshot(self, epoch: int, batch: int, sums) -> dict:
         return self.meta | {"epoch": epoch, "batch": batch, "seconds": time.perf_counter() - self.t_start,
                             "sums": None if sums is None else {k: float(v) for k, v in fetch(sums).items()}}
+
+
+class _Window:
+    """What happened since the last log point: on-device sums of the step norms (no sync per step) and, on the
+    host, the step count, the FLOPs of the steps run and the epoch's metric sums at the window's start."""
+
+    def __init__(self, step: int, sums_host: dict | None):
+        self.step, self.sums_host, self.flops, self.gsum, self.pnorm = step, sums_host or {}, 0.0, None, None
+        self.clock = Stopwatch()
+
+    def add(self, stats: dict) -> None:
+        self.gsum = stats["grad_norm"] if self.gsum is None else self.gsum + stats["grad_norm"]
+        self.pnorm = stats["param_norm"]
+
+
+def _shape_key(batch: dict) -> tuple:
+    return tuple((k, tuple(v.shape), str(v.dtype)) for k, v in sorted(batch.items()))
+
+
+def _step_flops(run: _Run, state: TrainState, batch: dict) -> float | None:
+    """FLOPs of the step for this batch's shapes (asked of XLA once per shape; the step is compiled by then)."""
+    key = _shape_key(batch)
+    if key not in run.flops:
+        run.flops[key] = step_flops(jit_train_step, state, batch)
+    return run.flops[key]
+
+
+def _peak(run: _Run, state: TrainState) -> float | None:
+    if not run.peak:
+        dtype = getattr(getattr(run.cfg, "model", None), "dtype", "float32") or "float32"
+        per_device, _ = peak_flops(str(dtype))
+        n = state.layout.num_devices if state.layout is not None else 1
+        run.peak.append(per_device * n if per_device else None)
+    return run.peak[0]
+
+
+def _startup(run: _Run, state: TrainState, seconds: float, cache_before) -> None:
+    """The start-up line, once per run after its first step: devices, mesh, batch, dtype, compile time and cache."""
+    run.started = True
+    devices = state.layout.mesh.devices.flatten().tolist() if state.layout is not None else jax.devices()[:1]
+    n = len(devices)
+    mesh = " x ".join(f"{a}={k}" for a, k in state.layout.mesh.shape.items()) if state.layout is not None else "none"
+    batch = getattr(run.cfg, "batch_size", None)
+    dtype = getattr(getattr(run.cfg, "model", None), "dtype", "float32")
+    counter = compile_cache.counter()
+    cache = "off" if counter is None else counter.since(*cache_before)
+    info = {"devices": n, "platform": devices[0].platform, "device_kind": devices[0].device_kind, "mesh": mesh,
+            "global_batch": batch, "per_device_batch": None if batch is None else -(-batch // n), "dtype": str(dtype),
+            "first_step_s": round(seconds, 3), "compile_cache": cache}
+    run.log.scalars(int(fetch(state.step)), "start", info)
+    run.log.text("run/start", json.dumps(info, indent=1))
+    if run.progress:
+        tqdm.write(f"{run.label}{n} {devices[0].platform} device(s) ({devices[0].device_kind}), mesh {mesh}, batch "
+                   f"{batch} ({info['per_device_batch']} per device), {dtype}; first step {seconds:.1f} s "
+                   f"(compile + run; compilation cache: {cache})", file=sys.stderr)
+
+
+def _log_window(run: _Run, state: TrainState, sums, win: _Window, step: int, bad) -> dict:
+    """Log the window's scalars (one small fetch: what is logged and nothing else) and start the next window."""
+    steps = max(step - win.step, 1)
+    host = fetch({"sums": sums, "g": win.gsum, "p": win.pnorm, "bad": bad})
+    dt = win.clock.lap()
+    now = {k: float(v) for k, v in host["sums"].items()}
+    window = {k: v - win.sums_host.get(k, 0.0) for k, v in now.items()}
+    values = dict(state.objective.summarise(window))
+    values["lr"] = float(run.lr_at(step)) if run.lr_at is not None else None
+    values["grad_norm"] = float(host["g"]) / steps if host["g"] is not None else None
+    values["param_norm"] = float(host["p"]) if host["p"] is not None else None
+    unit, per_batch = run.unit
+    if unit == "tok":
+        values["tokens_per_s"] = steps * per_batch / dt
+    else:
+        values["examples_per_s"] = window.get("count", 0.0) / dt
+    values["step_time_ms"] = dt / steps * 1e3
+    if win.flops:
+        values["tflops_per_s"] = win.flops / dt / 1e12
+        peak = _peak(run, state)
+        if peak:
+            values["mfu"] = win.flops / dt / peak
+    if host["bad"] is not None and float(host["bad"][0]):
+        values["nonfinite_steps"] = int(float(host["bad"][0]))
+    run.log.scalars(step, "train", values)
+    win.step, win.sums_host, win.flops, win.gsum, win.pnorm = step, now, 0.0, None, None
+    return values
 
 
 def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_steps: int | None):
@@ -181,22 +275,37 @@ def _train_epoch(run: _Run, state: TrainState, train, epoch: int, stop_after_ste
     first_step = int(fetch(state.step))  # counted on the host from here: no device sync per batch
     t_epoch = last_line = time.perf_counter()
     bad = None
+    win = _Window(first_step, meta["sums"] if start else None)
     for i, batch in enumerate(train.epoch(epoch, start=start), start=start):
-        state, m = jit_train_step(state, device_batch(state, batch, train=True))
-        bad = _watch(bad, {k: m.pop(k) for k in STEP_STATS})
+        step = first_step + i + 1 - start
+        db = device_batch(state, batch, train=True)
+        if not run.started:
+            counter, t_first = compile_cache.counter(), time.perf_counter()
+            before = (counter.hits, counter.misses) if counter is not None else (0, 0)
+        state, m = jit_train_step(state, db)
+        if not run.started:
+            jax.block_until_ready(state.step)  # once per run: the first step's time is the compile's
+            _startup(run, state, time.perf_counter() - t_first, before)
+        stats = {k: m.pop(k) for k in STEP_STATS}
+        bad = _watch(bad, stats)
+        win.add(stats)
+        if run.log.writers and (flops := _step_flops(run, state, db)):
+            win.flops += flops
         sums = _add(sums, m)
         bar.update(per_batch)
-        if (i + 1) % cfg.log_every == 0:
+        run.profiler.after_step(step, state)
+        if step % cfg.log_every == 0:  # global steps: the same points after a resume, whatever the epoch length
+            values = _log_window(run, state, sums, win, step, bad)  # before the check: a divergence is logged too
             _check_finite(run, bad, epoch)
-        if run.progress and (i + 1) % cfg.log_every == 0:
-            summary = _summary(state, sums)  # a small sync, for progress only
-            bar.set_postfix({k: f"{v:.4f}" for k, v in summary.items()})
-            if bar.disable and time.perf_counter() - last_line >= LINE_EVERY_S:  # no bar (a pipe, a log): a line
-                last_line = time.perf_counter()
-                rate = (i + 1 - start) * per_batch / (last_line - t_epoch)
-                tqdm.write(f"{run.label}epoch {epoch + 1} batch {i + 1}/{len(train)}: "
-                           + " ".join(f"{k} {v:.4f}" for k, v in summary.items()) + f", {rate:,.0f} {unit}/s", file=sys.stderr)
-        step = first_step + i + 1 - start
+            if run.progress:
+                summary = _summary(state, sums)  # the epoch's running means, for the bar
+                bar.set_postfix({k: f"{v:.4f}" for k, v in summary.items()})
+                if bar.disable and time.perf_counter() - last_line >= LINE_EVERY_S:  # no bar (a pipe, a log): a line
+                    last_line = time.perf_counter()
+                    rate = (i + 1 - start) * per_batch / (last_line - t_epoch)
+                    tqdm.write(f"{run.label}epoch {epoch + 1} batch {i + 1}/{len(train)}: "
+                               + " ".join(f"{k} {v:.4f}" for k, v in summary.items()) + f", {rate:,.0f} {unit}/s"
+                               + (f", lr {values['lr']:.3g}" if values.get("lr") is not None else ""), file=sys.stderr)
         if stop_after_steps is not None and step >= stop_after_steps:
             _check_finite(run, bad, epoch)
             run.ckpt.save(state, run.snapshot(epoch, i + 1, sums))
@@ -222,11 +331,13 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
     row |= {f"val_{k}": v for k, v in val_summary.items()} | {"seconds": time.perf_counter() - run.t_start}
     key, direction = monitor
     if not all(math.isfinite(v) for k, v in row.items() if k.startswith("val_")):
+        run.log.scalars(row["step"], "epoch", {k: v for k, v in row.items() if k != "step"})  # shown, not hidden
         raise NonFiniteLoss(f"validation after epoch {epoch + 1} gave non-finite metrics ("
                             + ", ".join(f"{k} {v}" for k, v in row.items() if k.startswith("val_"))
                             + ") although every training step was finite; this checkpoint is not kept as the best. "
                             "Train in float32 (model.dtype) or lower the learning rate (optim.lr), and train again")
     meta["history"].append(row)
+    run.log.scalars(row["step"], "epoch", {k: v for k, v in row.items() if k != "step"})
     if _improved(direction, row[key], meta["best"]):
         meta["best"], meta["best_epoch"], meta["bad_epochs"] = row[key], epoch + 1, 0
         run.ckpt.save_best(state.params)
@@ -244,7 +355,7 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
 
 def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool = False, progress: bool = True,
         stop_after_steps: int | None = None, label: str = "", unit: tuple[str, int] = ("batch", 1),
-        time_budget_s: float | None = None, on_epoch_end=None) -> FitResult:
+        time_budget_s: float | None = None, on_epoch_end=None, watch: Watch | None = None) -> FitResult:
     """Train with early stopping on ``cfg.monitor``; the best parameters are kept in ``out_dir/checkpoints/best``.
 
     ``train``/``val`` are batch sources; ``cfg`` is any config with the loop fields of
@@ -258,6 +369,9 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
     time has passed (counting a resumed run's earlier time), the epoch in progress is validated like a full
     one and training ends (``FitResult.out_of_time``); a later ``--resume`` continues with the next epoch.
     ``on_epoch_end(state, row)`` runs after each epoch's validation and checkpoint (e.g. to export snapshots).
+    ``watch`` (:class:`jaxsenti.training.tracking.Watch`): scalars every ``log_every`` steps and every epoch into
+    ``out_dir`` (TensorBoard events, ``metrics.jsonl``), a start-up line after the first step, and an optional
+    ``jax.profiler`` trace of some steps.
     """
     out_dir = Path(out_dir)
     monitor = check_monitor(state.objective, cfg.monitor)
@@ -273,8 +387,14 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
             print(f"[jaxsenti] --resume: no checkpoint in {out_dir / 'checkpoints'}; starting a fresh run", file=sys.stderr)
         if restored is not None:
             state, meta = restored
+    watch = watch or Watch()
+    folder = out_dir if is_primary() else None
+    restored_step = int(fetch(state.step)) if meta["history"] or meta["batch"] else None  # a resumed run's logs go on
+    log = RunLog(folder, watch.report_to, resume_step=restored_step)
     run = _Run(cfg, ckpt, meta, time.perf_counter() - meta["seconds"], progress and is_primary(), label, unit,
-               time_budget_s, on_epoch_end)
+               time_budget_s, on_epoch_end, log, Profiler(folder, watch.profile), _lr_schedule(cfg, len(train)))
+    if restored_step is None:
+        log.text("config", _config_text(cfg))
     stopped = None
     try:
         for epoch in range(meta["epoch"], cfg.epochs):
@@ -296,4 +416,29 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
         ckpt.close(quiet=True)  # the error in flight is the one to report, not a save it cut short
         raise
     finally:
+        run.profiler.stop()
+        log.close()
         ckpt.close()  # a no-op after the two above; after success, a failed save in flight is raised here
+
+
+def _lr_schedule(cfg, steps_per_epoch: int):
+    """The schedule the optimizer follows (as ``make_optimizer`` builds it), for logging; None without one."""
+    optim = getattr(cfg, "optim", None)
+    if optim is None:
+        return None
+    from jaxsenti.training.optim import lr_schedule  # optim imports the configs, which import this module's users
+
+    schedule = lr_schedule(optim, steps_per_epoch * cfg.epochs)
+    return lambda step: float(schedule(step))
+
+
+def _config_text(cfg) -> str:
+    """The resolved config as a Markdown table (TensorBoard's Text tab shows it as one)."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+    rows = flat(dataclasses.asdict(cfg)) if dataclasses.is_dataclass(cfg) else ()
+    return "| field | value |\n|---|---|\n" + "\n".join(f"| {k} | {json.dumps(v, default=str)} |" for k, v in rows)
