@@ -222,7 +222,6 @@ def _startup(run: _Run, state: TrainState, seconds: float, cache_before) -> None
             "global_batch": batch, "per_device_batch": None if batch is None else -(-batch // n), "dtype": str(dtype),
             "first_step_s": round(seconds, 3), "compile_cache": cache}
     run.log.scalars(int(fetch(state.step)), "start", info)
-    run.log.text("run/start", json.dumps(info, indent=1))
     if run.progress:
         tqdm.write(f"{run.label}{n} {devices[0].platform} device(s) ({devices[0].device_kind}), mesh {mesh}, batch "
                    f"{batch} ({info['per_device_batch']} per device), {dtype}; first step {seconds:.1f} s "

@@ -78,8 +78,11 @@ class _TensorBoard:
                                flush_secs=30)
 
     def scalars(self, step: int, kind: str, values: dict) -> None:
+        if kind == "start":  # what the run runs on: text, not curves
+            self.text("run/start", json.dumps(values, indent=1))
+            return
         for k, v in values.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch"):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch", "seconds"):
                 self.w.add_scalar(tag(kind, k), v, step)  # nan/inf shown as such
 
     def text(self, tag: str, text: str) -> None:

@@ -1,0 +1,99 @@
+"""Start-up and watching costs of the `jaxsenti` command, in cold processes (issue "Runs you can watch").
+
+    python benchmarks/startup.py --json benchmarks/results/startup.json
+
+* `jaxsenti --help` and a usage error: the command line imports only what the parser needs.
+* `jaxsenti predict --model M "text"` for the study's LSTM and small BERT (each trained one epoch here), with
+  the compilation cache warm (one untimed run first), median of ``--repeats`` cold processes.
+* The persistent compilation cache: the first step of `jaxsenti train lstm` (compile + run, as the start-up
+  line reports it) in a fresh cache, then in a second identical run.
+* Logging: one epoch of `jaxsenti train lstm` with the default scalars (TensorBoard + metrics.jsonl every
+  ``log_every`` steps) against `--report-to none`, alternated, training seconds from ``history.json``.
+
+Every figure is a wall time of a process started here, so it includes the interpreter and the imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import base_argparser, finish
+
+JAXSENTI = [sys.executable, "-m", "jaxsenti"]
+TEXT = "这家的环境不差，但是菜不怎么好吃。"
+
+
+def _run(args: list[str], env: dict, *, ok: tuple[int, ...] = (0,)) -> tuple[float, subprocess.CompletedProcess]:
+    t = time.perf_counter()
+    p = subprocess.run(JAXSENTI + args, env=env, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - t
+    if p.returncode not in ok:
+        raise SystemExit(f"{' '.join(args)} exited {p.returncode}:\n{p.stderr[-2000:]}")
+    return seconds, p
+
+
+def _median(args, env, repeats, **kw) -> dict:
+    times = [_run(args, env, **kw)[0] for _ in range(repeats)]
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": times}
+
+
+def _first_step(p: subprocess.CompletedProcess) -> float:
+    m = re.search(r"first step ([\d.]+) s \(compile \+ run; compilation cache: (\w+)", p.stderr)
+    if not m:
+        raise SystemExit(f"no start-up line in:\n{p.stderr[-2000:]}")
+    return float(m.group(1))
+
+
+def main(argv=None) -> int:
+    ap = base_argparser(__doc__)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--work", help="working folder (default: a temporary one)")
+    a = ap.parse_args(argv)
+    repeats = 2 if a.quick else a.repeats
+    work = Path(a.work or tempfile.mkdtemp(prefix="jaxsenti-startup-"))
+    env = dict(os.environ, JAXSENTI_CACHE=str(work / "cache"))
+    env.pop("JAXSENTI_NO_COMPILE_CACHE", None)
+    res: dict = {"help": _median(["--help"], env, repeats),
+                 "usage_error": _median(["train", "lstm", "--no-such-flag"], env, repeats, ok=(2,))}
+    small = ["--set", "epochs=1"] + (["--split", "200/50/50"] if a.quick else [])
+    models = {"lstm": ["train", "lstm"], "bert": ["train", "bert", "--config", "bert_small_random"]}
+    res["predict"] = {}
+    for name, cmd in models.items():
+        folder = work / name
+        _run(cmd + small + ["--out", str(folder), "--quiet"], env)
+        _run(["predict", "--model", str(folder), TEXT], env)  # warms the compilation cache
+        res["predict"][name] = _median(["predict", "--model", str(folder), TEXT], env, repeats)
+
+    fresh = dict(env, JAXSENTI_CACHE=str(work / "fresh_cache"))
+    steps = [_first_step(_run(["train", "lstm", *small, "--out", str(work / f"cache{i}"), "--overwrite"], fresh)[1])
+             for i in range(2)]
+    res["compile_cache"] = {"first_run_first_step_s": steps[0], "second_run_first_step_s": steps[1]}
+
+    epochs = {"default": [], "none": []}
+    for i in range(repeats):
+        for mode in ("default", "none"):  # alternated: drifts of a shared machine hit both alike
+            out = work / f"log_{mode}"
+            _run(["train", "lstm", *small, "--out", str(out), "--overwrite", "--quiet",
+                  *(["--report-to", "none"] if mode == "none" else [])], env)
+            epochs[mode].append(json.loads((out / "history.json").read_text())[0]["seconds"])
+    res["logging"] = {k: {"median_s": statistics.median(v), "runs": v} for k, v in epochs.items()}
+    res["logging"]["overhead"] = res["logging"]["default"]["median_s"] / res["logging"]["none"]["median_s"] - 1
+
+    def show(r):
+        print(f"--help {r['help']['median_s']:.2f} s, usage error {r['usage_error']['median_s']:.2f} s; predict "
+              + ", ".join(f"{k} {v['median_s']:.2f} s" for k, v in r["predict"].items())
+              + f"; first step {steps[0]:.2f} s -> {steps[1]:.2f} s with the cache; logging overhead "
+              f"{r['logging']['overhead']:+.1%}")
+    return finish(res, a, argv, show)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
