@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: paths, timing, the result JSON (one layout for both throughput scripts), markdown.
+"""What the benchmark scripts share: paths, the train-step result JSON, subprocesses, markdown (timing: harness.py).
 
 Nothing here imports JAX or torch at module level, so the driver (``run_all.py``, which runs each benchmark
 in its own subprocess) and the tests import it cheaply.
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,80 +48,9 @@ def clear_segment_memo(_i=None) -> None:
     text._segment_cached.cache_clear()  # no public hook; fail loudly rather than time a warm memo
 
 
-# ----------------------------------------------------------------------------------------------
-# Timing
-# ----------------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolating linearly between order statistics (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be in [0, 100], got {q}")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def summarize_times(times: Sequence[float]) -> dict:
-    """n, median, p50/p90/p99, mean, min, max of durations in seconds, and the raw list."""
-    times = [float(t) for t in times]
-    return {"n": len(times), "median_s": statistics.median(times), "p50_s": percentile(times, 50),
-            "p90_s": percentile(times, 90), "p99_s": percentile(times, 99), "mean_s": statistics.fmean(times),
-            "min_s": min(times), "max_s": max(times), "times_s": times}
-
-
-def time_calls(fn: Callable[[int], object], *, repeats: int, warmup: int = 1, first_call: bool = True,
-               clock: Callable[[], float] = time.perf_counter, before: Callable[[int], None] | None = None) -> dict:
-    """Time ``fn(i)``: a separately recorded first call (compilation) if ``first_call``, ``warmup`` untimed
-    calls, then ``repeats`` timed calls summarised by :func:`summarize_times`.
-
-    ``fn`` must block until its result is ready (``jax.block_until_ready``); ``before(i)`` runs untimed
-    before every call (e.g. :func:`clear_segment_memo`). ``clock`` is injectable for tests.
-    """
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
-    out: dict = {}
-    times = []
-    for i in range(int(first_call) + warmup + repeats):
-        if before:
-            before(i)
-        t0 = clock()
-        fn(i)
-        dt = clock() - t0
-        if first_call and i == 0:
-            out["first_call_s"] = dt
-        elif i >= int(first_call) + warmup:
-            times.append(dt)
-    return out | summarize_times(times)
-
-
-def alternate(fns: dict[str, Callable[[int], object]], per_round: Sequence[int]) -> dict[str, list[float]]:
-    """Call times of each function, ``per_round[r]`` calls each in round r, the functions taking turns round by
-    round so that background load on a shared machine hits them alike. ``fn(j)`` gets its own call count j."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for n in per_round:
-        for k, fn in fns.items():
-            done = len(times[k])
-            times[k] += time_calls(lambda i, fn=fn, done=done: fn(done + i), repeats=n, warmup=0,
-                                   first_call=False)["times_s"]
-    return times
-
-
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far (``ru_maxrss``, KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def device_peak_mib() -> float | None:
-    """Peak memory jax reports for its first device; None where it keeps no statistics (CPU)."""
-    import jax
-
-    peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
-    return None if peak is None else peak / 2**20
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,26 +59,29 @@ def device_peak_mib() -> float | None:
 
 
 def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, batch: int, seq: int,
-                      flops: float | None = None, peak_flops: float | None = None, **extra) -> dict:
-    """The one JSON layout of both throughput scripts.
+                      flops: float | None = None, peak_flops: float | None = None, tokens: int | None = None,
+                      **extra) -> dict:
+    """The one JSON layout of every train-step case (``harness.measure``).
 
-    ``frameworks[fw]`` brings ``step_times_s`` (timed steps after warm-up), ``first_step_s`` (the first step
-    call: with JAX's plain jit it includes the compile), optionally ``compile_s`` (a separate ahead-of-time
-    compile), ``peak_rss_mib`` and anything else to keep. Added, with the same keys for both scripts:
-    median/min step, seq/s, tokens/s (B*T per step), achieved GFLOP/s and MFU (where ``flops`` per step and
-    a measured ``peak_flops`` are known), and ``jax_over_torch`` = JAX tokens/s / PyTorch tokens/s.
+    ``frameworks[fw]`` brings ``step_times_s`` (per-step times after warm-up), ``first_step_s``, optionally
+    ``compile_s`` (JAX's ahead-of-time compile), ``peak_rss_mib`` and anything else to keep. Added: median/min
+    step, seq/s, tokens/s (``tokens`` per step, default B*T; then ``padded_tokens_per_s`` too), achieved GFLOP/s
+    and MFU (against ``peak_flops``), and ``jax_over_torch`` = JAX tokens/s / PyTorch tokens/s.
     """
+    tokens = tokens or batch * seq
     out = {}
     for fw, r in frameworks.items():
-        times = r["step_times_s"]
-        med = statistics.median(times)
-        out[fw] = {"compile_s": None, **r, "median_step_s": med, "min_step_s": min(times), "steps_timed": len(times),
-                   "seq_per_s": batch / med, "tokens_per_s": batch * seq / med,
+        med = statistics.median(r["step_times_s"])
+        out[fw] = {"compile_s": None, **r, "median_step_s": med, "min_step_s": min(r["step_times_s"]),
+                   "steps_timed": len(r["step_times_s"]), "seq_per_s": batch / med, "tokens_per_s": tokens / med,
                    "achieved_gflops": flops / med / 1e9 if flops else None,
                    "mfu": flops / med / peak_flops if flops and peak_flops else None}
+        if tokens != batch * seq:
+            out[fw]["padded_tokens_per_s"] = batch * seq / med
     ratio = out["jax"]["tokens_per_s"] / out["torch"]["tokens_per_s"] if {"jax", "torch"} <= set(out) else None
-    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": batch * seq, "flops_per_step": flops,
-            "peak_flops": peak_flops, "note": note, **extra, "frameworks": out, "jax_over_torch": ratio}
+    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": tokens, "padded_tokens_per_step": batch * seq,
+            "flops_per_step": flops, "peak_flops": peak_flops, "note": note, **extra, "frameworks": out,
+            "jax_over_torch": ratio}
 
 
 def show_throughput(res: dict) -> None:
@@ -248,22 +181,18 @@ def shown(path_or_cmd) -> str:
     return " ".join("python" if str(w) == sys.executable else str(w).replace(str(ROOT) + os.sep, "") for w in words)
 
 
-def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None) -> dict:
-    """Run a script that writes ``json_path``; its parsed JSON as ``result``, with ``wall_s``, ``stdout`` and
-    ``peak_rss_mib``: the largest resident set of the process or any of its children (from ``wait4``).
-
-    Raises ``RuntimeError`` with the output tail if the script fails, times out or writes no JSON.
-    """
-    json_path = Path(json_path)
-    json_path.unlink(missing_ok=True)
-    env = dict(os.environ)
+def run_command(cmd: Sequence[str], *, timeout: float | None = None, log: str | os.PathLike | None = None,
+                env: dict | None = None) -> dict:
+    """Run ``cmd`` in its own process group from the checkout (output to ``log``, else kept), killing the whole
+    group after ``timeout`` s: ``command``, ``rc``, ``wall_s``, ``timed_out``, ``log_tail`` (``stdout`` when no
+    log), ``peak_rss_mib`` (the largest resident set of the process or any of its children, from ``wait4``)."""
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with tempfile.TemporaryFile("w+") as out:
+    with (open(log, "w+") if log else tempfile.TemporaryFile("w+")) as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(map(str, cmd)), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                 env=env, start_new_session=True)
-        # on timeout, kill the whole process group: the script's own workers too
-        timer = threading.Timer(timeout, os.killpg, (proc.pid, 9)) if timeout else None
+        timer = threading.Timer(max(timeout, 0.1), _killpg, (proc.pid,)) if timeout is not None else None
         if timer:
             timer.start()
         try:
@@ -273,12 +202,31 @@ def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: flo
                 timer.cancel()
         wall = time.perf_counter() - t0
         out.seek(0)
-        stdout = out.read()
+        text = out.read()
     rc = os.waitstatus_to_exitcode(status)
-    if rc != 0 or not json_path.exists():
-        why = f"killed after {timeout:.0f}s timeout" if timeout and wall >= timeout else f"rc={rc}"
-        raise RuntimeError(f"{shown(cmd)} failed ({why}):\n{stdout[-4000:]}")
-    return {"wall_s": wall, "result": read_json(json_path), "stdout": stdout, "peak_rss_mib": usage.ru_maxrss / 1024.0}
+    r = {"command": shown(cmd), "rc": rc, "wall_s": wall, "timeout_s": timeout,
+         "timed_out": rc == -signal.SIGKILL and timeout is not None and wall >= timeout, "log_tail": text[-3000:],
+         "peak_rss_mib": usage.ru_maxrss / 1024.0}
+    return r if log else r | {"stdout": text}
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None) -> dict:
+    """:func:`run_command` for a script that writes ``json_path``: its parsed JSON as ``result``; raises
+    ``RuntimeError`` with the output tail if the script fails, times out or writes no JSON."""
+    json_path = Path(json_path)
+    json_path.unlink(missing_ok=True)
+    r = run_command(cmd, timeout=timeout)
+    if r["rc"] != 0 or not json_path.exists():
+        why = f"killed after {timeout:.0f}s timeout" if r["timed_out"] else f"rc={r['rc']}"
+        raise RuntimeError(f"{shown(cmd)} failed ({why}):\n{r['stdout'][-4000:]}")
+    return r | {"result": read_json(json_path)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from common import alternate, base_argparser, finish, parse_args
+from common import base_argparser, finish, parse_args
+from harness import alternate
 
 
 def main(argv=None) -> int:

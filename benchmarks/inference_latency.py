@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
-                    time_calls)
+from common import base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib
+from harness import time_calls
 
 CONFIGS = {"lstm": "lstm_dianping", "bert": "bert_small_random"}  # packaged experiment configs
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
-                    time_calls)
+from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args,
+                    peak_rss_mib)
+from harness import time_calls
 
 
 def _stage(n_items: int, timing: dict, **extra) -> dict:
