@@ -22,7 +22,7 @@ time for it; results are written to ``DIR/accelerator.json`` after every part, s
 * ``study``: the whole ``jaxsenti study`` as a subprocess with what is left of the deadline: its wall time, or that
   it timed out (and how far it got).
 
-Steps are timed as accel_steps.py says: compile (JAX, ahead of time) and the first step apart from the steady state;
+Steps are timed as harness.py says: compile (JAX, ahead of time) and the first step apart from the steady state;
 medians over chunks of back-to-back steps with one device sync per chunk, after warm-up; random inputs.
 On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md`` and a copy in ``DIR``; on a CPU or
 with ``--smoke`` it writes only the JSON (the cuDNN paths then run their CPU fallbacks, and the JSON says so).
@@ -36,18 +36,18 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import HERE, ROOT, finish, fmt_num, machine_info, md_table, names_of, throughput_result, write_json
+from common import HERE, finish, fmt_num, machine_info, md_table, names_of, run_command, write_json
+from harness import _bert_config, matmul_rate, measure, spec_for
+from study_time import run_study
 
 PARTS = ("device", "lstm", "parity", "bert", "mlm", "pretrain", "study")
 RESULTS_MD = HERE / "RESULTS-gpu.md"
@@ -60,7 +60,7 @@ OTHER_OUT_FILES = ("gpu_check.log", "accelerator.json", "RESULTS-gpu.md")  # bes
 
 BASE = (12, 768, 12, 3072)  # layers, hidden, heads, intermediate
 FULL = {
-    "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3,
+    "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3, "rounds": 2,
     "lstm": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "shapes": [(64, 128), (256, 128)]},
     "parity": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "batch": 16, "seq": 64,
                "variants": [(False, "last"), (True, "mean")]},  # (bidirectional, pooling)
@@ -82,8 +82,6 @@ SMOKE = {
     "study_args": [],
     "min_s": {p: 0 for p in PARTS}, "variant_min_s": {},
 }
-LR, WD = 2e-5, 0.01  # fine-tuning (bert_throughput.py's)
-MLM_LR = 2e-4  # bert_mlm_base's
 
 
 class Deadline:
@@ -126,29 +124,15 @@ class Ctx:
 
 def part_device(ctx: Ctx) -> dict:
     import jax
-    import jax.numpy as jnp
     import torch
     from jax.extend import backend as jax_backend
 
-    from accel_steps import chunked_times
     from jaxsenti.machine import machine_info
     from jaxsenti.models.lstm_cudnn import cuda_lstm_available
 
     n = ctx.size["matmul_n"]
-    rates: dict[str, float] = {}
-    for dtype in ("bfloat16", "float32"):
-        a, b = (jax.random.normal(jax.random.key(i), (n, n), getattr(jnp, dtype)) for i in (0, 1))
-        f, box = jax.jit(jnp.matmul), [None]
-
-        def jax_mm(f=f, a=a, b=b, box=box):
-            box[0] = f(a, b)
-
-        t = chunked_times(jax_mm, lambda box=box: jax.block_until_ready(box[0]), steps=10, chunk=5, warmup=2)
-        rates[f"jax_{dtype}"] = 2.0 * n**3 / min(t)
-        ta, tb = (torch.randn(n, n, dtype=getattr(torch, dtype), device=ctx.torch_device) for _ in range(2))
-        sync = torch.cuda.synchronize if ctx.torch_device == "cuda" else (lambda: None)
-        t = chunked_times(lambda ta=ta, tb=tb: torch.matmul(ta, tb), sync, steps=10, chunk=5, warmup=2)
-        rates[f"torch_{dtype}"] = 2.0 * n**3 / min(t)
+    rates = {f"{fw}_{dtype}": matmul_rate(n, dtype, fw, ctx.torch_device)
+             for dtype in ("bfloat16", "float32") for fw in ("jax", "torch")}
     ctx.peak_flops = max(rates["jax_bfloat16"], rates["torch_bfloat16"])
     dev = jax.devices()[0]
     return {
@@ -175,64 +159,43 @@ def _nvidia_smi() -> str | None:
     return f"{q}: {r.stdout.strip()}" if r.returncode == 0 else None
 
 
-def _jax_row(build, tx, objective, batches, ctx: Ctx) -> dict:
-    """A JaxStep row, recording the warnings raised while tracing (the cuDNN paths' CPU fallbacks warn)."""
-    from accel_steps import JaxStep, run
-
-    with warnings.catch_warnings(record=True) as caught:
+def _measure(ctx: Ctx, case: str, dtype: str, **over) -> dict:
+    """One harness case at this run's sizes, both frameworks in this process (device memory per framework)."""
+    s = ctx.size
+    spec = spec_for(case, dtype=dtype, **s[case.split("_")[0]], steps=s["steps"], chunk=s["chunk"],
+                    warmup=s["warmup"], rounds=s.get("rounds", 1), device=ctx.torch_device, peak_flops=ctx.peak_flops, **over)
+    with warnings.catch_warnings(record=True) as caught:  # the cuDNN paths' CPU fallbacks warn
         warnings.simplefilter("always")
-        row = run(JaxStep(build(), tx, objective, batches), **ctx.timing())
+        res = measure(spec)
     msgs = sorted({str(w.message).split(";")[0] for w in caught if issubclass(w.category, RuntimeWarning)})
-    return row | ({"warnings": msgs} if msgs else {})
-
-
-def _torch_row(build_and_loss, batches, ctx: Ctx, autocast=None) -> dict:
-    import torch
-
-    from accel_steps import TorchStep, run
-
-    runner = TorchStep(*build_and_loss, batches, device=ctx.torch_device, autocast=autocast)
-    row = run(runner, **ctx.timing())
-    del runner
+    if msgs:
+        res["frameworks"]["jax_cudnn" if "jax_cudnn" in res["frameworks"] else "jax"]["warnings"] = msgs
     if ctx.torch_device == "cuda":
+        import torch
+
         torch.cuda.empty_cache()
-    return row
+    return res
 
 
 def part_lstm(ctx: Ctx) -> dict:
-    import optax
     import torch
-    from flax import nnx
 
-    from accel_steps import lstm_batches, torch_lstm
-    from gemm_floor import flops, lstm_gemms
-    from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
     from jaxsenti.models.lstm_cudnn import cuda_lstm_available
-    from jaxsenti.objectives import Classification
 
-    s = ctx.size["lstm"]
-    cudnn_kernel = ("cuDNN (jax.experimental.rnn.lstm)" if cuda_lstm_available()
-                    else "CPU fallback: jax.experimental.rnn.lstm_ref (slow reference, no cuDNN here)")
+    kernels = {"jax": "lax.scan (ours)",
+               "jax_cudnn": "cuDNN (jax.experimental.rnn.lstm)" if cuda_lstm_available()
+               else "CPU fallback: jax.experimental.rnn.lstm_ref (slow reference, no cuDNN here)",
+               "torch": "nn.LSTM, cuDNN" if ctx.torch_device == "cuda" and torch.backends.cudnn.enabled
+               else "nn.LSTM, native CPU"}
     out = {}
-    for B, T in s["shapes"]:
+    for B, T in ctx.size["lstm"]["shapes"]:
         if skipped := ctx.no_time_for("lstm"):
             out[f"B{B}_T{T}"] = skipped
             continue
-        batches = lstm_batches(4, B, T, s["vocab"])
-        rows = {}
-        for name, backend in (("jax", "scan"), ("jax_cudnn", "cudnn")):
-            cfg = LSTMConfig(vocab_size=s["vocab"], embed_dim=s["embed"], hidden_dim=s["hidden"],
-                             num_layers=s["layers"], dropout=0.5, backend=backend)
-            rows[name] = _jax_row(lambda cfg=cfg: LSTMClassifier(cfg, rngs=nnx.Rngs(0)), optax.adam(1e-3),
-                                  Classification(), batches, ctx)
-            rows[name]["kernel"] = cudnn_kernel if backend == "cudnn" else "lax.scan (ours)"
-        rows["torch"] = _torch_row(torch_lstm(s["vocab"], s["embed"], s["hidden"], s["layers"], 0.5), batches, ctx)
-        rows["torch"]["kernel"] = ("nn.LSTM, cuDNN" if ctx.torch_device == "cuda" and torch.backends.cudnn.enabled
-                                   else "nn.LSTM, native CPU")
-        res = throughput_result(rows, setup=f"emb {s['embed']}, {s['layers']}x{s['hidden']}, B={B}, T={T}, float32",
-                                batch=B, seq=T, flops=flops(*lstm_gemms(B, T, s["embed"], s["hidden"], s["layers"])),
-                                peak_flops=ctx.peak_flops, note="full-length rows; Adam; dropout 0.5")
+        res = _measure(ctx, "lstm", "float32", batch=B, seq=T, frameworks=("jax", "jax_cudnn", "torch"))
         fw = res["frameworks"]
+        for k, r in fw.items():
+            r["kernel"] = kernels[k]
         res["cudnn_over_torch"] = fw["jax_cudnn"]["tokens_per_s"] / fw["torch"]["tokens_per_s"]
         res["cudnn_over_scan"] = fw["jax_cudnn"]["tokens_per_s"] / fw["jax"]["tokens_per_s"]
         out[f"B{B}_T{T}"] = res
@@ -304,111 +267,36 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(a - b)) / den if den else float(np.linalg.norm(a))
 
 
-def _bert_cfg(s: dict, dtype: str):
-    from jaxsenti.models.bert import BertConfig
+def _steps(ctx: Ctx, part: str, case: str) -> dict:
+    from jaxsenti.models.bert import attention_implementation
 
-    layers, hidden, heads, ffn = s["dims"]
-    return BertConfig(vocab_size=s["vocab"], hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=ffn, max_position_embeddings=max(512, s["seq"]), dtype=dtype)
+    out = {}
+    for dtype in ctx.size[part]["dtypes"]:
+        if skipped := ctx.no_time_for(part):
+            out[dtype] = skipped
+            continue
+        res = out[dtype] = _measure(ctx, case, dtype, frameworks=("jax", "torch"))
+        if part == "bert":
+            cfg = _bert_config(res["spec"])
+            res["frameworks"]["jax"]["attention"] = attention_implementation(cfg, deterministic=False, has_lengths=True)
+            res["frameworks"]["torch"] |= {"attention": "sdpa", "float32_matmul_precision": _torch_precision()}
+        res["note"] += ("; float32 = TF32 matmuls on both sides" if ctx.on_gpu else "") + "; MFU against the measured bf16 rate"
+        _say_pair(f"{part} {dtype}", res)
+    return out
+
+
+def _torch_precision() -> str:
+    import torch
+
+    return torch.get_float32_matmul_precision()
 
 
 def part_bert(ctx: Ctx) -> dict:
-    import optax
-    import torch
-    from flax import nnx
-
-    from accel_steps import bert_batches, torch_bert_classifier
-    from bert_throughput import train_flops
-    from jaxsenti.models.bert import BertClassifier, attention_implementation
-    from jaxsenti.objectives import Classification
-
-    s, out = ctx.size["bert"], {}
-    for dtype in s["dtypes"]:
-        if skipped := ctx.no_time_for("bert"):
-            out[dtype] = skipped
-            continue
-        cfg = _bert_cfg(s, dtype)
-        B, T = s["batch"], s["seq"]
-        batches = bert_batches(4, B, T, cfg.vocab_size)
-        rows = {"jax": _jax_row(lambda cfg=cfg: BertClassifier(cfg, rngs=nnx.Rngs(0)), optax.adamw(LR, weight_decay=WD),
-                                Classification(), batches, ctx)
-                | {"attention": attention_implementation(cfg, deterministic=False, has_lengths=True)},
-                "torch": _torch_row(torch_bert_classifier(cfg, LR, WD), batches, ctx,
-                                    autocast=None if dtype == "float32" else dtype)
-                | {"attention": "sdpa", "float32_matmul_precision": torch.get_float32_matmul_precision()}}
-        res = throughput_result(rows, setup=f"{cfg.num_hidden_layers}x{cfg.hidden_size}, B={B}, T={T}, {dtype}",
-                                batch=B, seq=T, flops=train_flops(cfg, B, T), peak_flops=ctx.peak_flops,
-                                note="fine-tune step, AdamW, dropout on; PyTorch bf16 = autocast with float32 params "
-                                     "(as ours); float32 = TF32 matmuls on both sides; MFU against the measured bf16 "
-                                     "rate")
-        out[dtype] = res
-        _say_pair(f"bert {dtype}", res)
-    return out
+    return _steps(ctx, "bert", "bert_base")
 
 
 def part_mlm(ctx: Ctx) -> dict:
-    import optax
-    from flax import nnx
-
-    from accel_steps import mlm_batches, torch_bert_mlm
-    from bert_throughput import train_flops
-    from jaxsenti.data.masking import default_max_predictions
-    from jaxsenti.models.bert_mlm import BertForMaskedLM
-    from jaxsenti.objectives.masked_lm import MaskedLM
-
-    s, out = ctx.size["mlm"], {}
-    for dtype in s["dtypes"]:
-        if skipped := ctx.no_time_for("mlm"):
-            out[dtype] = skipped
-            continue
-        cfg = _bert_cfg(s, dtype)
-        B, T, H, V = s["batch"], s["seq"], cfg.hidden_size, cfg.vocab_size
-        P = default_max_predictions(T)
-        batches = mlm_batches(4, B, T, V, P, mask_id=min(103, V - 1))
-        rows = {"jax": _jax_row(lambda cfg=cfg: BertForMaskedLM(cfg, rngs=nnx.Rngs(0)),
-                                optax.adamw(MLM_LR, weight_decay=WD), MaskedLM(), batches, ctx) | {"head_positions": P},
-                "torch": _torch_row(torch_bert_mlm(cfg, MLM_LR, WD), batches, ctx,
-                                    autocast=None if dtype == "float32" else dtype) | {"head_positions": T}}
-        def head(n, B=B, H=H, V=V):  # MLM head at n positions per row: transform + tied decoder, train = 3 x forward
-            return 6.0 * B * n * (H * H + H * V)
-
-        res = throughput_result(rows, setup=f"MLM {cfg.num_hidden_layers}x{cfg.hidden_size}, vocab {V}, B={B}, T={T}, "
-                                            f"{P} masked/row, {dtype}", batch=B, seq=T,
-                                flops=train_flops(cfg, B, T) + head(P), peak_flops=ctx.peak_flops,
-                                note="same config, batch and masked positions; ours runs the MLM head at the masked "
-                                     "positions only, transformers at every position (its FLOPs: hf_flops_per_step); "
-                                     "MFU counts the useful FLOPs (head at the masked positions) for both",
-                                hf_flops_per_step=train_flops(cfg, B, T) + head(T))
-        out[dtype] = res
-        _say_pair(f"mlm {dtype}", res)
-    return out
-
-
-def run_command(cmd: list[str], timeout: float, log: Path) -> dict:
-    """Run ``cmd`` (its own process group, output to ``log``); kill the group after ``timeout`` seconds."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               PYTHONUNBUFFERED="1")
-    with open(log, "w") as f:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
-        timer = threading.Timer(max(timeout, 0.1), lambda: _killpg(proc.pid))
-        timer.start()
-        try:
-            rc = proc.wait()
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-    timed_out = rc == -signal.SIGKILL and wall >= timeout
-    tail = log.read_text(errors="replace")[-3000:]
-    return {"command": " ".join(["python" if c == sys.executable else c for c in cmd]), "rc": rc, "wall_s": wall,
-            "timeout_s": timeout, "timed_out": timed_out, "log_tail": tail}
-
-
-def _killpg(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    return _steps(ctx, "mlm", "mlm")
 
 
 def part_pretrain(ctx: Ctx) -> dict:
@@ -420,7 +308,7 @@ def part_pretrain(ctx: Ctx) -> dict:
     sets = [f"time_budget_s={budget}"] + ctx.size["pretrain_set"]
     cmd = [sys.executable, "-m", "jaxsenti.cli", "pretrain", "bert", "--config", "bert_mlm_small", "--out", str(folder),
            "--quiet"] + [x for kv in sets for x in ("--set", kv)]
-    r = run_command(cmd, min(budget + overhead, ctx.deadline.left() - 5), ctx.work / "pretrain.log")
+    r = run_command(cmd, timeout=min(budget + overhead, ctx.deadline.left() - 5), log=ctx.work / "pretrain.log")
     if r["rc"] != 0:
         raise RuntimeError(f"pretraining failed ({'timed out' if r['timed_out'] else 'rc=' + str(r['rc'])}):\n"
                            + r["log_tail"])
@@ -458,15 +346,7 @@ def part_study(ctx: Ctx) -> dict:
     timeout = ctx.deadline.left() - 5
     if a.study_timeout is not None:
         timeout = min(timeout, a.study_timeout)
-    folder = ctx.work / "study"
-    cmd = [sys.executable, "-m", "jaxsenti.cli", "study", "--out", str(folder), "--quiet"] + ctx.size["study_args"]
-    r = run_command(cmd, timeout, ctx.work / "study.log")
-    report = folder / "report.md"
-    r["finished"] = r["rc"] == 0 and report.is_file()
-    if r["finished"]:
-        r["report_md"] = report.read_text(encoding="utf-8")[:20000]
-    elif not r["timed_out"]:
-        raise RuntimeError(f"jaxsenti study failed (rc={r['rc']}):\n{r['log_tail']}")
+    r = run_study(ctx.work / "study", timeout=timeout, args=ctx.size["study_args"], log=ctx.work / "study.log")
     _say(f"study: {'finished in' if r['finished'] else 'timed out after'} {r['wall_s']:.0f}s")
     return r
 

@@ -54,7 +54,7 @@ def peak_rss_mib() -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# The train-step throughput layout (lstm_throughput.py, bert_throughput.py)
+# The train-step result layout (harness.measure)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -282,7 +282,7 @@ SMOKE = {"lstm": dict(vocab=50, embed=8, hidden=8, layers=2, batch=2, seq=8),
          "bert": dict(dims=(1, 16, 2, 32), vocab=200, batch=2, seq=8),
          "mlm": dict(dims=(1, 16, 2, 32), vocab=200, batch=2, seq=8),
          "lm": dict(vocab=50, embed=8, hidden=8, layers=2, batch=4, seq=8)}
-SMOKE_TIMING = dict(steps=2, warmup=0, rounds=1, peak_flops=1e10)
+SMOKE_TIMING = dict(steps=2, warmup=0, rounds=1, peak_flops=1e10, torch_threads=1)
 
 
 def spec_for(name: str, *, dtype: str = "float32", quick: bool = False, smoke: bool = False, **over) -> dict:
@@ -407,6 +407,10 @@ def case_lstm(s: dict):
 
 
 def _torch(s, build, loss_fn, batches, **kw):
+    if s.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(s["torch_threads"])  # tiny shapes: threads only contend
     return TorchStep(build, loss_fn, batches, device=s["device"], autocast=None if s["dtype"] == "float32" else s["dtype"],
                      **kw)
 

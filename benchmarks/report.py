@@ -7,8 +7,8 @@ from pathlib import Path
 
 from common import fmt_num, md_table
 
-THROUGHPUT = {"lstm": "LSTM", "bert": "BERT small", "bert_base": "BERT base-size",  # parts in common's layout
-              "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining"}
+THROUGHPUT = {"lstm": "LSTM", "lstm_bf16": "LSTM", "bert": "BERT small", "bert_bf16": "BERT small",  # harness cases
+              "bert_base": "BERT base-size", "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining"}
 PRE_STAGES = (("load_validate", "load + validate (whole file)"), ("cjk_filter", "CJK filter"),
               ("cjk_jieba", "CJK filter + jieba (no disk cache)"), ("vocab_build", "vocab build"),
               ("vocab_encode", "vocab encode (max 256)"), ("bert_tokenize", "BERT tokenizer encode (max 128)"))
@@ -36,7 +36,8 @@ def _throughput_runs(results: dict):
     for part, label in THROUGHPUT.items():
         for out in _outputs(results, part):
             r = out["result"]
-            yield label, label + (f" ({r['variant']})" if r.get("variant") else ""), r
+            tags = [t for t in (r.get("variant"), r.get("dtype") if r.get("dtype", "float32") != "float32" else None) if t]
+            yield label, label + (f" ({', '.join(tags)})" if tags else ""), r
 
 
 def devices(results: dict) -> list[str]:
@@ -95,8 +96,10 @@ def train_section(results: dict) -> list[str]:
             rows.append((label, r["setup"], fw, _ms(x["median_step_s"]), x["tokens_per_s"], x["seq_per_s"],
                          x["peak_rss_mib"], ratio))
         mfu = r["frameworks"].get("jax", {}).get("mfu")
+        peak = "PyTorch under torch.autocast(cpu, bfloat16); " if r.get("dtype") == "bfloat16" else ""
         notes.append(f"{long_label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
-                                     "fp32 matmul peak; " if mfu else "") + r["note"])
+                                          "fp32 matmul peak; " if mfu else "") + peak + r["note"]
+                     + ("; each framework in its own process (peak RSS per framework)" if r.get("isolated") else ""))
     if not rows:
         return []
     return md_table(["model", "config", "framework", "median step (ms)", "tokens/s", "seq/s", "peak RSS (MiB)",
@@ -109,18 +112,58 @@ def gemm_floor_section(results: dict) -> list[str]:
         return []
     rows = []
     for name, r in g["results"].items():  # gemm_floor's "bert" is the small config
-        step = {fw: _ms(x["median_step_s"]) for fw, x in ((_result(results, name) or {}).get("frameworks") or {}).items()}
+        model, dtype = r.get("model", name), r.get("dtype", "float32")
+        part = model if dtype == "float32" else f"{model}_bf16"
+        step = {fw: _ms(x["median_step_s"]) for fw, x in ((_result(results, part) or {}).get("frameworks") or {}).items()}
         best = step["torch"] / r["jax_gemm_ms"] if step.get("torch") and r.get("jax_gemm_ms") else None
-        rows.append((name, fmt_num(r["gemm_flops"] / 1e9), r["n_products"], r["jax_gemm_ms"], r["jax_gflops"],
+        rows.append((model, dtype, fmt_num(r["gemm_flops"] / 1e9), r["n_products"], r["jax_gemm_ms"], r["jax_gflops"],
                      r["torch_gemm_ms"], r["torch_gflops"], step.get("jax"), step.get("torch"), best))
-    lines = md_table(["model", "GFLOP/step", "products", "JAX GEMMs (ms)", "JAX GFLOP/s", "PyTorch GEMMs (ms)",
+    lines = md_table(["model", "dtype", "GFLOP/step", "products", "JAX GEMMs (ms)", "JAX GFLOP/s", "PyTorch GEMMs (ms)",
                       "PyTorch GFLOP/s", "JAX whole step (ms)", "PyTorch whole step (ms)",
                       "JAX/PyTorch ceiling = PyTorch step / JAX GEMMs"], rows)
     return lines + ["", "- Every matrix product of one train step (forward, input and weight gradients, the LSTM's "
                     "128-step recurrent chains as dependent loops, BERT's batched attention products), timed alone "
-                    "in float32; `benchmarks/gemm_floor.py`. The whole-step columns are from the throughput table "
+                    "in float32 and bfloat16 operands; `benchmarks/gemm_floor.py`. The whole-step columns are from the throughput table "
                     "above (a separate run). A step cannot be faster than its GEMMs, so the last column is the best "
                     "JAX/PyTorch speed ratio reachable with the GEMM kernels XLA calls on this CPU."]
+
+
+def xla_section(results: dict) -> list[str]:
+    r = _result(results, "xla_flags")
+    if not r:
+        return []
+    rows = []
+    for name, opt in r["options"].items():
+        if "error" in opt:
+            rows.append((name, opt["flags"] or "(none)", "all", "error: " + opt["error"].splitlines()[0][:120], *["–"] * 5))
+            continue
+        for case, c in opt["cases"].items():
+            if "error" in c:
+                rows.append((name, opt["flags"] or "(none)", case, "error: " + c["error"][:120], *["–"] * 5))
+                continue
+            ok = c.get("within_tolerance")
+            rows.append((name, opt["flags"] or "(none)", case, _ms(c["jax_step_s"]), _ms(c["torch_step_s"]),
+                         c["jax_over_torch"], c.get("jax_vs_baseline"), c.get("loss_rel_diff"),
+                         "–" if ok is None else "yes" if ok else "**no**"))
+    tol = ", ".join(f"{k} {v:g}" for k, v in r["tolerance"].items())
+    return md_table(["option", "XLA_FLAGS added", "case", "JAX step (ms)", "PyTorch step (ms)", "JAX/PyTorch",
+                     "JAX vs baseline option", "loss rel. diff vs baseline", "within tolerance"], rows) + [
+        "", f"- `benchmarks/xla_cpu_flags.py`: each option in its own process (XLA_FLAGS is read when jax starts), our "
+            "real train steps (harness cases) against PyTorch in that process, alternated; parity = the largest relative "
+            f"difference of the JAX loss after the first and after the last step from the baseline option's ({tol}). "
+            "Winners go into `jaxsenti/xla_options.py` (`DEFAULT_CPU_FLAGS`)."]
+
+
+def study_section(results: dict) -> list[str]:
+    r = _result(results, "study_time")
+    if not r:
+        return []
+    if not r.get("finished"):
+        return [f"`{r['command']}` timed out after {fmt_num(r['wall_s'])} s."]
+    rows = [(k, v, 100 * r["shares"][k]) for k, v in r["steps"].items()] + [("total (wall)", r["wall_s"], 100.0)]
+    return md_table(["step", "seconds", "share of wall time (%)"], rows) + [
+        "", f"- `{r['command']}` via `benchmarks/study_time.py`; per-step seconds as the study records them "
+            "(`results.json`), \"other\" is the wall time outside them."]
 
 
 def dropout_section(results: dict) -> list[str]:
@@ -299,10 +342,12 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
         ("Compile time vs steady state", compile_section(results)),
         ("Training throughput (train step: forward + backward + optimizer)", train_section(results)),
         ("How much of a step is GEMMs (the reachable speed ratio)", gemm_floor_section(results)),
+        ("XLA CPU options", xla_section(results)),
         ("Dropout masks", dropout_section(results)),
         ("Inference latency (`Predictor.predict`)", latency_section(results)),
         ("Preprocessing throughput", preprocessing_section(results)),
         ("Scaling", scaling_section(results, md_dir, Path(out_dir))),
+        ("Study wall time (`jaxsenti study`)", study_section(results)),
         ("Accuracy", accuracy_section(results)),
         ("Transfer learning: random init vs pretrained here", transfer_section(results, md_dir, Path(out_dir))),
     )

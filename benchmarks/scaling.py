@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py [--part batch,dataset] [--quick] [--json out.json] [--plots DIR]
 
-* ``batch``: ``benchmarks/lstm_throughput.py --json`` once per batch size (the study's LSTM: vocab 9524,
+* ``batch``: ``benchmarks/harness.py lstm`` once per batch size (the study's LSTM: vocab 9524,
   embedding 400, 2 x LSTM(256), T = 128, full-length rows), each framework in its own subprocess, so peak RSS
   is per batch size too. PyTorch is measured as well unless ``--no-torch`` (``--quick`` implies it).
 * ``dataset``: one epoch of LSTM training through the project's own path (jieba words -> ``Vocab`` ->
@@ -28,7 +28,7 @@ from common import (HERE, base_argparser, clear_segment_memo, data_path, finish,
                     run_script)
 
 # ----------------------------------------------------------------------------------------------
-# batch-size scaling (subprocesses of lstm_throughput.py)
+# batch-size scaling (subprocesses of harness.py lstm)
 # ----------------------------------------------------------------------------------------------
 
 ROW_KEYS = ("median_step_s", "tokens_per_s", "seq_per_s", "first_step_s", "peak_rss_mib")
@@ -40,8 +40,9 @@ def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, 
     rows = []
     for b in batches:
         jpath = workdir / f"lstm_b{b}.json"
-        cmd = [sys.executable, HERE / "lstm_throughput.py", "--batch", b, "--seq", seq, "--steps", steps,
-               "--warmup", warmup, "--rounds", 1, "--json", jpath] + ([] if torch else ["--only", "jax"])
+        sets = [f"batch={b}", f"seq={seq}", f"steps={steps}", f"warmup={warmup}", "rounds=1"]
+        sets += [] if torch else ["frameworks=('jax',)"]
+        cmd = [sys.executable, HERE / "harness.py", "lstm", "--json", jpath, *(x for kv in sets for x in ("--set", kv))]
         r = run_script(cmd, jpath)
         res = r["result"]
         fws = {fw: {k: x.get(k) for k in ROW_KEYS} for fw, x in res["frameworks"].items()}
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
     res = {"benchmark": "scaling"}
     t0 = time.perf_counter()
     if "batch" in a.part:
-        print("batch-size scaling (lstm_throughput.py per batch size):", flush=True)
+        print("batch-size scaling (harness.py lstm per batch size):", flush=True)
         res["batch"] = batch_scaling([int(x) for x in a.batches.split(",")], steps=a.steps, warmup=a.warmup,
                                      torch=not a.no_torch)
     if "dataset" in a.part:
