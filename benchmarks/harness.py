@@ -203,7 +203,8 @@ class JaxStep:
         return {"compile_s": self.compile_s, "first_step_s": self.first_step_s, "first_loss": self.first_loss,
                 "final_loss": self.loss(), "n_params": int(self.n_params), "traces": self.traces,
                 "compiled_mib": compiled_mib(self.compiled), "device_peak_mib": None,
-                "process_peak_mib": None if peak is None else peak / MIB}
+                "process_peak_mib": None if peak is None else peak / MIB,
+                "devices": [f"{d.platform}: {d.device_kind}" for d in self.jax.devices()]}
 
 
 class TorchStep:
@@ -658,7 +659,7 @@ def main(argv=None) -> int:
     over = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     spec = spec_for(a.case, dtype=a.dtype, quick=a.quick, smoke=a.smoke, **over)
     res = measure(spec, isolate=not a.in_process)
-    return finish(res, a, argv, show_throughput)
+    return finish(res, a, argv, show_throughput, devices=res["frameworks"].get("jax", {}).get("devices"))
 
 
 if __name__ == "__main__":
