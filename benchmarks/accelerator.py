@@ -4,29 +4,26 @@
     python benchmarks/accelerator.py --out DIR         # the same, without the wrapper
     python benchmarks/accelerator.py --smoke --out DIR # tiny shapes on any machine (tests/test_accelerator_smoke.py)
 
-Parts, in order (``--parts``/``--skip`` pick; each is skipped, and says so, when the ``--deadline`` leaves too little
-time for it; results are written to ``DIR/accelerator.json`` after every part, so a killed run keeps what it did):
+Parts, in order (``--parts``/``--skip`` pick; a part the ``--deadline`` leaves too little time for is skipped, and
+says so; ``DIR/accelerator.json`` is written after every part, so a killed run keeps what it did):
 
-* ``device``: GPU name, driver, library versions; the measured bf16 and fp32 matrix rate (one big ``A @ B`` of random
-  data in JAX and in PyTorch). The best bf16 rate is the peak every MFU below is taken against.
-* ``lstm``: train step (embedding 400, 2 x 256, Adam, B=64 and B=256, T=128): our ``lax.scan`` LSTM, our cuDNN path
+* ``device``: GPU, driver, library versions; the bf16 and fp32 rate of one big ``A @ B`` in JAX and in PyTorch
+  (the best bf16 one is the peak of every MFU below).
+* ``lstm``: train step (emb 400, 2 x 256, Adam, B=64 and 256, T=128): our ``lax.scan`` LSTM, our cuDNN path
   (``LSTMConfig(backend="cudnn")``) and PyTorch ``nn.LSTM`` (cuDNN).
-* ``parity``: the cuDNN path against the scan path with the same weights (outputs and gradients, padded rows,
-  uni- and bidirectional), asserted at float32 precision and reported under TF32.
-* ``bert``: BERT-base fine-tune step (B=32, T=128, AdamW, dropout on) in float32 (TF32 matmuls on both sides) and
-  bfloat16 compute: ours vs transformers' ``BertForSequenceClassification`` eager with SDPA attention.
-* ``mlm``: BERT-base masked-LM pretraining step (bf16, B=256, T=128, 19 masked positions per row, the same batch):
-  ours (``BertForMaskedLM``, head at the masked positions only) vs transformers' ``BertForMaskedLM``.
-* ``pretrain``: ``jaxsenti pretrain bert --config bert_mlm_small`` under ``--set time_budget_s=...``; its exported
-  checkpoint (config, weights, tokenizer, pretraining.json) is copied to ``DIR/bert_mlm_small/``.
-* ``study``: the whole ``jaxsenti study`` as a subprocess with what is left of the deadline: its wall time, or that
-  it timed out (and how far it got).
+* ``parity``: the cuDNN path against the scan path, same weights (outputs and gradients, padded rows, uni- and
+  bidirectional), asserted at float32 precision and reported under TF32.
+* ``bert``: BERT-base fine-tune step (B=32, T=128, AdamW, dropout on), float32 (TF32 matmuls on both sides) and
+  bfloat16: ours vs transformers' ``BertForSequenceClassification`` (eager, SDPA attention).
+* ``mlm``: BERT-base masked-LM step (bf16, B=256, T=128, 19 masked positions per row): ours (head at the masked
+  positions only) vs transformers' ``BertForMaskedLM``.
+* ``pretrain``: ``jaxsenti pretrain bert --config bert_mlm_small`` under a time budget; the exported checkpoint is
+  copied to ``DIR/bert_mlm_small/``.
+* ``study``: the whole ``jaxsenti study`` with what is left of the deadline: its wall time, or that it timed out.
 
-Steps are timed as harness.py says: compile (JAX, ahead of time) and the first step apart from the steady state;
-medians over chunks of back-to-back steps with one device sync per chunk, after warm-up; random inputs.
-On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md`` and a copy in ``DIR``; on a CPU or
-with ``--smoke`` it writes only the JSON (the cuDNN paths then run their CPU fallbacks, and the JSON says so).
-Exit status: 0 when every part that ran succeeded and the parity held, 1 otherwise.
+Steps are timed as harness.py says. On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md``
+(``report.py``) and a copy in ``DIR``; otherwise only the JSON (the cuDNN paths then run their CPU fallbacks, and
+the JSON says so). Exit status: 0 when every part that ran succeeded and the parity held, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -45,8 +42,9 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import HERE, finish, fmt_num, machine_info, md_table, names_of, run_command, write_json
+from common import HERE, finish, machine_info, names_of, run_command, write_json
 from harness import _bert_config, matmul_rate, measure, spec_for
+from report import render_gpu_markdown
 from study_time import run_study
 
 PARTS = ("device", "lstm", "parity", "bert", "mlm", "pretrain", "study")
@@ -112,14 +110,8 @@ class Ctx:
             return {"skipped": f"deadline: {self.deadline.left():.0f}s left, needs ~{need}s"}
         return None
 
-    def timing(self) -> dict:
-        s = self.size
-        return {"steps": s["steps"], "chunk": s["chunk"], "warmup": s["warmup"]}
 
-
-# ----------------------------------------------------------------------------------------------
-# Parts
-# ----------------------------------------------------------------------------------------------
+# --- Parts ---
 
 
 def part_device(ctx: Ctx) -> dict:
@@ -268,6 +260,9 @@ def _rel(a, b) -> float:
 
 
 def _steps(ctx: Ctx, part: str, case: str) -> dict:
+    """The bert or mlm part: the case in each of the part's dtypes."""
+    import torch
+
     from jaxsenti.models.bert import attention_implementation
 
     out = {}
@@ -279,24 +274,13 @@ def _steps(ctx: Ctx, part: str, case: str) -> dict:
         if part == "bert":
             cfg = _bert_config(res["spec"])
             res["frameworks"]["jax"]["attention"] = attention_implementation(cfg, deterministic=False, has_lengths=True)
-            res["frameworks"]["torch"] |= {"attention": "sdpa", "float32_matmul_precision": _torch_precision()}
+            precision = torch.get_float32_matmul_precision()
+            res["frameworks"]["torch"] |= {"attention": "sdpa", "float32_matmul_precision": precision}
         res["note"] += ("; float32 = TF32 matmuls on both sides" if ctx.on_gpu else "") + "; MFU against the measured bf16 rate"
-        _say_pair(f"{part} {dtype}", res)
+        j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
+        _say(f"{part} {dtype}: jax {j['median_step_s'] * 1e3:.1f} ms, torch {t['median_step_s'] * 1e3:.1f} ms, "
+             f"ratio {res['jax_over_torch']:.2f}")
     return out
-
-
-def _torch_precision() -> str:
-    import torch
-
-    return torch.get_float32_matmul_precision()
-
-
-def part_bert(ctx: Ctx) -> dict:
-    return _steps(ctx, "bert", "bert_base")
-
-
-def part_mlm(ctx: Ctx) -> dict:
-    return _steps(ctx, "mlm", "mlm")
 
 
 def part_pretrain(ctx: Ctx) -> dict:
@@ -351,125 +335,12 @@ def part_study(ctx: Ctx) -> dict:
     return r
 
 
-RUNNERS = {"device": part_device, "lstm": part_lstm, "parity": part_parity, "bert": part_bert, "mlm": part_mlm,
+RUNNERS = {"device": part_device, "lstm": part_lstm, "parity": part_parity,
+           "bert": lambda ctx: _steps(ctx, "bert", "bert_base"), "mlm": lambda ctx: _steps(ctx, "mlm", "mlm"),
            "pretrain": part_pretrain, "study": part_study}
 
 
-# ----------------------------------------------------------------------------------------------
-# The report
-# ----------------------------------------------------------------------------------------------
-
-
-def _ms(r) -> str:
-    return fmt_num(r["median_step_s"] * 1e3)
-
-
-def _mem(r) -> str:
-    if r.get("device_peak_mib") is not None:
-        return fmt_num(r["device_peak_mib"])
-    parts = [f"step {fmt_num(r['compiled_mib'])}" if r.get("compiled_mib") is not None else "",
-             f"process peak {fmt_num(r['process_peak_mib'])}" if r.get("process_peak_mib") is not None else ""]
-    return ", ".join(p for p in parts if p) or "–"
-
-
-def _tf(flops_per_s) -> str:
-    return fmt_num(flops_per_s / 1e12)
-
-
-def _pct(x) -> str:
-    return f"{100 * x:.1f}%" if x else "–"
-
-
-def _measured(part: dict) -> dict:
-    """The throughput results of a part (leaving out its ``part_wall_s``)."""
-    return {k: v for k, v in part.items() if isinstance(v, dict) and "frameworks" in v}
-
-
-def _step_table(results: dict, extra: tuple = ()) -> list[str]:
-    rows = []
-    for res in _measured(results).values():
-        torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
-        for fw, r in res["frameworks"].items():
-            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r), fmt_num(r["tokens_per_s"]),
-                         _pct(r.get("mfu")), f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–",
-                         fmt_num(r.get("compile_s")), fmt_num(r["first_step_s"]), _mem(r)])
-    return md_table(["setup", "framework", *extra, "median step ms", "tokens/s", "MFU", "vs PyTorch", "compile s",
-                     "first step s", "device memory MiB"], rows)
-
-
-def render_markdown(res: dict) -> str:
-    p = res["parts"]
-    dev = p.get("device", {})
-    lines = [f"# Accelerator check: {dev.get('torch_device', '?')}", "",
-             f"Generated by `{res['command']}` on {res['machine']['date']}: {res.get('wall_s', 0):.0f} s of a "
-             f"{res['deadline_s']:.0f} s deadline. Full numbers: `benchmarks/results/accelerator.json` "
-             "(the run's `accelerator.json`). How to rerun: [GPU.md](GPU.md).", ""]
-    if m := res.get("merged_from"):
-        lines += [f"Parts {', '.join(m['parts'])} come from the earlier run of {m['date']} (`{m['command']}`).", ""]
-    if "versions" in dev:
-        v = dev["versions"]
-        rates = dev["matmul"]["flops_per_s"]
-        lines += ["## Device", ""] + md_table(["", ""], [
-            ["GPU (jax / torch)", f"{dev['jax_device']} / {dev['torch_device']}"],
-            ["nvidia-smi", dev["nvidia_smi"] or "–"],
-            ["jax / jaxlib / flax", f"{v.get('jax')} / {v.get('jaxlib')} / {v.get('flax')}"],
-            ["torch / CUDA / cuDNN", f"{v.get('torch')} / {dev['torch_cuda']} / {dev['torch_cudnn']}"],
-            ["transformers", str(v.get("transformers"))],
-            [f"matmul {dev['matmul']['n']}³ bf16 (jax / torch)",
-             f"{_tf(rates['jax_bfloat16'])} / {_tf(rates['torch_bfloat16'])} TFLOP/s"],
-            [f"matmul {dev['matmul']['n']}³ float32 (jax / torch; TF32 allowed on both)",
-             f"{_tf(rates['jax_float32'])} / {_tf(rates['torch_float32'])} TFLOP/s"],
-            ["MFU peak (best bf16 above)", f"{_tf(dev['peak_flops'])} TFLOP/s"]]) + [""]
-    if measured := _measured(p.get("lstm", {})):
-        lines += ["## LSTM train step", ""] + _step_table(measured, ("kernel",))
-        lines += ["", next(iter(measured.values()))["note"] + ".", ""]
-    if "parity" in p and "checks" in p["parity"]:
-        par = p["parity"]
-        lines += ["## cuDNN LSTM vs scan LSTM, same weights", "",
-                  f"**{'Passed' if par['passed'] else 'FAILED'}** ({par['how']}); kernel: "
-                  f"{'cuDNN' if par['cudnn_kernel'] else 'CPU fallback lstm_ref'}.", ""]
-        lines += md_table(["layers", "pooling", "precision", "logits rel. err", "grads rel. err", "worst grad leaf",
-                           "limit"],
-                          [["bi" if c["bidirectional"] else "uni", c["pooling"], c["precision"],
-                            *(f"{c[k]:.1e}" for k in ("logits_rel_err", "grads_rel_err", "worst_grad_leaf_rel_err")),
-                            f"{c['limit']:.0e}"] for c in par["checks"]]) + [""]
-    for part, title in (("bert", "BERT fine-tune step"), ("mlm", "BERT masked-LM pretraining step")):
-        if measured := _measured(p.get(part, {})):
-            lines += [f"## {title}", ""] + _step_table(measured, ("attention",) if part == "bert" else ())
-            lines += ["", next(iter(measured.values()))["note"] + ".", ""]
-    if "pretrain" in p and "final" in p["pretrain"]:
-        pr = p["pretrain"]
-        f = pr["final"]
-        lines += ["## Pretraining `bert_mlm_small` (to convergence or its time budget)", "", *md_table(["", ""], [
-            ["command", pr["run"]["command"]],
-            ["wall (all) / training s", f"{pr['run']['wall_s']:.0f} / {pr['train_seconds']:.0f}"],
-            ["epochs / steps / tokens", f"{pr['epochs_run']} / {pr['steps']} / {pr['tokens_seen']:,}"],
-            ["stopped by the time budget", str(pr["out_of_time"])],
-            ["held-out MLM loss / masked-token accuracy",
-             f"{f.get('val_loss', 0):.3f} / {f.get('val_accuracy', 0):.3f}"],
-            ["exported (run's `bert_mlm_small/`)", ", ".join(pr["copied"])]]), ""]
-    if "study" in p and "wall_s" in p["study"]:
-        st = p["study"]
-        how = (f"finished in {st['wall_s']:.0f} s." if st["finished"] else f"**timed out** after {st['wall_s']:.0f} s "
-               "(all the deadline left it); the end of its log is in the JSON.")
-        lines += ["## Whole study", "", f"`{st['command']}`: {how}", ""]
-    missing = [f"* {k}: not reached (the run ended before it)" for k in res.get("requested_parts", []) if k not in p]
-    for k, v in p.items():
-        variants = ([(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict)]
-                    if k in ("lstm", "bert", "mlm") else [])
-        for name, entry in [(k, v), *variants]:
-            if "skipped" in entry:
-                missing.append(f"* {name}: skipped ({entry['skipped']})")
-            elif "error" in entry:
-                missing.append(f"* {name}: error: {entry['error'].splitlines()[0]}")
-    if missing:
-        lines += ["## Not measured in this run", "", *missing, ""]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# Main
-# ----------------------------------------------------------------------------------------------
+# --- Main ---
 
 
 def write_markdown(res: dict, out: Path) -> None:
@@ -477,7 +348,7 @@ def write_markdown(res: dict, out: Path) -> None:
     if not res["on_gpu"] or res["smoke"]:
         raise RuntimeError(f"{RESULTS_MD.name} holds GPU measurements only (this run: smoke={res['smoke']}, "
                            f"on_gpu={res['on_gpu']})")
-    md = render_markdown(res) + "\n"
+    md = render_gpu_markdown(res) + "\n"
     RESULTS_MD.write_text(md, encoding="utf-8")
     (out / RESULTS_MD.name).write_text(md, encoding="utf-8")
 
@@ -499,12 +370,6 @@ def check_out_dir(out: Path) -> list[str]:
 
 def _say(msg: str) -> None:
     print(f"[accelerator] {msg}", flush=True)
-
-
-def _say_pair(what: str, res: dict) -> None:
-    j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
-    _say(f"{what}: jax {j['median_step_s'] * 1e3:.1f} ms, torch {t['median_step_s'] * 1e3:.1f} ms, "
-         f"ratio {res['jax_over_torch']:.2f}")
 
 
 def main(argv=None) -> int:

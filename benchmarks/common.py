@@ -1,7 +1,8 @@
-"""What the benchmark scripts share: paths, the train-step result JSON, subprocesses, markdown (timing: harness.py).
+"""What the benchmark scripts share: paths, data, the command line, JSON and subprocesses.
 
-Nothing here imports JAX or torch at module level, so the driver (``run_all.py``, which runs each benchmark
-in its own subprocess) and the tests import it cheaply.
+Timing and the train-step result layout are in ``harness.py``, markdown in ``report.py``. Nothing here imports
+JAX or torch, so the driver (``run_all.py``, which runs each benchmark in its own subprocess) and the tests
+import it cheaply.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import math
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,60 +53,40 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-# ----------------------------------------------------------------------------------------------
-# The train-step result layout (harness.measure)
-# ----------------------------------------------------------------------------------------------
+# --- command line ---
 
 
-def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, batch: int, seq: int,
-                      flops: float | None = None, peak_flops: float | None = None, tokens: int | None = None,
-                      **extra) -> dict:
-    """The one JSON layout of every train-step case (``harness.measure``).
-
-    ``frameworks[fw]`` brings ``step_times_s`` (per-step times after warm-up), ``first_step_s``, optionally
-    ``compile_s`` (JAX's ahead-of-time compile), ``peak_rss_mib`` and anything else to keep. Added: median/min
-    step, seq/s, tokens/s (``tokens`` per step, default B*T; then ``padded_tokens_per_s`` too), achieved GFLOP/s
-    and MFU (against ``peak_flops``), and ``jax_over_torch`` = JAX tokens/s / PyTorch tokens/s.
-    """
-    tokens = tokens or batch * seq
-    out = {}
-    for fw, r in frameworks.items():
-        med = statistics.median(r["step_times_s"])
-        out[fw] = {"compile_s": None, **r, "median_step_s": med, "min_step_s": min(r["step_times_s"]),
-                   "steps_timed": len(r["step_times_s"]), "seq_per_s": batch / med, "tokens_per_s": tokens / med,
-                   "achieved_gflops": flops / med / 1e9 if flops else None,
-                   "mfu": flops / med / peak_flops if flops and peak_flops else None}
-        if tokens != batch * seq:
-            out[fw]["padded_tokens_per_s"] = batch * seq / med
-    ratio = out["jax"]["tokens_per_s"] / out["torch"]["tokens_per_s"] if {"jax", "torch"} <= set(out) else None
-    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": tokens, "padded_tokens_per_step": batch * seq,
-            "flops_per_step": flops, "peak_flops": peak_flops, "note": note, **extra, "frameworks": out,
-            "jax_over_torch": ratio}
-
-
-def show_throughput(res: dict) -> None:
-    print(f"train step: {res['setup']}")
-    print(f"{'framework':<10}{'median ms':>11}{'tokens/s':>10}{'compile s':>11}{'first step s':>14}{'peak RSS MiB':>14}"
-          f"{'MFU':>7}")
-    for fw, r in res["frameworks"].items():
-        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–"
-        print(f"{fw:<10}{r['median_step_s'] * 1e3:>11.1f}{r['tokens_per_s']:>10.0f}{fmt_num(r['compile_s']):>11}"
-              f"{fmt_num(r['first_step_s']):>14}{fmt_num(r['peak_rss_mib']):>14}{mfu:>7}")
-    if res["jax_over_torch"]:
-        print(f"JAX/PyTorch tokens/s: {res['jax_over_torch']:.2f}x")
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line, JSON and subprocesses
-# ----------------------------------------------------------------------------------------------
-
-
-def base_argparser(description: str, *, quick: bool = True) -> argparse.ArgumentParser:
+def base_argparser(description: str, *, quick: bool = True, smoke: bool = False,
+                   profile: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark spells the same: ``--json`` and, where asked, ``--quick``, ``--smoke`` and
+    ``--profile START:N``."""
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="write the results here")
     if quick:
         ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    if smoke:
+        ap.add_argument("--smoke", action="store_true", help="tiny shapes (tests)")
+    if profile:
+        ap.add_argument("--profile", type=profile_window, default=None, metavar="START:N",
+                        help="trace JAX's timed steps START..START+N-1 with jax.profiler into <folder of --json, "
+                             "else the current one>/profile")
     return ap
+
+
+def profile_window(raw: str) -> tuple[int, int]:
+    """An argparse ``type``: ``START:N`` -> (START, N), START >= 0, N >= 1."""
+    try:
+        start, n = (int(x) for x in raw.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:N, got {raw!r}") from None
+    if start < 0 or n < 1:
+        raise argparse.ArgumentTypeError(f"expected START >= 0 and N >= 1, got {raw!r}")
+    return start, n
+
+
+def profile_dir(args) -> str:
+    """Where ``--profile`` traces go: ``profile/`` beside the ``--json`` file, else in the current folder."""
+    return str((Path(args.json).resolve().parent if args.json else Path.cwd()) / "profile")
 
 
 def names_of(known) -> Callable[[str], list[str]]:
@@ -146,6 +126,9 @@ def finish(res: dict, args, argv=None, show: Callable[[dict], None] | None = Non
     return 0
 
 
+# --- JSON ---
+
+
 def _clean(obj):
     """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python, Paths -> str."""
     if isinstance(obj, dict):
@@ -173,6 +156,9 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# --- subprocesses ---
 
 
 def shown(path_or_cmd) -> str:
@@ -227,39 +213,3 @@ def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: flo
         why = f"killed after {timeout:.0f}s timeout" if r["timed_out"] else f"rc={r['rc']}"
         raise RuntimeError(f"{shown(cmd)} failed ({why}):\n{r['stdout'][-4000:]}")
     return r | {"result": read_json(json_path)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Markdown
-# ----------------------------------------------------------------------------------------------
-
-
-def fmt_num(x, digits: int = 3) -> str:
-    """Compact human formatting: None/NaN -> '–', large numbers with thousands separators."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 100:
-        return f"{x:.1f}"
-    return "0" if ax == 0 else f"{x:.{digits}g}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
-    """A GitHub markdown table; cells formatted with :func:`fmt_num`, pipes escaped."""
-
-    def cell(v) -> str:
-        return (v if isinstance(v, str) else fmt_num(v)).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for r in rows:
-        r = list(r)
-        if len(r) != len(headers):
-            raise ValueError(f"row has {len(r)} cells, header has {len(headers)}: {r}")
-        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
-    return lines

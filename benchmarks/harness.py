@@ -2,6 +2,7 @@
 built from the same config, timed the same way on any device.
 
     python benchmarks/harness.py CASE [--dtype bfloat16] [--quick | --smoke] [--set key=value ...] [--json out.json]
+                                      [--profile START:N]
     CASE: lstm, bert_small, bert_base, mlm, lm (sampled softmax), lm_full        (``run_all.py`` and
     ``accelerator.py`` select cases and write reports; ``xla_cpu_flags.py`` reruns cases under XLA options)
 
@@ -24,11 +25,12 @@ How a number is measured (the same for every case, CPU or GPU):
 6. Memory: with ``isolate`` (the CPU suite) each framework runs in its own worker process, so the peak RSS
    is per framework; in one process (the GPU check) PyTorch rows carry ``max_memory_allocated`` and JAX rows
    the compiled step's footprint and the process peak.
+7. ``--profile START:N``: the ``jax`` runner traces its timed steps START..START+N-1 (``jax.profiler``; a sync
+   ends the trace, so those steps' times include it). The trace goes to ``profile/`` beside ``--json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import math
@@ -37,33 +39,27 @@ import subprocess
 import sys
 import tempfile
 import time
+from argparse import SUPPRESS
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
-from common import HERE, ROOT, finish, peak_rss_mib, show_throughput, throughput_result
+from common import HERE, ROOT, base_argparser, finish, peak_rss_mib, profile_dir
+from report import fmt_num
 
 MIB = 2**20
 REPLY = "@@"  # a worker's protocol lines on its stdout
 
-# ----------------------------------------------------------------------------------------------
-# Timing
-# ----------------------------------------------------------------------------------------------
+# --- Timing ---
 
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100), linear between order statistics (numpy's default)."""
     if not values:
         raise ValueError("percentile of an empty sequence")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be in [0, 100], got {q}")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    return float(np.percentile(values, q))  # ValueError outside [0, 100]
 
 
 def summarize_times(times: Sequence[float]) -> dict:
@@ -145,9 +141,45 @@ def matmul_rate(n: int = 4096, dtype: str = "float32", framework: str = "jax", d
     return 2.0 * n**3 / min(chunked_times(step, sync, steps=10, chunk=5, warmup=2))
 
 
-# ----------------------------------------------------------------------------------------------
-# Runners: one train step of each framework
-# ----------------------------------------------------------------------------------------------
+def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, batch: int, seq: int,
+                      flops: float | None = None, peak_flops: float | None = None, tokens: int | None = None,
+                      **extra) -> dict:
+    """The one JSON layout of every train-step case.
+
+    ``frameworks[fw]`` brings ``step_times_s`` (per-step times after warm-up), ``first_step_s``, optionally
+    ``compile_s`` (JAX's ahead-of-time compile), ``peak_rss_mib`` and anything else to keep. Added: median/min
+    step, seq/s, tokens/s (``tokens`` per step, default B*T; then ``padded_tokens_per_s`` too), achieved GFLOP/s
+    and MFU (against ``peak_flops``), and ``jax_over_torch`` = JAX tokens/s / PyTorch tokens/s.
+    """
+    tokens = tokens or batch * seq
+    out = {}
+    for fw, r in frameworks.items():
+        med = statistics.median(r["step_times_s"])
+        out[fw] = {"compile_s": None, **r, "median_step_s": med, "min_step_s": min(r["step_times_s"]),
+                   "steps_timed": len(r["step_times_s"]), "seq_per_s": batch / med, "tokens_per_s": tokens / med,
+                   "achieved_gflops": flops / med / 1e9 if flops else None,
+                   "mfu": flops / med / peak_flops if flops and peak_flops else None}
+        if tokens != batch * seq:
+            out[fw]["padded_tokens_per_s"] = batch * seq / med
+    ratio = out["jax"]["tokens_per_s"] / out["torch"]["tokens_per_s"] if {"jax", "torch"} <= set(out) else None
+    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": tokens, "padded_tokens_per_step": batch * seq,
+            "flops_per_step": flops, "peak_flops": peak_flops, "note": note, **extra, "frameworks": out,
+            "jax_over_torch": ratio}
+
+
+def show_throughput(res: dict) -> None:
+    print(f"train step: {res['setup']}")
+    print(f"{'framework':<10}{'median ms':>11}{'tokens/s':>10}{'compile s':>11}{'first step s':>14}{'peak RSS MiB':>14}"
+          f"{'MFU':>7}")
+    for fw, r in res["frameworks"].items():
+        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–"
+        print(f"{fw:<10}{r['median_step_s'] * 1e3:>11.1f}{r['tokens_per_s']:>10.0f}{fmt_num(r['compile_s']):>11}"
+              f"{fmt_num(r['first_step_s']):>14}{fmt_num(r['peak_rss_mib']):>14}{mfu:>7}")
+    if res["jax_over_torch"]:
+        print(f"JAX/PyTorch tokens/s: {res['jax_over_torch']:.2f}x")
+
+
+# --- Runners: one train step of each framework ---
 
 
 def compiled_mib(compiled) -> float | None:
@@ -259,9 +291,7 @@ class TorchStep:
                 "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}}
 
 
-# ----------------------------------------------------------------------------------------------
-# Cases: each one's JAX and PyTorch sides from one spec
-# ----------------------------------------------------------------------------------------------
+# --- Cases: each one's JAX and PyTorch sides from one spec ---
 
 LR, WD, MLM_LR = 2e-5, 0.01, 2e-4  # fine-tuning; bert_mlm_base's pretraining rate
 CASES = {  # name: spec (every key can be changed with --set key=value)
@@ -349,13 +379,12 @@ def _bert_config(s: dict):
 
 
 def _hf_config(cfg, **extra):
+    """transformers' config of the same model (the fields share their names)."""
     import transformers
 
-    return transformers.BertConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=cfg.max_position_embeddings, hidden_dropout_prob=cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob, attn_implementation="sdpa", **extra)
+    same = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "max_position_embeddings", "hidden_dropout_prob", "attention_probs_dropout_prob")
+    return transformers.BertConfig(**{k: getattr(cfg, k) for k in same}, attn_implementation="sdpa", **extra)
 
 
 def _torch_mask(b):
@@ -523,25 +552,43 @@ def case_lm(s: dict):
 CASE_BUILDERS = {"lstm": case_lstm, "bert": case_bert, "mlm": case_mlm, "lm": case_lm}
 
 
-# ----------------------------------------------------------------------------------------------
-# Measuring a case: in this process, or each framework in a worker process
-# ----------------------------------------------------------------------------------------------
+# --- Measuring a case: in this process, or each framework in a worker process ---
 
 
 class Local:
-    """A runner in this process."""
+    """A runner in this process; the ``jax`` one traces the timed steps ``spec["profile"]`` = (start, n, folder)."""
 
-    def __init__(self, make, spec):
+    def __init__(self, make, spec, fw: str):
         self.r = make()
         self.ready = {}
         for _ in range(spec["warmup"]):
             self.r.step()
         self.r.sync()
+        self.done, self.profile = 0, spec.get("profile") if fw == "jax" else None
+
+    def step(self):
+        if self.profile and self.done == self.profile[0]:
+            import jax
+
+            jax.profiler.start_trace(self.profile[2])
+        self.r.step()
+        self.done += 1
+        if self.profile and self.done == self.profile[0] + self.profile[1]:
+            self.stop_trace()
+
+    def stop_trace(self):
+        import jax
+
+        self.r.sync()  # the traced steps' device work belongs in the trace
+        jax.profiler.stop_trace()
+        self.profile = None
 
     def run(self, n: int, chunk: int) -> list[float]:
-        return chunked_times(self.r.step, self.r.sync, steps=n, chunk=chunk)
+        return chunked_times(self.step, self.r.sync, steps=n, chunk=chunk)
 
     def close(self) -> dict:
+        if self.profile and self.done > self.profile[0]:  # fewer timed steps than START + N: end the trace here
+            self.stop_trace()
         return self.r.result() | {"peak_rss_mib": peak_rss_mib()}
 
 
@@ -584,7 +631,7 @@ class Worker:
 def serve(fw: str, spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     makers, info = CASE_BUILDERS[spec["case"]](spec)
-    r = Local(makers[fw], spec)
+    r = Local(makers[fw], spec, fw)
     print(REPLY + json.dumps({"info": info}), flush=True)
     for line in sys.stdin:
         cmd, *n = line.split()
@@ -597,7 +644,7 @@ def serve(fw: str, spec_path: str) -> int:
 
 
 def measure(spec: dict, *, isolate: bool = False) -> dict:
-    """Time one case (see the module docstring); the result in ``common.throughput_result``'s layout.
+    """Time one case (see the module docstring); the result in :func:`throughput_result`'s layout.
 
     With ``isolate`` this process builds nothing itself (a child's ``ru_maxrss`` starts from its parent's
     peak at the fork, so a light parent keeps the workers' peaks their own).
@@ -612,7 +659,7 @@ def measure(spec: dict, *, isolate: bool = False) -> dict:
                 info = next(iter(runners.values())).ready["info"]
             else:
                 makers, info = CASE_BUILDERS[spec["case"]](spec)
-                runners = {fw: Local(makers[fw], spec) for fw in spec["frameworks"]}
+                runners = {fw: Local(makers[fw], spec, fw) for fw in spec["frameworks"]}
             times = {fw: [] for fw in runners}
             rounds = {fw: [] for fw in runners}
             for n in split(spec["steps"], spec["rounds"]):
@@ -641,22 +688,21 @@ def measure(spec: dict, *, isolate: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = base_argparser(__doc__, smoke=True, profile=True)
     ap.add_argument("case", nargs="?", choices=sorted(CASES))
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    ap.add_argument("--quick", action="store_true", help="3 timed steps, 1 warm-up, 1 round")
-    ap.add_argument("--smoke", action="store_true", help="tiny shapes (tests)")
     ap.add_argument("--in-process", action="store_true", help="both frameworks in this process (default: a worker each)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change a spec entry")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--spec", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", default=None, help=SUPPRESS)
+    ap.add_argument("--spec", default=None, help=SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
         return serve(a.worker, a.spec)
     if not a.case:
         ap.error("name a case")
     over = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    if a.profile:
+        over["profile"] = [*a.profile, profile_dir(a)]
     spec = spec_for(a.case, dtype=a.dtype, quick=a.quick, smoke=a.smoke, **over)
     res = measure(spec, isolate=not a.in_process)
     return finish(res, a, argv, show_throughput, devices=res["frameworks"].get("jax", {}).get("devices"))

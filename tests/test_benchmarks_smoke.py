@@ -106,12 +106,17 @@ def test_parse_args_quick_defaults_yield_to_explicit_options():
     assert common.parse_args(ap, [], quick={"steps": 4}).steps == 12
     assert common.parse_args(ap, ["--quick"], quick={"steps": 4}).steps == 4
     assert common.parse_args(ap, ["--quick", "--steps", "7"], quick={"steps": 4}).steps == 7
+    ap = common.base_argparser("x", profile=True)
+    assert ap.parse_args(["--profile", "3:2"]).profile == (3, 2) and ap.parse_args([]).profile is None
+    for bad in ("3", "a:1", "1:0", "-1:2"):
+        with pytest.raises(SystemExit):
+            ap.parse_args(["--profile", bad])
 
 
 def test_throughput_result_layout():
     fws = {"jax": {"compile_s": 3.0, "first_step_s": 0.5, "step_times_s": [0.2, 0.4, 0.3], "peak_rss_mib": 10.0},
            "torch": {"first_step_s": 0.6, "step_times_s": [0.6, 0.6], "peak_rss_mib": 9.0}}
-    r = common.throughput_result(fws, setup="s", note="n", batch=4, seq=8, flops=1e9, peak_flops=1e10)
+    r = harness.throughput_result(fws, setup="s", note="n", batch=4, seq=8, flops=1e9, peak_flops=1e10)
     j, t = r["frameworks"]["jax"], r["frameworks"]["torch"]
     assert set(j) == set(t) and t["compile_s"] is None
     assert j["median_step_s"] == 0.3 and j["tokens_per_s"] == pytest.approx(32 / 0.3) and j["seq_per_s"] == pytest.approx(4 / 0.3)
@@ -137,16 +142,16 @@ def fake_results(tmp_path: Path) -> dict:
     out.mkdir(exist_ok=True)
     (out / "scaling_batch.png").write_bytes(b"png")
     cpu = {"devices": ["cpu: cpu"]}
-    lstm = common.throughput_result(
+    lstm = harness.throughput_result(
         {"jax": {"first_step_s": 2.5, "step_times_s": [0.5] * 3, "peak_rss_mib": 800.0},
          "torch": {"first_step_s": 0.6, "step_times_s": [0.45] * 3, "peak_rss_mib": 700.0}},
         setup="emb 400, 2x256, B=64, T=128, float32", note="full length rows.", batch=64, seq=128) | {"machine": cpu}
-    bert = common.throughput_result(
+    bert = harness.throughput_result(
         {"jax": {"compile_s": 7.0, "first_step_s": 1.0, "step_times_s": [1.8] * 3, "peak_rss_mib": 2000.0},
          "torch": {"first_step_s": 1.2, "step_times_s": [4.0] * 3, "peak_rss_mib": 2000.0}},
         setup="4x256, B=32, T=128, float32", note="padded tokens.", batch=32, seq=128, flops=7.2e10,
         peak_flops=8e10) | {"machine": cpu}
-    lm = {S: common.throughput_result(
+    lm = {S: harness.throughput_result(
         {"jax": {"compile_s": 3.0, "first_step_s": 0.4 * k, "step_times_s": [0.3 * k] * 3, "peak_rss_mib": 900.0 * k},
          "torch": {"first_step_s": 0.5 * k, "step_times_s": [0.4 * k] * 3, "peak_rss_mib": 800.0 * k}},
         setup=f"LM emb 400, 2x256, V=30000, {v}, B=64, T=64", note="predicted words.", batch=64, seq=64,
@@ -409,12 +414,15 @@ def test_mlm_batches_mask_the_same_positions_for_every_framework():
     assert (b["positions"] < b["lengths"][:, None]).all() and (b["targets"] != 103).all()
 
 
-def test_harness_cli_runs_each_framework_in_its_own_process(tmp_path):
+def test_harness_cli_runs_each_framework_in_its_own_process_and_profiles(tmp_path):
     out = tmp_path / "lstm.json"
-    assert harness.main(["lstm", "--smoke", "--dtype", "bfloat16", "--json", str(out)]) == 0
+    assert harness.main(["lstm", "--smoke", "--dtype", "bfloat16", "--profile", "1:1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     _check_throughput_layout(res, 2, 16)
     assert res["isolated"] and res["machine"]["devices"]  # (peak RSS per framework needs a light parent, not pytest)
+    # --profile START:N: the jax worker traced its second timed step into profile/ beside the JSON
+    assert res["spec"]["profile"] == [1, 1, str(tmp_path / "profile")]
+    assert list((tmp_path / "profile").rglob("*.xplane.pb"))
 
 
 def test_xla_cpu_flags_smoke_compares_options_with_the_baseline(tmp_path):
