@@ -2,19 +2,12 @@
 
     python benchmarks/gemm_floor.py [--models lstm,bert] [--dtypes float32,bfloat16] [--rounds 5] [--json out.json]
 
-For the two throughput benchmarks' settings (LSTM: B=64, T=128, emb 400, 2x256; BERT small: 4 layers x 256,
-4 heads, FFN 1024, B=32, T=128) this lists every matrix product of one training step — forward, the
-backward's input and weight gradients, the LSTM's 128-step recurrent chains (run as a dependent loop, as in
-the real step) and BERT's batched attention products — and times just those, in float32 and in bfloat16
-(the operands' dtype; XLA and PyTorch accumulate as their bf16 kernels do):
-
-* JAX: one jitted function per model doing all the GEMMs (each output feeds a tiny checksum so nothing is
-  dead code; the elementwise work this adds is <1 % of the bytes the GEMMs write).
-* PyTorch: the same products with ``torch.mm``/``torch.bmm`` in eager mode, default threads.
-
-The sum is a floor for a step: no amount of fusing the elementwise work gets a framework below its GEMM
-time. Comparing it with the other framework's *whole* step says what speed ratio is reachable at all with
-the GEMM kernels each framework calls on this machine. Rounds alternate JAX and PyTorch.
+At the harness's LSTM (B=64, T=128, emb 400, 2x256) and BERT small (4 x 256, 4 heads, FFN 1024, B=32, T=128)
+settings: every matrix product of one train step (forward, the backward's input and weight gradients, the LSTM's
+recurrent chains as dependent loops, BERT's batched attention products), timed alone in float32 and bfloat16
+operands. JAX runs them in one jitted function (each output feeds a tiny checksum, so nothing is dead code);
+PyTorch with ``torch.mm``/``torch.bmm`` in eager mode; rounds alternate. No fusion gets a step below its GEMM
+time, so PyTorch's whole step / JAX's GEMMs bounds the JAX/PyTorch speed ratio reachable on this machine.
 """
 
 from __future__ import annotations
@@ -23,6 +16,7 @@ import statistics
 
 from common import base_argparser, finish, names_of, parse_args
 from harness import alternate
+from report import show
 
 
 def lstm_gemms(B=64, T=128, E=400, H=256, layers=2):
@@ -145,10 +139,8 @@ def main(argv=None) -> int:
                 "n_products": len(gemms[0]) + sum(s for s, *_ in gemms[1]) + len(gemms[2]),
                 "jax_gemm_ms": med["jax"] * 1e3, "torch_gemm_ms": med["torch"] * 1e3,
                 "jax_gflops": fl / med["jax"] / 1e9, "torch_gflops": fl / med["torch"] / 1e9, "times_s": times}
-            print(f"{name} {dtype}: {fl / 1e9:.1f} GFLOP in {results[key]['n_products']} products;  "
-                  f"JAX {med['jax'] * 1e3:.0f} ms ({fl / med['jax'] / 1e9:.0f} GFLOP/s)   "
-                  f"PyTorch {med['torch'] * 1e3:.0f} ms ({fl / med['torch'] / 1e9:.0f} GFLOP/s)")
-    return finish({"args": {k: v for k, v in vars(a).items() if k != "json"}, "results": results}, a, argv)
+    return finish({"args": {k: v for k, v in vars(a).items() if k != "json"}, "results": results}, a, argv,
+                  show("gemm_floor"))
 
 
 SMOKE = {"lstm": dict(B=2, T=4, E=8, H=8, layers=1), "bert": dict(B=2, T=8, H=16, heads=2, ffn=32, layers=1)}

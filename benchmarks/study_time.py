@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import finish, read_json, run_command
+from common import base_argparser, finish, read_json, run_command
+from report import show
 
 
 def run_study(folder: Path, *, timeout: float, args=(), log: Path | None = None) -> dict:
@@ -39,19 +40,15 @@ def run_study(folder: Path, *, timeout: float, args=(), log: Path | None = None)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = base_argparser(__doc__, quick=False)
     ap.add_argument("--timeout", type=float, default=4 * 3600)
-    ap.add_argument("--json", default=None)
     ap.add_argument("study_args", nargs=argparse.REMAINDER, help="passed on to jaxsenti study (after --)")
     a = ap.parse_args(argv)
     extra = [x for x in a.study_args if x != "--"]
     with tempfile.TemporaryDirectory(prefix="study-time-") as tmp:
         r = run_study(Path(tmp) / "study", timeout=a.timeout, args=extra)
     r.pop("report_md", None)
-    for k, v in r.get("steps", {}).items():
-        print(f"{v:8.1f} s  {100 * r['shares'][k]:5.1f} %  {k}")
-    print(f"{r['wall_s']:8.1f} s  {'in all' if r['finished'] else 'then timed out'}")
-    return finish(r | {"study_args": extra}, a, argv)
+    return finish(r | {"study_args": extra}, a, argv, show("study_time"))
 
 
 if __name__ == "__main__":
