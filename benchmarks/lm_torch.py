@@ -47,9 +47,7 @@ def train_flops(B: int, T: int, V: int, E: int, H: int, L: int, S: int) -> float
     return float(gemm_flops(*lstm_gemms(B, T, E, H, L)) + 3 * 2 * B * T * H * E + 3 * 2 * B * T * E * out)
 
 
-# ----------------------------------------------------------------------------------------------
-# JAX side
-# ----------------------------------------------------------------------------------------------
+# --- JAX side ---
 
 
 def jax_model(spec: dict):
@@ -72,9 +70,7 @@ def jax_params_numpy(model) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float32) for k, v in p.items()}
 
 
-# ----------------------------------------------------------------------------------------------
-# PyTorch side
-# ----------------------------------------------------------------------------------------------
+# --- PyTorch side ---
 
 
 def torch_model(spec: dict):

@@ -3,29 +3,14 @@
     python benchmarks/run_all.py [--quick] [--out benchmarks/results] [--skip lstm,bert,...] [--accuracy]
     python benchmarks/run_all.py --render-only      # RESULTS.md again from results/results.json, nothing measured
 
-Parts (each runs in its own subprocess, so peak memory is per part; its JSON lands in ``--out``):
-
-  lstm           LSTM train step, JAX vs PyTorch                benchmarks/harness.py lstm
-  lstm_bf16      ... bfloat16: model.dtype vs torch.autocast    benchmarks/harness.py lstm --dtype bfloat16
-  bert           BERT 4x256 train step                          benchmarks/harness.py bert_small
-  bert_bf16      ... bfloat16
-  bert_base      ... bert-base-sized config (skipped by --quick)
-  mlm            MLM pretraining step vs BertForMaskedLM (whole-vocab and masked-only heads)   harness.py mlm
-  lm             LSTM LM pretraining step vs the same model in PyTorch: sampled softmax (S=1024) and full
-                 softmax over 30,000 words                      benchmarks/harness.py lm / lm_full
-  gemm_floor     the LSTM / small-BERT steps' matrix products alone, fp32 and bf16   benchmarks/gemm_floor.py
-  xla_flags      LSTM and BERT steps under each XLA CPU option  benchmarks/xla_cpu_flags.py
-  dropout        dropout-mask cost, threefry vs the models' hashed masks            benchmarks/dropout_masks.py
-  latency        Predictor.predict latency, LSTM and small BERT  benchmarks/inference_latency.py
-  preprocessing  load/validate, jieba, vocab, tokenizer          benchmarks/preprocessing.py
-  scaling        throughput vs batch size, epoch vs data size   benchmarks/scaling.py --plots OUT
-  study_time     the whole `jaxsenti study`, each step's share (only with --study)   benchmarks/study_time.py
-  accuracy       test accuracy over seeds (only with --accuracy) benchmarks/accuracy.py CONFIG --seeds N
-
-``--quick`` is passed on to every script but accuracy.py. Existing ``*accuracy*.json`` files in ``--out``
-(written by benchmarks/accuracy.py) are always read into the accuracy table. ``RESULTS.md`` is rendered
-from ``results.json`` alone (``report.py``); every train-step number comes from ``harness.py`` (its docstring
-says how a number is measured).
+Each part (:data:`JOBS`: its JSON files and commands) runs in its own subprocess, so peak memory is per part:
+the harness cases (lstm, bert = BERT 4x256, bert_base, mlm, lm = sampled and full softmax; the ``_bf16`` ones in
+bfloat16), gemm_floor (the steps' matrix products alone), xla_flags (the steps under each XLA CPU option),
+dropout (mask cost), latency (``Predictor.predict``), preprocessing, scaling (batch and data size), and the slow
+study_time (``--study``) and accuracy (``--accuracy``). ``--quick`` is passed on to every script but accuracy.py
+and skips bert_base. Existing ``*accuracy*.json``, ``transfer_*.json`` and ``study_time.json`` files in ``--out``
+are read either way. ``RESULTS.md`` is rendered from ``results.json`` alone (``report.py``); every train-step
+number comes from ``harness.py`` (its docstring says how a number is measured).
 """
 
 from __future__ import annotations
@@ -38,8 +23,8 @@ import time
 import traceback
 from pathlib import Path
 
-from common import HERE, fmt_num, machine_info, names_of, read_json, run_script, shown, write_json
-from report import render_markdown
+from common import HERE, machine_info, names_of, read_json, run_script, shown, write_json
+from report import fmt_num, render_markdown
 
 ACCURACY_CONFIGS = ("lstm_dianping", "bert_small_random")
 JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {seeds} are filled in
@@ -98,30 +83,17 @@ def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
     return results
 
 
-def collect_transfer(*folders) -> dict:
-    """Every ``transfer_*.json`` (benchmarks/transfer.py output) in the folders, keyed by file name."""
+def collect(pattern: str, key: str, *folders) -> dict:
+    """Every JSON file matching ``pattern`` in the folders that holds ``key``, keyed by file name (the first
+    folder wins): the outputs of accuracy.py and transfer.py, which run_all does not run itself."""
     found = {}
     for folder in folders:
-        for f in sorted(Path(folder).glob("transfer_*.json")):
+        for f in sorted(Path(folder).glob(pattern)):
             try:
                 d = read_json(f)
             except (OSError, ValueError):
                 continue
-            if f.name not in found and isinstance(d, dict) and "curve" in d:
-                found[f.name] = {"file": shown(f), "result": d}
-    return found
-
-
-def collect_accuracy(*folders) -> dict:
-    """Every ``*accuracy*.json`` (accuracy.py output) in the folders, keyed by file name."""
-    found = {}
-    for folder in folders:
-        for f in sorted(Path(folder).glob("*accuracy*.json")):
-            try:
-                d = read_json(f)
-            except (OSError, ValueError):
-                continue
-            if f.name not in found and isinstance(d, dict) and "summary" in d:
+            if f.name not in found and isinstance(d, dict) and key in d:
                 found[f.name] = {"file": shown(f), "result": d}
     return found
 
@@ -159,8 +131,8 @@ def main(argv=None) -> int:
         results |= run_parts(plan(a.quick, out, skip, a.accuracy, a.seeds, a.study), timeout=a.timeout)
         results["wall_s"] = time.perf_counter() - t0
         results["load_average_end"] = machine_info()["load_average"]
-    results["accuracy"] = collect_accuracy(out, HERE / "results")
-    results["transfer"] = collect_transfer(out, HERE / "results")
+    results["accuracy"] = collect("*accuracy*.json", "summary", out, HERE / "results")
+    results["transfer"] = collect("transfer_*.json", "curve", out, HERE / "results")
     if "study_time" not in results.get("parts", {}) and (f := out / "study_time.json").is_file():
         results.setdefault("parts", {})["study_time"] = [{"file": shown(f), "command": "python benchmarks/study_time.py",
                                                           "wall_s": None, "result": read_json(f)}]

@@ -27,9 +27,7 @@ from pathlib import Path
 from common import (HERE, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
                     run_script)
 
-# ----------------------------------------------------------------------------------------------
-# batch-size scaling (subprocesses of harness.py lstm)
-# ----------------------------------------------------------------------------------------------
+# --- batch-size scaling (subprocesses of harness.py lstm) ---
 
 ROW_KEYS = ("median_step_s", "tokens_per_s", "seq_per_s", "first_step_s", "peak_rss_mib")
 
@@ -54,9 +52,7 @@ def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, 
             "steps": steps, "warmup": warmup, "torch": torch, "rows": rows}
 
 
-# ----------------------------------------------------------------------------------------------
-# dataset-size scaling (in process)
-# ----------------------------------------------------------------------------------------------
+# --- dataset-size scaling (in process) ---
 
 MODERATE = dict(embed_dim=128, hidden_dim=128, num_layers=1, dropout=0.5, pooling="last")
 
@@ -167,59 +163,47 @@ def dataset_scaling(sizes=(2000, 20000, 62695), *, log=print, **kw) -> dict:
             "rows": rows}
 
 
-# ----------------------------------------------------------------------------------------------
-# plots
-# ----------------------------------------------------------------------------------------------
+# --- plots ---
+
+
+def _plot(path, panels) -> Path:
+    """Two panels side by side, each (x label, y label, title, log scales, [(xs, ys, style, label)])."""
+    from jaxsenti.plotting import new_figure, save_figure
+
+    fig, axes = new_figure((10, 4), ncols=2)
+    for ax, (xlabel, ylabel, title, scales, lines) in zip(axes, panels):
+        for xs, ys, style, label in lines:
+            ax.plot(xs, ys, style, label=label)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title, **scales)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    return save_figure(fig, path)
 
 
 def plot_batch(res: dict, path) -> Path:
-    from jaxsenti.plotting import new_figure, save_figure
-
-    rows = res["rows"]
-    fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
-    bs = [r["batch"] for r in rows]
-    for fw, style in (("jax", "o-"), ("torch", "s--")):
-        pts = [(r["batch"], r["frameworks"][fw]) for r in rows if fw in r["frameworks"]]
-        if pts:
-            ax1.plot([b for b, _ in pts], [v["tokens_per_s"] for _, v in pts], style, label=fw)
-            ax2.plot([b for b, _ in pts], [v["median_step_s"] * 1e3 for _, v in pts], style, label=fw)
-    for ax in (ax1, ax2):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(bs, [str(b) for b in bs])
-        ax.set_xlabel("batch size")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    ax1.set_ylabel("tokens / s (train step)")
-    ax2.set_ylabel("median step time (ms)")
-    ax1.set_title(f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)")
-    ax2.set_title("step time vs batch size")
-    return save_figure(fig, path)
+    """Train-step tokens/s and step time against the batch size, one line per framework."""
+    series = {fw: [(r["batch"], r["frameworks"][fw]) for r in res["rows"] if fw in r["frameworks"]]
+              for fw in ("jax", "torch")}
+    style = {"jax": "o-", "torch": "s--"}
+    lines = {y: [([b for b, _ in pts], [f(v) for _, v in pts], style[fw], fw) for fw, pts in series.items() if pts]
+             for y, f in (("tok", lambda v: v["tokens_per_s"]), ("ms", lambda v: v["median_step_s"] * 1e3))}
+    log2 = {"xscale": "log", "xticks": [r["batch"] for r in res["rows"]]}
+    return _plot(path, [("batch size", "tokens / s (train step)",
+                         f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)", log2, lines["tok"]),
+                        ("batch size", "median step time (ms)", "step time vs batch size", log2, lines["ms"])])
 
 
 def plot_dataset(res: dict, path) -> Path:
-    from jaxsenti.plotting import new_figure, save_figure
-
+    """Epoch, preprocessing and compile time, and training reviews/s, against the number of reviews."""
     rows = res["rows"]
-    fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
     n = [r["n_reviews"] for r in rows]
-    ax1.plot(n, [r["epoch_s"] for r in rows], "o-", label="one training epoch")
-    ax1.plot(n, [r["preprocess_s"] for r in rows], "s--", label="jieba + vocab encode")
-    ax1.plot(n, [r["compile_s"] for r in rows], "^:", label="compile (all buckets)")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("reviews")
-    ax1.set_ylabel("seconds")
-    ax1.set_title("LSTM (moderate config) time vs dataset size")
-    ax1.legend()
-    ax1.grid(alpha=0.3, which="both")
-    ax2.plot(n, [r["train_reviews_per_s"] for r in rows], "o-", label="training reviews/s")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("reviews")
-    ax2.set_ylabel("reviews / s")
-    ax2.set_title("training throughput")
-    ax2.grid(alpha=0.3, which="both")
-    ax2.set_ylim(bottom=0)
-    return save_figure(fig, path)
+    times = [(n, [r[k] for r in rows], style, label) for k, style, label in (
+        ("epoch_s", "o-", "one training epoch"), ("preprocess_s", "s--", "jieba + vocab encode"),
+        ("compile_s", "^:", "compile (all buckets)"))]
+    return _plot(path, [("reviews", "seconds", "LSTM (moderate config) time vs dataset size",
+                         {"xscale": "log", "yscale": "log"}, times),
+                        ("reviews", "reviews / s", "training throughput", {"xscale": "log", "ylim": (0, None)},
+                         [(n, [r["train_reviews_per_s"] for r in rows], "o-", "training reviews/s")])])
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import HERE, finish, names_of, read_json, run_command, write_json
+from common import HERE, base_argparser, finish, names_of, read_json, run_command, write_json
 
 OPTIONS = {
     "baseline": "",
@@ -68,12 +68,9 @@ def compare(options: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = base_argparser(__doc__, smoke=True)
     ap.add_argument("--options", type=names_of(OPTIONS), default=list(OPTIONS))
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="tiny shapes (tests)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per option")
-    ap.add_argument("--json", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
