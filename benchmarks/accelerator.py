@@ -56,24 +56,24 @@ EXPORT_FILES = ("config.json", "model.safetensors", "pretraining.json", "tokeniz
 OUT_LIMITS = {"files": 8, "file_mib": 16, "depth": 2}  # what comes back from the device tool's $OUT
 OTHER_OUT_FILES = ("gpu_check.log", "accelerator.json", "RESULTS-gpu.md")  # beside the checkpoint there
 
-BASE = (12, 768, 12, 3072)  # layers, hidden, heads, intermediate
+# lstm, bert and mlm: harness cases (lstm, bert_base, mlm; their --smoke sizes with --smoke) with these changes
 FULL = {
     "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3, "rounds": 2,
-    "lstm": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "shapes": [(64, 128), (256, 128)]},
+    "lstm": {"shapes": [(64, 128), (256, 128)]},
     "parity": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "batch": 16, "seq": 64,
                "variants": [(False, "last"), (True, "mean")]},  # (bidirectional, pooling)
-    "bert": {"dims": BASE, "vocab": 21128, "batch": 32, "seq": 128, "dtypes": ("float32", "bfloat16")},
-    "mlm": {"dims": BASE, "vocab": 21128, "batch": 256, "seq": 128, "dtypes": ("bfloat16",)},
+    "bert": {"batch": 32, "seq": 128, "dtypes": ("float32", "bfloat16")},
+    "mlm": {"dims": (12, 768, 12, 3072), "batch": 256, "seq": 128, "dtypes": ("bfloat16",)},  # BERT-base
     "pretrain_set": [], "study_args": ["--jobs", str(min(8, os.cpu_count() or 1))],
     "min_s": {"device": 15, "lstm": 60, "parity": 15, "bert": 90, "mlm": 60, "pretrain": 90, "study": 30},
     "variant_min_s": {"lstm": 25, "bert": 45, "mlm": 45},  # a shape or dtype inside a part
 }
 SMOKE = {
     "matmul_n": 128, "steps": 2, "chunk": 1, "warmup": 0, "torch_threads": 1,
-    "lstm": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "shapes": [(2, 8)]},
+    "lstm": {"shapes": [(2, 8)]},
     "parity": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "batch": 4, "seq": 6, "variants": [(True, "mean")]},
-    "bert": {"dims": (1, 16, 2, 32), "vocab": 200, "batch": 2, "seq": 8, "dtypes": ("float32", "bfloat16")},
-    "mlm": {"dims": (1, 16, 2, 32), "vocab": 200, "batch": 2, "seq": 8, "dtypes": ("bfloat16",)},
+    "bert": {"dtypes": ("float32", "bfloat16")},
+    "mlm": {"dtypes": ("bfloat16",)},
     # the same command on a tiny corpus (dianping's training texts only, 64 of them) and tiny batches
     "pretrain_set": ["snapshot_epochs=()", "corpus.shopping=False", "corpus.max_texts=64", "epochs=1", "batch_size=8",
                      "eval_batch_size=16", "max_len=32"],
@@ -154,8 +154,10 @@ def _nvidia_smi() -> str | None:
 def _measure(ctx: Ctx, case: str, dtype: str, **over) -> dict:
     """One harness case at this run's sizes, both frameworks in this process (device memory per framework)."""
     s = ctx.size
-    spec = spec_for(case, dtype=dtype, **s[case.split("_")[0]], steps=s["steps"], chunk=s["chunk"],
-                    warmup=s["warmup"], rounds=s.get("rounds", 1), device=ctx.torch_device, peak_flops=ctx.peak_flops, **over)
+    sizes = {k: v for k, v in s[case.split("_")[0]].items() if k not in ("shapes", "dtypes")}
+    spec = spec_for(case, dtype=dtype, smoke=ctx.args.smoke, **sizes, steps=s["steps"], chunk=s["chunk"],
+                    warmup=s["warmup"], rounds=s.get("rounds", 1), device=ctx.torch_device, peak_flops=ctx.peak_flops,
+                    **over)
     with warnings.catch_warnings(record=True) as caught:  # the cuDNN paths' CPU fallbacks warn
         warnings.simplefilter("always")
         res = measure(spec)

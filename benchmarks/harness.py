@@ -162,8 +162,8 @@ def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, bat
         if tokens != batch * seq:
             out[fw]["padded_tokens_per_s"] = batch * seq / med
     ratio = out["jax"]["tokens_per_s"] / out["torch"]["tokens_per_s"] if {"jax", "torch"} <= set(out) else None
-    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": tokens, "padded_tokens_per_step": batch * seq,
-            "flops_per_step": flops, "peak_flops": peak_flops, "note": note, **extra, "frameworks": out,
+    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": tokens,
+            "padded_tokens_per_step": batch * seq, "flops_per_step": flops, "peak_flops": peak_flops, "note": note, **extra, "frameworks": out,
             "jax_over_torch": ratio}
 
 

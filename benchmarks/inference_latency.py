@@ -59,8 +59,8 @@ def write_random_model_folder(kind: str, folder: Path, vocab_texts, *, tiny: boo
     return cfg
 
 
-def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repeats: int, batch_size: int = 256,
-                model_only_repeats: int = 10, batch_warmup: int = 1, tiny: bool = False,
+def bench_model(kind: str, texts: list[str], *, single_repeats: int = 50, batch_repeats: int = 8,
+                batch_size: int = 256, model_only_repeats: int = 20, batch_warmup: int = 1, tiny: bool = False,
                 workdir: Path | None = None) -> dict:
     import jax
     import numpy as np
@@ -88,19 +88,14 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
     by_bucket = {}
     for t, n in zip(texts, lengths):
         by_bucket.setdefault(bucket_for(n, buckets), t)
-    order = sorted(by_bucket)
-    single_first = {}
-    for b in order:
-        clear_segment_memo()
-        t0 = time.perf_counter()
-        pred.predict([by_bucket[b]])
-        single_first[str(b)] = time.perf_counter() - t0
+    single_first = {str(b): time_calls(lambda i, t=by_bucket[b]: pred.predict([t]), repeats=1, warmup=0,
+                                       first_call=False, before=clear_segment_memo)["median_s"]
+                    for b in sorted(by_bucket)}
     pool = texts[: max(single_repeats, 1)]
     single = time_calls(lambda i: pred.predict([pool[i % len(pool)]]), repeats=single_repeats, warmup=1,
                         first_call=False, before=clear_segment_memo)
-    single["first_call_s"] = single_first[str(order[0])]
-    single["first_call_by_bucket_s"] = single_first
-    single["mean_review_chars"] = float(np.mean([len(t) for t in pool]))
+    single |= {"first_call_s": single_first[str(min(by_bucket))], "first_call_by_bucket_s": single_first,
+               "mean_review_chars": float(np.mean([len(t) for t in pool]))}
 
     # batch of 256: same reviews each call
     batch_texts = texts[:batch_size]
@@ -142,9 +137,8 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
             "encode_batch": encode, "model_only": model_only}
 
 
-def run(models=("lstm", "bert"), *, texts=None, single_repeats: int = 50, batch_repeats: int = 8,
-        batch_size: int = 256, model_only_repeats: int = 20, batch_warmup: int = 1, tiny: bool = False,
-        workdir=None) -> dict:
+def run(models=("lstm", "bert"), *, texts=None, **kw) -> dict:
+    """Every model's latencies (``kw``: :func:`bench_model`'s options) on ``texts``, else dianping's reviews."""
     from jaxsenti.data import load_reviews
 
     name = "given" if texts else "dianping"
@@ -152,9 +146,7 @@ def run(models=("lstm", "bert"), *, texts=None, single_repeats: int = 50, batch_
     t0 = time.perf_counter()
     out = {"benchmark": "inference_latency", "data": name, "n_texts": len(texts), "models": {}}
     for kind in models:
-        out["models"][kind] = bench_model(kind, list(texts), single_repeats=single_repeats, batch_repeats=batch_repeats,
-                                          batch_size=batch_size, model_only_repeats=model_only_repeats,
-                                          batch_warmup=batch_warmup, tiny=tiny, workdir=workdir)
+        out["models"][kind] = bench_model(kind, list(texts), **kw)
     out["peak_rss_mib"] = peak_rss_mib()
     out["wall_s"] = time.perf_counter() - t0
     return out

@@ -429,8 +429,8 @@ def _gpu_steps(title: str, part: dict, extra: tuple = ()) -> list[str]:
     for res in measured.values():
         torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
         for fw, r in res["frameworks"].items():
-            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r["median_step_s"]), r["tokens_per_s"],
-                         f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–",
+            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r["median_step_s"]),
+                         r["tokens_per_s"], f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–",
                          f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–", r.get("compile_s"),
                          r["first_step_s"], _mem(r)])
     return [f"## {title}", "", *md_table(["setup", "framework", *extra, "median step ms", "tokens/s", "MFU",
@@ -490,7 +490,7 @@ def render_gpu_markdown(res: dict) -> str:
         lines += ["## Whole study", "", f"`{st['command']}`: {how}", ""]
     missing = [f"* {k}: not reached (the run ended before it)" for k in res.get("requested_parts", []) if k not in p]
     for k, v in p.items():
-        variants = [(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict)] if k in ("lstm", "bert", "mlm") else []
+        variants = [(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict) and k in ("lstm", "bert", "mlm")]
         for name, entry in [(k, v), *variants]:
             if "skipped" in entry:
                 missing.append(f"* {name}: skipped ({entry['skipped']})")

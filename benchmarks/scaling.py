@@ -166,44 +166,56 @@ def dataset_scaling(sizes=(2000, 20000, 62695), *, log=print, **kw) -> dict:
 # --- plots ---
 
 
-def _plot(path, panels) -> Path:
-    """Two panels side by side, each (x label, y label, title, log scales, [(xs, ys, style, label)])."""
-    from jaxsenti.plotting import new_figure, save_figure
+def _panels(panels):
+    """A figure of two panels side by side, each (x label, y label, title, [(xs, ys, style, label)])."""
+    from jaxsenti.plotting import new_figure
 
     fig, axes = new_figure((10, 4), ncols=2)
-    for ax, (xlabel, ylabel, title, scales, lines) in zip(axes, panels):
+    for ax, (xlabel, ylabel, title, lines) in zip(axes, panels):
         for xs, ys, style, label in lines:
             ax.plot(xs, ys, style, label=label)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=title, **scales)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    return save_figure(fig, path)
+    return fig, axes
 
 
 def plot_batch(res: dict, path) -> Path:
     """Train-step tokens/s and step time against the batch size, one line per framework."""
-    series = {fw: [(r["batch"], r["frameworks"][fw]) for r in res["rows"] if fw in r["frameworks"]]
-              for fw in ("jax", "torch")}
-    style = {"jax": "o-", "torch": "s--"}
-    lines = {y: [([b for b, _ in pts], [f(v) for _, v in pts], style[fw], fw) for fw, pts in series.items() if pts]
-             for y, f in (("tok", lambda v: v["tokens_per_s"]), ("ms", lambda v: v["median_step_s"] * 1e3))}
-    log2 = {"xscale": "log", "xticks": [r["batch"] for r in res["rows"]]}
-    return _plot(path, [("batch size", "tokens / s (train step)",
-                         f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)", log2, lines["tok"]),
-                        ("batch size", "median step time (ms)", "step time vs batch size", log2, lines["ms"])])
+    from jaxsenti.plotting import save_figure
+
+    lines = {"tokens_per_s": [], "median_step_s": []}
+    for fw, style in (("jax", "o-"), ("torch", "s--")):
+        pts = [(r["batch"], r["frameworks"][fw]) for r in res["rows"] if fw in r["frameworks"]]
+        for k, scale in (("tokens_per_s", 1), ("median_step_s", 1e3)):
+            lines[k] += [([b for b, _ in pts], [v[k] * scale for _, v in pts], style, fw)] if pts else []
+    fig, axes = _panels([
+        ("batch size", "tokens / s (train step)", f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)",
+         lines["tokens_per_s"]),
+        ("batch size", "median step time (ms)", "step time vs batch size", lines["median_step_s"])])
+    bs = [r["batch"] for r in res["rows"]]
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(bs, [str(b) for b in bs])
+    return save_figure(fig, path)
 
 
 def plot_dataset(res: dict, path) -> Path:
     """Epoch, preprocessing and compile time, and training reviews/s, against the number of reviews."""
+    from jaxsenti.plotting import save_figure
+
     rows = res["rows"]
     n = [r["n_reviews"] for r in rows]
     times = [(n, [r[k] for r in rows], style, label) for k, style, label in (
         ("epoch_s", "o-", "one training epoch"), ("preprocess_s", "s--", "jieba + vocab encode"),
         ("compile_s", "^:", "compile (all buckets)"))]
-    return _plot(path, [("reviews", "seconds", "LSTM (moderate config) time vs dataset size",
-                         {"xscale": "log", "yscale": "log"}, times),
-                        ("reviews", "reviews / s", "training throughput", {"xscale": "log", "ylim": (0, None)},
-                         [(n, [r["train_reviews_per_s"] for r in rows], "o-", "training reviews/s")])])
+    fig, (ax1, ax2) = _panels([
+        ("reviews", "seconds", "LSTM (moderate config) time vs dataset size", times),
+        ("reviews", "reviews / s", "training throughput", [(n, [r["train_reviews_per_s"] for r in rows], "o-",
+                                                              "training reviews/s")])])
+    ax1.set(xscale="log", yscale="log")
+    ax2.set(xscale="log", ylim=(0, None))
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> int:
