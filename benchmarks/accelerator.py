@@ -42,7 +42,7 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import HERE, finish, machine_info, names_of, run_command, write_json
+from common import HERE, finish, machine_info, names_of, profile_window, run_command, write_json
 from harness import _bert_config, matmul_rate, measure, spec_for
 from report import render_gpu_markdown
 from study_time import run_study
@@ -157,6 +157,7 @@ def _measure(ctx: Ctx, case: str, dtype: str, **over) -> dict:
     sizes = {k: v for k, v in s[case.split("_")[0]].items() if k not in ("shapes", "dtypes")}
     spec = spec_for(case, dtype=dtype, smoke=ctx.args.smoke, **sizes, steps=s["steps"], chunk=s["chunk"],
                     warmup=s["warmup"], rounds=s.get("rounds", 1), device=ctx.torch_device, peak_flops=ctx.peak_flops,
+                    profile=ctx.args.profile and [*ctx.args.profile, str(Path(ctx.args.out).resolve() / "profile")],
                     **over)
     with warnings.catch_warnings(record=True) as caught:  # the cuDNN paths' CPU fallbacks warn
         warnings.simplefilter("always")
@@ -388,6 +389,8 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", default=None, metavar="JSON",
                     help="an earlier run's accelerator.json: its parts stay unless this run redoes them (a rerun of "
                          "the parts that failed or were skipped)")
+    ap.add_argument("--profile", type=profile_window, default=None, metavar="START:N",
+                    help="trace JAX's timed steps START..START+N-1 of every lstm/bert/mlm case into DIR/profile")
     a = ap.parse_args(argv)
     a.pretrain_budget = a.pretrain_budget or (5.0 if a.smoke else 120.0)
     if a.smoke and a.study_timeout is None:
