@@ -4,29 +4,26 @@
     python benchmarks/accelerator.py --out DIR         # the same, without the wrapper
     python benchmarks/accelerator.py --smoke --out DIR # tiny shapes on any machine (tests/test_accelerator_smoke.py)
 
-Parts, in order (``--parts``/``--skip`` pick; each is skipped, and says so, when the ``--deadline`` leaves too little
-time for it; results are written to ``DIR/accelerator.json`` after every part, so a killed run keeps what it did):
+Parts, in order (``--parts``/``--skip`` pick; a part the ``--deadline`` leaves too little time for is skipped, and
+says so; ``DIR/accelerator.json`` is written after every part, so a killed run keeps what it did):
 
-* ``device``: GPU name, driver, library versions; the measured bf16 and fp32 matrix rate (one big ``A @ B`` of random
-  data in JAX and in PyTorch). The best bf16 rate is the peak every MFU below is taken against.
-* ``lstm``: train step (embedding 400, 2 x 256, Adam, B=64 and B=256, T=128): our ``lax.scan`` LSTM, our cuDNN path
+* ``device``: GPU, driver, library versions; the bf16 and fp32 rate of one big ``A @ B`` in JAX and in PyTorch
+  (the best bf16 one is the peak of every MFU below).
+* ``lstm``: train step (emb 400, 2 x 256, Adam, B=64 and 256, T=128): our ``lax.scan`` LSTM, our cuDNN path
   (``LSTMConfig(backend="cudnn")``) and PyTorch ``nn.LSTM`` (cuDNN).
-* ``parity``: the cuDNN path against the scan path with the same weights (outputs and gradients, padded rows,
-  uni- and bidirectional), asserted at float32 precision and reported under TF32.
-* ``bert``: BERT-base fine-tune step (B=32, T=128, AdamW, dropout on) in float32 (TF32 matmuls on both sides) and
-  bfloat16 compute: ours vs transformers' ``BertForSequenceClassification`` eager with SDPA attention.
-* ``mlm``: BERT-base masked-LM pretraining step (bf16, B=256, T=128, 19 masked positions per row, the same batch):
-  ours (``BertForMaskedLM``, head at the masked positions only) vs transformers' ``BertForMaskedLM``.
-* ``pretrain``: ``jaxsenti pretrain bert --config bert_mlm_small`` under ``--set time_budget_s=...``; its exported
-  checkpoint (config, weights, tokenizer, pretraining.json) is copied to ``DIR/bert_mlm_small/``.
-* ``study``: the whole ``jaxsenti study`` as a subprocess with what is left of the deadline: its wall time, or that
-  it timed out (and how far it got).
+* ``parity``: the cuDNN path against the scan path, same weights (outputs and gradients, padded rows, uni- and
+  bidirectional), asserted at float32 precision and reported under TF32.
+* ``bert``: BERT-base fine-tune step (B=32, T=128, AdamW, dropout on), float32 (TF32 matmuls on both sides) and
+  bfloat16: ours vs transformers' ``BertForSequenceClassification`` (eager, SDPA attention).
+* ``mlm``: BERT-base masked-LM step (bf16, B=256, T=128, 19 masked positions per row): ours (head at the masked
+  positions only) vs transformers' ``BertForMaskedLM``.
+* ``pretrain``: ``jaxsenti pretrain bert --config bert_mlm_small`` under a time budget; the exported checkpoint is
+  copied to ``DIR/bert_mlm_small/``.
+* ``study``: the whole ``jaxsenti study`` with what is left of the deadline: its wall time, or that it timed out.
 
-Steps are timed as accel_steps.py says: compile (JAX, ahead of time) and the first step apart from the steady state;
-medians over chunks of back-to-back steps with one device sync per chunk, after warm-up; random inputs.
-On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md`` and a copy in ``DIR``; on a CPU or
-with ``--smoke`` it writes only the JSON (the cuDNN paths then run their CPU fallbacks, and the JSON says so).
-Exit status: 0 when every part that ran succeeded and the parity held, 1 otherwise.
+Steps are timed as harness.py says. On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md``
+(``report.py``) and a copy in ``DIR``; otherwise only the JSON (the cuDNN paths then run their CPU fallbacks, and
+the JSON says so). Exit status: 0 when every part that ran succeeded and the parity held, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -36,18 +33,19 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import HERE, ROOT, finish, fmt_num, machine_info, md_table, names_of, throughput_result, write_json
+from common import HERE, finish, machine_info, names_of, profile_window, run_command, write_json
+from harness import _bert_config, matmul_rate, measure, spec_for
+from report import render_gpu_markdown
+from study_time import run_study
 
 PARTS = ("device", "lstm", "parity", "bert", "mlm", "pretrain", "study")
 RESULTS_MD = HERE / "RESULTS-gpu.md"
@@ -58,32 +56,30 @@ EXPORT_FILES = ("config.json", "model.safetensors", "pretraining.json", "tokeniz
 OUT_LIMITS = {"files": 8, "file_mib": 16, "depth": 2}  # what comes back from the device tool's $OUT
 OTHER_OUT_FILES = ("gpu_check.log", "accelerator.json", "RESULTS-gpu.md")  # beside the checkpoint there
 
-BASE = (12, 768, 12, 3072)  # layers, hidden, heads, intermediate
+# lstm, bert and mlm: harness cases (lstm, bert_base, mlm; their --smoke sizes with --smoke) with these changes
 FULL = {
-    "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3,
-    "lstm": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "shapes": [(64, 128), (256, 128)]},
+    "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3, "rounds": 2,
+    "lstm": {"shapes": [(64, 128), (256, 128)]},
     "parity": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "batch": 16, "seq": 64,
                "variants": [(False, "last"), (True, "mean")]},  # (bidirectional, pooling)
-    "bert": {"dims": BASE, "vocab": 21128, "batch": 32, "seq": 128, "dtypes": ("float32", "bfloat16")},
-    "mlm": {"dims": BASE, "vocab": 21128, "batch": 256, "seq": 128, "dtypes": ("bfloat16",)},
+    "bert": {"batch": 32, "seq": 128, "dtypes": ("float32", "bfloat16")},
+    "mlm": {"dims": (12, 768, 12, 3072), "batch": 256, "seq": 128, "dtypes": ("bfloat16",)},  # BERT-base
     "pretrain_set": [], "study_args": ["--jobs", str(min(8, os.cpu_count() or 1))],
     "min_s": {"device": 15, "lstm": 60, "parity": 15, "bert": 90, "mlm": 60, "pretrain": 90, "study": 30},
     "variant_min_s": {"lstm": 25, "bert": 45, "mlm": 45},  # a shape or dtype inside a part
 }
 SMOKE = {
     "matmul_n": 128, "steps": 2, "chunk": 1, "warmup": 0, "torch_threads": 1,
-    "lstm": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "shapes": [(2, 8)]},
+    "lstm": {"shapes": [(2, 8)]},
     "parity": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "batch": 4, "seq": 6, "variants": [(True, "mean")]},
-    "bert": {"dims": (1, 16, 2, 32), "vocab": 200, "batch": 2, "seq": 8, "dtypes": ("float32", "bfloat16")},
-    "mlm": {"dims": (1, 16, 2, 32), "vocab": 200, "batch": 2, "seq": 8, "dtypes": ("bfloat16",)},
+    "bert": {"dtypes": ("float32", "bfloat16")},
+    "mlm": {"dtypes": ("bfloat16",)},
     # the same command on a tiny corpus (dianping's training texts only, 64 of them) and tiny batches
     "pretrain_set": ["snapshot_epochs=()", "corpus.shopping=False", "corpus.max_texts=64", "epochs=1", "batch_size=8",
                      "eval_batch_size=16", "max_len=32"],
     "study_args": [],
     "min_s": {p: 0 for p in PARTS}, "variant_min_s": {},
 }
-LR, WD = 2e-5, 0.01  # fine-tuning (bert_throughput.py's)
-MLM_LR = 2e-4  # bert_mlm_base's
 
 
 class Deadline:
@@ -114,41 +110,21 @@ class Ctx:
             return {"skipped": f"deadline: {self.deadline.left():.0f}s left, needs ~{need}s"}
         return None
 
-    def timing(self) -> dict:
-        s = self.size
-        return {"steps": s["steps"], "chunk": s["chunk"], "warmup": s["warmup"]}
 
-
-# ----------------------------------------------------------------------------------------------
-# Parts
-# ----------------------------------------------------------------------------------------------
+# --- Parts ---
 
 
 def part_device(ctx: Ctx) -> dict:
     import jax
-    import jax.numpy as jnp
     import torch
     from jax.extend import backend as jax_backend
 
-    from accel_steps import chunked_times
     from jaxsenti.machine import machine_info
     from jaxsenti.models.lstm_cudnn import cuda_lstm_available
 
     n = ctx.size["matmul_n"]
-    rates: dict[str, float] = {}
-    for dtype in ("bfloat16", "float32"):
-        a, b = (jax.random.normal(jax.random.key(i), (n, n), getattr(jnp, dtype)) for i in (0, 1))
-        f, box = jax.jit(jnp.matmul), [None]
-
-        def jax_mm(f=f, a=a, b=b, box=box):
-            box[0] = f(a, b)
-
-        t = chunked_times(jax_mm, lambda box=box: jax.block_until_ready(box[0]), steps=10, chunk=5, warmup=2)
-        rates[f"jax_{dtype}"] = 2.0 * n**3 / min(t)
-        ta, tb = (torch.randn(n, n, dtype=getattr(torch, dtype), device=ctx.torch_device) for _ in range(2))
-        sync = torch.cuda.synchronize if ctx.torch_device == "cuda" else (lambda: None)
-        t = chunked_times(lambda ta=ta, tb=tb: torch.matmul(ta, tb), sync, steps=10, chunk=5, warmup=2)
-        rates[f"torch_{dtype}"] = 2.0 * n**3 / min(t)
+    rates = {f"{fw}_{dtype}": matmul_rate(n, dtype, fw, ctx.torch_device)
+             for dtype in ("bfloat16", "float32") for fw in ("jax", "torch")}
     ctx.peak_flops = max(rates["jax_bfloat16"], rates["torch_bfloat16"])
     dev = jax.devices()[0]
     return {
@@ -175,64 +151,46 @@ def _nvidia_smi() -> str | None:
     return f"{q}: {r.stdout.strip()}" if r.returncode == 0 else None
 
 
-def _jax_row(build, tx, objective, batches, ctx: Ctx) -> dict:
-    """A JaxStep row, recording the warnings raised while tracing (the cuDNN paths' CPU fallbacks warn)."""
-    from accel_steps import JaxStep, run
-
-    with warnings.catch_warnings(record=True) as caught:
+def _measure(ctx: Ctx, case: str, dtype: str, **over) -> dict:
+    """One harness case at this run's sizes, both frameworks in this process (device memory per framework)."""
+    s = ctx.size
+    sizes = {k: v for k, v in s[case.split("_")[0]].items() if k not in ("shapes", "dtypes")}
+    spec = spec_for(case, dtype=dtype, smoke=ctx.args.smoke, **sizes, steps=s["steps"], chunk=s["chunk"],
+                    warmup=s["warmup"], rounds=s.get("rounds", 1), device=ctx.torch_device, peak_flops=ctx.peak_flops,
+                    profile=ctx.args.profile and [*ctx.args.profile, str(Path(ctx.args.out).resolve() / "profile")],
+                    **over)
+    with warnings.catch_warnings(record=True) as caught:  # the cuDNN paths' CPU fallbacks warn
         warnings.simplefilter("always")
-        row = run(JaxStep(build(), tx, objective, batches), **ctx.timing())
+        res = measure(spec)
     msgs = sorted({str(w.message).split(";")[0] for w in caught if issubclass(w.category, RuntimeWarning)})
-    return row | ({"warnings": msgs} if msgs else {})
-
-
-def _torch_row(build_and_loss, batches, ctx: Ctx, autocast=None) -> dict:
-    import torch
-
-    from accel_steps import TorchStep, run
-
-    runner = TorchStep(*build_and_loss, batches, device=ctx.torch_device, autocast=autocast)
-    row = run(runner, **ctx.timing())
-    del runner
+    if msgs:
+        res["frameworks"]["jax_cudnn" if "jax_cudnn" in res["frameworks"] else "jax"]["warnings"] = msgs
     if ctx.torch_device == "cuda":
+        import torch
+
         torch.cuda.empty_cache()
-    return row
+    return res
 
 
 def part_lstm(ctx: Ctx) -> dict:
-    import optax
     import torch
-    from flax import nnx
 
-    from accel_steps import lstm_batches, torch_lstm
-    from gemm_floor import flops, lstm_gemms
-    from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
     from jaxsenti.models.lstm_cudnn import cuda_lstm_available
-    from jaxsenti.objectives import Classification
 
-    s = ctx.size["lstm"]
-    cudnn_kernel = ("cuDNN (jax.experimental.rnn.lstm)" if cuda_lstm_available()
-                    else "CPU fallback: jax.experimental.rnn.lstm_ref (slow reference, no cuDNN here)")
+    kernels = {"jax": "lax.scan (ours)",
+               "jax_cudnn": "cuDNN (jax.experimental.rnn.lstm)" if cuda_lstm_available()
+               else "CPU fallback: jax.experimental.rnn.lstm_ref (slow reference, no cuDNN here)",
+               "torch": "nn.LSTM, cuDNN" if ctx.torch_device == "cuda" and torch.backends.cudnn.enabled
+               else "nn.LSTM, native CPU"}
     out = {}
-    for B, T in s["shapes"]:
+    for B, T in ctx.size["lstm"]["shapes"]:
         if skipped := ctx.no_time_for("lstm"):
             out[f"B{B}_T{T}"] = skipped
             continue
-        batches = lstm_batches(4, B, T, s["vocab"])
-        rows = {}
-        for name, backend in (("jax", "scan"), ("jax_cudnn", "cudnn")):
-            cfg = LSTMConfig(vocab_size=s["vocab"], embed_dim=s["embed"], hidden_dim=s["hidden"],
-                             num_layers=s["layers"], dropout=0.5, backend=backend)
-            rows[name] = _jax_row(lambda cfg=cfg: LSTMClassifier(cfg, rngs=nnx.Rngs(0)), optax.adam(1e-3),
-                                  Classification(), batches, ctx)
-            rows[name]["kernel"] = cudnn_kernel if backend == "cudnn" else "lax.scan (ours)"
-        rows["torch"] = _torch_row(torch_lstm(s["vocab"], s["embed"], s["hidden"], s["layers"], 0.5), batches, ctx)
-        rows["torch"]["kernel"] = ("nn.LSTM, cuDNN" if ctx.torch_device == "cuda" and torch.backends.cudnn.enabled
-                                   else "nn.LSTM, native CPU")
-        res = throughput_result(rows, setup=f"emb {s['embed']}, {s['layers']}x{s['hidden']}, B={B}, T={T}, float32",
-                                batch=B, seq=T, flops=flops(*lstm_gemms(B, T, s["embed"], s["hidden"], s["layers"])),
-                                peak_flops=ctx.peak_flops, note="full-length rows; Adam; dropout 0.5")
+        res = _measure(ctx, "lstm", "float32", batch=B, seq=T, frameworks=("jax", "jax_cudnn", "torch"))
         fw = res["frameworks"]
+        for k, r in fw.items():
+            r["kernel"] = kernels[k]
         res["cudnn_over_torch"] = fw["jax_cudnn"]["tokens_per_s"] / fw["torch"]["tokens_per_s"]
         res["cudnn_over_scan"] = fw["jax_cudnn"]["tokens_per_s"] / fw["jax"]["tokens_per_s"]
         out[f"B{B}_T{T}"] = res
@@ -304,111 +262,28 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(a - b)) / den if den else float(np.linalg.norm(a))
 
 
-def _bert_cfg(s: dict, dtype: str):
-    from jaxsenti.models.bert import BertConfig
-
-    layers, hidden, heads, ffn = s["dims"]
-    return BertConfig(vocab_size=s["vocab"], hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=ffn, max_position_embeddings=max(512, s["seq"]), dtype=dtype)
-
-
-def part_bert(ctx: Ctx) -> dict:
-    import optax
+def _steps(ctx: Ctx, part: str, case: str) -> dict:
+    """The bert or mlm part: the case in each of the part's dtypes."""
     import torch
-    from flax import nnx
 
-    from accel_steps import bert_batches, torch_bert_classifier
-    from bert_throughput import train_flops
-    from jaxsenti.models.bert import BertClassifier, attention_implementation
-    from jaxsenti.objectives import Classification
+    from jaxsenti.models.bert import attention_implementation
 
-    s, out = ctx.size["bert"], {}
-    for dtype in s["dtypes"]:
-        if skipped := ctx.no_time_for("bert"):
+    out = {}
+    for dtype in ctx.size[part]["dtypes"]:
+        if skipped := ctx.no_time_for(part):
             out[dtype] = skipped
             continue
-        cfg = _bert_cfg(s, dtype)
-        B, T = s["batch"], s["seq"]
-        batches = bert_batches(4, B, T, cfg.vocab_size)
-        rows = {"jax": _jax_row(lambda cfg=cfg: BertClassifier(cfg, rngs=nnx.Rngs(0)), optax.adamw(LR, weight_decay=WD),
-                                Classification(), batches, ctx)
-                | {"attention": attention_implementation(cfg, deterministic=False, has_lengths=True)},
-                "torch": _torch_row(torch_bert_classifier(cfg, LR, WD), batches, ctx,
-                                    autocast=None if dtype == "float32" else dtype)
-                | {"attention": "sdpa", "float32_matmul_precision": torch.get_float32_matmul_precision()}}
-        res = throughput_result(rows, setup=f"{cfg.num_hidden_layers}x{cfg.hidden_size}, B={B}, T={T}, {dtype}",
-                                batch=B, seq=T, flops=train_flops(cfg, B, T), peak_flops=ctx.peak_flops,
-                                note="fine-tune step, AdamW, dropout on; PyTorch bf16 = autocast with float32 params "
-                                     "(as ours); float32 = TF32 matmuls on both sides; MFU against the measured bf16 "
-                                     "rate")
-        out[dtype] = res
-        _say_pair(f"bert {dtype}", res)
+        res = out[dtype] = _measure(ctx, case, dtype, frameworks=("jax", "torch"))
+        if part == "bert":
+            cfg = _bert_config(res["spec"])
+            res["frameworks"]["jax"]["attention"] = attention_implementation(cfg, deterministic=False, has_lengths=True)
+            precision = torch.get_float32_matmul_precision()
+            res["frameworks"]["torch"] |= {"attention": "sdpa", "float32_matmul_precision": precision}
+        res["note"] += ("; float32 = TF32 matmuls on both sides" if ctx.on_gpu else "") + "; MFU against the measured bf16 rate"
+        j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
+        _say(f"{part} {dtype}: jax {j['median_step_s'] * 1e3:.1f} ms, torch {t['median_step_s'] * 1e3:.1f} ms, "
+             f"ratio {res['jax_over_torch']:.2f}")
     return out
-
-
-def part_mlm(ctx: Ctx) -> dict:
-    import optax
-    from flax import nnx
-
-    from accel_steps import mlm_batches, torch_bert_mlm
-    from bert_throughput import train_flops
-    from jaxsenti.data.masking import default_max_predictions
-    from jaxsenti.models.bert_mlm import BertForMaskedLM
-    from jaxsenti.objectives.masked_lm import MaskedLM
-
-    s, out = ctx.size["mlm"], {}
-    for dtype in s["dtypes"]:
-        if skipped := ctx.no_time_for("mlm"):
-            out[dtype] = skipped
-            continue
-        cfg = _bert_cfg(s, dtype)
-        B, T, H, V = s["batch"], s["seq"], cfg.hidden_size, cfg.vocab_size
-        P = default_max_predictions(T)
-        batches = mlm_batches(4, B, T, V, P, mask_id=min(103, V - 1))
-        rows = {"jax": _jax_row(lambda cfg=cfg: BertForMaskedLM(cfg, rngs=nnx.Rngs(0)),
-                                optax.adamw(MLM_LR, weight_decay=WD), MaskedLM(), batches, ctx) | {"head_positions": P},
-                "torch": _torch_row(torch_bert_mlm(cfg, MLM_LR, WD), batches, ctx,
-                                    autocast=None if dtype == "float32" else dtype) | {"head_positions": T}}
-        def head(n, B=B, H=H, V=V):  # MLM head at n positions per row: transform + tied decoder, train = 3 x forward
-            return 6.0 * B * n * (H * H + H * V)
-
-        res = throughput_result(rows, setup=f"MLM {cfg.num_hidden_layers}x{cfg.hidden_size}, vocab {V}, B={B}, T={T}, "
-                                            f"{P} masked/row, {dtype}", batch=B, seq=T,
-                                flops=train_flops(cfg, B, T) + head(P), peak_flops=ctx.peak_flops,
-                                note="same config, batch and masked positions; ours runs the MLM head at the masked "
-                                     "positions only, transformers at every position (its FLOPs: hf_flops_per_step); "
-                                     "MFU counts the useful FLOPs (head at the masked positions) for both",
-                                hf_flops_per_step=train_flops(cfg, B, T) + head(T))
-        out[dtype] = res
-        _say_pair(f"mlm {dtype}", res)
-    return out
-
-
-def run_command(cmd: list[str], timeout: float, log: Path) -> dict:
-    """Run ``cmd`` (its own process group, output to ``log``); kill the group after ``timeout`` seconds."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               PYTHONUNBUFFERED="1")
-    with open(log, "w") as f:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
-        timer = threading.Timer(max(timeout, 0.1), lambda: _killpg(proc.pid))
-        timer.start()
-        try:
-            rc = proc.wait()
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-    timed_out = rc == -signal.SIGKILL and wall >= timeout
-    tail = log.read_text(errors="replace")[-3000:]
-    return {"command": " ".join(["python" if c == sys.executable else c for c in cmd]), "rc": rc, "wall_s": wall,
-            "timeout_s": timeout, "timed_out": timed_out, "log_tail": tail}
-
-
-def _killpg(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def part_pretrain(ctx: Ctx) -> dict:
@@ -420,7 +295,7 @@ def part_pretrain(ctx: Ctx) -> dict:
     sets = [f"time_budget_s={budget}"] + ctx.size["pretrain_set"]
     cmd = [sys.executable, "-m", "jaxsenti.cli", "pretrain", "bert", "--config", "bert_mlm_small", "--out", str(folder),
            "--quiet"] + [x for kv in sets for x in ("--set", kv)]
-    r = run_command(cmd, min(budget + overhead, ctx.deadline.left() - 5), ctx.work / "pretrain.log")
+    r = run_command(cmd, timeout=min(budget + overhead, ctx.deadline.left() - 5), log=ctx.work / "pretrain.log")
     if r["rc"] != 0:
         raise RuntimeError(f"pretraining failed ({'timed out' if r['timed_out'] else 'rc=' + str(r['rc'])}):\n"
                            + r["log_tail"])
@@ -458,138 +333,17 @@ def part_study(ctx: Ctx) -> dict:
     timeout = ctx.deadline.left() - 5
     if a.study_timeout is not None:
         timeout = min(timeout, a.study_timeout)
-    folder = ctx.work / "study"
-    cmd = [sys.executable, "-m", "jaxsenti.cli", "study", "--out", str(folder), "--quiet"] + ctx.size["study_args"]
-    r = run_command(cmd, timeout, ctx.work / "study.log")
-    report = folder / "report.md"
-    r["finished"] = r["rc"] == 0 and report.is_file()
-    if r["finished"]:
-        r["report_md"] = report.read_text(encoding="utf-8")[:20000]
-    elif not r["timed_out"]:
-        raise RuntimeError(f"jaxsenti study failed (rc={r['rc']}):\n{r['log_tail']}")
+    r = run_study(ctx.work / "study", timeout=timeout, args=ctx.size["study_args"], log=ctx.work / "study.log")
     _say(f"study: {'finished in' if r['finished'] else 'timed out after'} {r['wall_s']:.0f}s")
     return r
 
 
-RUNNERS = {"device": part_device, "lstm": part_lstm, "parity": part_parity, "bert": part_bert, "mlm": part_mlm,
+RUNNERS = {"device": part_device, "lstm": part_lstm, "parity": part_parity,
+           "bert": lambda ctx: _steps(ctx, "bert", "bert_base"), "mlm": lambda ctx: _steps(ctx, "mlm", "mlm"),
            "pretrain": part_pretrain, "study": part_study}
 
 
-# ----------------------------------------------------------------------------------------------
-# The report
-# ----------------------------------------------------------------------------------------------
-
-
-def _ms(r) -> str:
-    return fmt_num(r["median_step_s"] * 1e3)
-
-
-def _mem(r) -> str:
-    if r.get("device_peak_mib") is not None:
-        return fmt_num(r["device_peak_mib"])
-    parts = [f"step {fmt_num(r['compiled_mib'])}" if r.get("compiled_mib") is not None else "",
-             f"process peak {fmt_num(r['process_peak_mib'])}" if r.get("process_peak_mib") is not None else ""]
-    return ", ".join(p for p in parts if p) or "–"
-
-
-def _tf(flops_per_s) -> str:
-    return fmt_num(flops_per_s / 1e12)
-
-
-def _pct(x) -> str:
-    return f"{100 * x:.1f}%" if x else "–"
-
-
-def _measured(part: dict) -> dict:
-    """The throughput results of a part (leaving out its ``part_wall_s``)."""
-    return {k: v for k, v in part.items() if isinstance(v, dict) and "frameworks" in v}
-
-
-def _step_table(results: dict, extra: tuple = ()) -> list[str]:
-    rows = []
-    for res in _measured(results).values():
-        torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
-        for fw, r in res["frameworks"].items():
-            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r), fmt_num(r["tokens_per_s"]),
-                         _pct(r.get("mfu")), f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–",
-                         fmt_num(r.get("compile_s")), fmt_num(r["first_step_s"]), _mem(r)])
-    return md_table(["setup", "framework", *extra, "median step ms", "tokens/s", "MFU", "vs PyTorch", "compile s",
-                     "first step s", "device memory MiB"], rows)
-
-
-def render_markdown(res: dict) -> str:
-    p = res["parts"]
-    dev = p.get("device", {})
-    lines = [f"# Accelerator check: {dev.get('torch_device', '?')}", "",
-             f"Generated by `{res['command']}` on {res['machine']['date']}: {res.get('wall_s', 0):.0f} s of a "
-             f"{res['deadline_s']:.0f} s deadline. Full numbers: `benchmarks/results/accelerator.json` "
-             "(the run's `accelerator.json`). How to rerun: [GPU.md](GPU.md).", ""]
-    if m := res.get("merged_from"):
-        lines += [f"Parts {', '.join(m['parts'])} come from the earlier run of {m['date']} (`{m['command']}`).", ""]
-    if "versions" in dev:
-        v = dev["versions"]
-        rates = dev["matmul"]["flops_per_s"]
-        lines += ["## Device", ""] + md_table(["", ""], [
-            ["GPU (jax / torch)", f"{dev['jax_device']} / {dev['torch_device']}"],
-            ["nvidia-smi", dev["nvidia_smi"] or "–"],
-            ["jax / jaxlib / flax", f"{v.get('jax')} / {v.get('jaxlib')} / {v.get('flax')}"],
-            ["torch / CUDA / cuDNN", f"{v.get('torch')} / {dev['torch_cuda']} / {dev['torch_cudnn']}"],
-            ["transformers", str(v.get("transformers"))],
-            [f"matmul {dev['matmul']['n']}³ bf16 (jax / torch)",
-             f"{_tf(rates['jax_bfloat16'])} / {_tf(rates['torch_bfloat16'])} TFLOP/s"],
-            [f"matmul {dev['matmul']['n']}³ float32 (jax / torch; TF32 allowed on both)",
-             f"{_tf(rates['jax_float32'])} / {_tf(rates['torch_float32'])} TFLOP/s"],
-            ["MFU peak (best bf16 above)", f"{_tf(dev['peak_flops'])} TFLOP/s"]]) + [""]
-    if measured := _measured(p.get("lstm", {})):
-        lines += ["## LSTM train step", ""] + _step_table(measured, ("kernel",))
-        lines += ["", next(iter(measured.values()))["note"] + ".", ""]
-    if "parity" in p and "checks" in p["parity"]:
-        par = p["parity"]
-        lines += ["## cuDNN LSTM vs scan LSTM, same weights", "",
-                  f"**{'Passed' if par['passed'] else 'FAILED'}** ({par['how']}); kernel: "
-                  f"{'cuDNN' if par['cudnn_kernel'] else 'CPU fallback lstm_ref'}.", ""]
-        lines += md_table(["layers", "pooling", "precision", "logits rel. err", "grads rel. err", "worst grad leaf",
-                           "limit"],
-                          [["bi" if c["bidirectional"] else "uni", c["pooling"], c["precision"],
-                            *(f"{c[k]:.1e}" for k in ("logits_rel_err", "grads_rel_err", "worst_grad_leaf_rel_err")),
-                            f"{c['limit']:.0e}"] for c in par["checks"]]) + [""]
-    for part, title in (("bert", "BERT fine-tune step"), ("mlm", "BERT masked-LM pretraining step")):
-        if measured := _measured(p.get(part, {})):
-            lines += [f"## {title}", ""] + _step_table(measured, ("attention",) if part == "bert" else ())
-            lines += ["", next(iter(measured.values()))["note"] + ".", ""]
-    if "pretrain" in p and "final" in p["pretrain"]:
-        pr = p["pretrain"]
-        f = pr["final"]
-        lines += ["## Pretraining `bert_mlm_small` (to convergence or its time budget)", "", *md_table(["", ""], [
-            ["command", pr["run"]["command"]],
-            ["wall (all) / training s", f"{pr['run']['wall_s']:.0f} / {pr['train_seconds']:.0f}"],
-            ["epochs / steps / tokens", f"{pr['epochs_run']} / {pr['steps']} / {pr['tokens_seen']:,}"],
-            ["stopped by the time budget", str(pr["out_of_time"])],
-            ["held-out MLM loss / masked-token accuracy",
-             f"{f.get('val_loss', 0):.3f} / {f.get('val_accuracy', 0):.3f}"],
-            ["exported (run's `bert_mlm_small/`)", ", ".join(pr["copied"])]]), ""]
-    if "study" in p and "wall_s" in p["study"]:
-        st = p["study"]
-        how = (f"finished in {st['wall_s']:.0f} s." if st["finished"] else f"**timed out** after {st['wall_s']:.0f} s "
-               "(all the deadline left it); the end of its log is in the JSON.")
-        lines += ["## Whole study", "", f"`{st['command']}`: {how}", ""]
-    missing = [f"* {k}: not reached (the run ended before it)" for k in res.get("requested_parts", []) if k not in p]
-    for k, v in p.items():
-        variants = ([(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict)]
-                    if k in ("lstm", "bert", "mlm") else [])
-        for name, entry in [(k, v), *variants]:
-            if "skipped" in entry:
-                missing.append(f"* {name}: skipped ({entry['skipped']})")
-            elif "error" in entry:
-                missing.append(f"* {name}: error: {entry['error'].splitlines()[0]}")
-    if missing:
-        lines += ["## Not measured in this run", "", *missing, ""]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# Main
-# ----------------------------------------------------------------------------------------------
+# --- Main ---
 
 
 def write_markdown(res: dict, out: Path) -> None:
@@ -597,7 +351,7 @@ def write_markdown(res: dict, out: Path) -> None:
     if not res["on_gpu"] or res["smoke"]:
         raise RuntimeError(f"{RESULTS_MD.name} holds GPU measurements only (this run: smoke={res['smoke']}, "
                            f"on_gpu={res['on_gpu']})")
-    md = render_markdown(res) + "\n"
+    md = render_gpu_markdown(res) + "\n"
     RESULTS_MD.write_text(md, encoding="utf-8")
     (out / RESULTS_MD.name).write_text(md, encoding="utf-8")
 
@@ -621,12 +375,6 @@ def _say(msg: str) -> None:
     print(f"[accelerator] {msg}", flush=True)
 
 
-def _say_pair(what: str, res: dict) -> None:
-    j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
-    _say(f"{what}: jax {j['median_step_s'] * 1e3:.1f} ms, torch {t['median_step_s'] * 1e3:.1f} ms, "
-         f"ratio {res['jax_over_torch']:.2f}")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="folder for accelerator.json (+ RESULTS-gpu.md and the checkpoint)")
@@ -641,6 +389,8 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", default=None, metavar="JSON",
                     help="an earlier run's accelerator.json: its parts stay unless this run redoes them (a rerun of "
                          "the parts that failed or were skipped)")
+    ap.add_argument("--profile", type=profile_window, default=None, metavar="START:N",
+                    help="trace JAX's timed steps START..START+N-1 of every lstm/bert/mlm case into DIR/profile")
     a = ap.parse_args(argv)
     a.pretrain_budget = a.pretrain_budget or (5.0 if a.smoke else 120.0)
     if a.smoke and a.study_timeout is None:

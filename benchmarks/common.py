@@ -1,7 +1,8 @@
-"""What the benchmark scripts share: paths, timing, the result JSON (one layout for both throughput scripts), markdown.
+"""What the benchmark scripts share: paths, data, the command line, JSON and subprocesses.
 
-Nothing here imports JAX or torch at module level, so the driver (``run_all.py``, which runs each benchmark
-in its own subprocess) and the tests import it cheaply.
+Timing and the train-step result layout are in ``harness.py``, markdown in ``report.py``. Nothing here imports
+JAX or torch, so the driver (``run_all.py``, which runs each benchmark in its own subprocess) and the tests
+import it cheaply.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import json
 import math
 import os
 import resource
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,133 +48,45 @@ def clear_segment_memo(_i=None) -> None:
     text._segment_cached.cache_clear()  # no public hook; fail loudly rather than time a warm memo
 
 
-# ----------------------------------------------------------------------------------------------
-# Timing
-# ----------------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolating linearly between order statistics (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be in [0, 100], got {q}")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def summarize_times(times: Sequence[float]) -> dict:
-    """n, median, p50/p90/p99, mean, min, max of durations in seconds, and the raw list."""
-    times = [float(t) for t in times]
-    return {"n": len(times), "median_s": statistics.median(times), "p50_s": percentile(times, 50),
-            "p90_s": percentile(times, 90), "p99_s": percentile(times, 99), "mean_s": statistics.fmean(times),
-            "min_s": min(times), "max_s": max(times), "times_s": times}
-
-
-def time_calls(fn: Callable[[int], object], *, repeats: int, warmup: int = 1, first_call: bool = True,
-               clock: Callable[[], float] = time.perf_counter, before: Callable[[int], None] | None = None) -> dict:
-    """Time ``fn(i)``: a separately recorded first call (compilation) if ``first_call``, ``warmup`` untimed
-    calls, then ``repeats`` timed calls summarised by :func:`summarize_times`.
-
-    ``fn`` must block until its result is ready (``jax.block_until_ready``); ``before(i)`` runs untimed
-    before every call (e.g. :func:`clear_segment_memo`). ``clock`` is injectable for tests.
-    """
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
-    out: dict = {}
-    times = []
-    for i in range(int(first_call) + warmup + repeats):
-        if before:
-            before(i)
-        t0 = clock()
-        fn(i)
-        dt = clock() - t0
-        if first_call and i == 0:
-            out["first_call_s"] = dt
-        elif i >= int(first_call) + warmup:
-            times.append(dt)
-    return out | summarize_times(times)
-
-
-def alternate(fns: dict[str, Callable[[int], object]], per_round: Sequence[int]) -> dict[str, list[float]]:
-    """Call times of each function, ``per_round[r]`` calls each in round r, the functions taking turns round by
-    round so that background load on a shared machine hits them alike. ``fn(j)`` gets its own call count j."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for n in per_round:
-        for k, fn in fns.items():
-            done = len(times[k])
-            times[k] += time_calls(lambda i, fn=fn, done=done: fn(done + i), repeats=n, warmup=0,
-                                   first_call=False)["times_s"]
-    return times
-
-
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far (``ru_maxrss``, KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def device_peak_mib() -> float | None:
-    """Peak memory jax reports for its first device; None where it keeps no statistics (CPU)."""
-    import jax
-
-    peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
-    return None if peak is None else peak / 2**20
+# --- command line ---
 
 
-# ----------------------------------------------------------------------------------------------
-# The train-step throughput layout (lstm_throughput.py, bert_throughput.py)
-# ----------------------------------------------------------------------------------------------
-
-
-def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, batch: int, seq: int,
-                      flops: float | None = None, peak_flops: float | None = None, **extra) -> dict:
-    """The one JSON layout of both throughput scripts.
-
-    ``frameworks[fw]`` brings ``step_times_s`` (timed steps after warm-up), ``first_step_s`` (the first step
-    call: with JAX's plain jit it includes the compile), optionally ``compile_s`` (a separate ahead-of-time
-    compile), ``peak_rss_mib`` and anything else to keep. Added, with the same keys for both scripts:
-    median/min step, seq/s, tokens/s (B*T per step), achieved GFLOP/s and MFU (where ``flops`` per step and
-    a measured ``peak_flops`` are known), and ``jax_over_torch`` = JAX tokens/s / PyTorch tokens/s.
-    """
-    out = {}
-    for fw, r in frameworks.items():
-        times = r["step_times_s"]
-        med = statistics.median(times)
-        out[fw] = {"compile_s": None, **r, "median_step_s": med, "min_step_s": min(times), "steps_timed": len(times),
-                   "seq_per_s": batch / med, "tokens_per_s": batch * seq / med,
-                   "achieved_gflops": flops / med / 1e9 if flops else None,
-                   "mfu": flops / med / peak_flops if flops and peak_flops else None}
-    ratio = out["jax"]["tokens_per_s"] / out["torch"]["tokens_per_s"] if {"jax", "torch"} <= set(out) else None
-    return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": batch * seq, "flops_per_step": flops,
-            "peak_flops": peak_flops, "note": note, **extra, "frameworks": out, "jax_over_torch": ratio}
-
-
-def show_throughput(res: dict) -> None:
-    print(f"train step: {res['setup']}")
-    print(f"{'framework':<10}{'median ms':>11}{'tokens/s':>10}{'compile s':>11}{'first step s':>14}{'peak RSS MiB':>14}"
-          f"{'MFU':>7}")
-    for fw, r in res["frameworks"].items():
-        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–"
-        print(f"{fw:<10}{r['median_step_s'] * 1e3:>11.1f}{r['tokens_per_s']:>10.0f}{fmt_num(r['compile_s']):>11}"
-              f"{fmt_num(r['first_step_s']):>14}{fmt_num(r['peak_rss_mib']):>14}{mfu:>7}")
-    if res["jax_over_torch"]:
-        print(f"JAX/PyTorch tokens/s: {res['jax_over_torch']:.2f}x")
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line, JSON and subprocesses
-# ----------------------------------------------------------------------------------------------
-
-
-def base_argparser(description: str, *, quick: bool = True) -> argparse.ArgumentParser:
+def base_argparser(description: str, *, quick: bool = True, smoke: bool = False,
+                   profile: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark spells the same: ``--json`` and, where asked, ``--quick``, ``--smoke`` and
+    ``--profile START:N``."""
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="write the results here")
     if quick:
         ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    if smoke:
+        ap.add_argument("--smoke", action="store_true", help="tiny shapes (tests)")
+    if profile:
+        ap.add_argument("--profile", type=profile_window, default=None, metavar="START:N",
+                        help="trace JAX's timed steps START..START+N-1 with jax.profiler into <folder of --json, "
+                             "else the current one>/profile")
     return ap
+
+
+def profile_window(raw: str) -> tuple[int, int]:
+    """An argparse ``type``: ``START:N`` -> (START, N), START >= 0, N >= 1."""
+    try:
+        start, n = (int(x) for x in raw.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:N, got {raw!r}") from None
+    if start < 0 or n < 1:
+        raise argparse.ArgumentTypeError(f"expected START >= 0 and N >= 1, got {raw!r}")
+    return start, n
+
+
+def profile_dir(args) -> str:
+    """Where ``--profile`` traces go: ``profile/`` beside the ``--json`` file, else in the current folder."""
+    return str((Path(args.json).resolve().parent if args.json else Path.cwd()) / "profile")
 
 
 def names_of(known) -> Callable[[str], list[str]]:
@@ -213,6 +126,9 @@ def finish(res: dict, args, argv=None, show: Callable[[dict], None] | None = Non
     return 0
 
 
+# --- JSON ---
+
+
 def _clean(obj):
     """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python, Paths -> str."""
     if isinstance(obj, dict):
@@ -242,28 +158,27 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+# --- subprocesses ---
+
+
 def shown(path_or_cmd) -> str:
     """A path or command as a reader types it: this interpreter as ``python``, paths relative to the checkout."""
     words = path_or_cmd if isinstance(path_or_cmd, (list, tuple)) else [path_or_cmd]
     return " ".join("python" if str(w) == sys.executable else str(w).replace(str(ROOT) + os.sep, "") for w in words)
 
 
-def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None) -> dict:
-    """Run a script that writes ``json_path``; its parsed JSON as ``result``, with ``wall_s``, ``stdout`` and
-    ``peak_rss_mib``: the largest resident set of the process or any of its children (from ``wait4``).
-
-    Raises ``RuntimeError`` with the output tail if the script fails, times out or writes no JSON.
-    """
-    json_path = Path(json_path)
-    json_path.unlink(missing_ok=True)
-    env = dict(os.environ)
+def run_command(cmd: Sequence[str], *, timeout: float | None = None, log: str | os.PathLike | None = None,
+                env: dict | None = None) -> dict:
+    """Run ``cmd`` in its own process group from the checkout (output to ``log``, else kept), killing the whole
+    group after ``timeout`` s: ``command``, ``rc``, ``wall_s``, ``timed_out``, ``log_tail`` (``stdout`` when no
+    log), ``peak_rss_mib`` (the largest resident set of the process or any of its children, from ``wait4``)."""
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with tempfile.TemporaryFile("w+") as out:
+    with (open(log, "w+") if log else tempfile.TemporaryFile("w+")) as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(map(str, cmd)), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                 env=env, start_new_session=True)
-        # on timeout, kill the whole process group: the script's own workers too
-        timer = threading.Timer(timeout, os.killpg, (proc.pid, 9)) if timeout else None
+        timer = threading.Timer(max(timeout, 0.1), _killpg, (proc.pid,)) if timeout is not None else None
         if timer:
             timer.start()
         try:
@@ -273,45 +188,28 @@ def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: flo
                 timer.cancel()
         wall = time.perf_counter() - t0
         out.seek(0)
-        stdout = out.read()
+        text = out.read()
     rc = os.waitstatus_to_exitcode(status)
-    if rc != 0 or not json_path.exists():
-        why = f"killed after {timeout:.0f}s timeout" if timeout and wall >= timeout else f"rc={rc}"
-        raise RuntimeError(f"{shown(cmd)} failed ({why}):\n{stdout[-4000:]}")
-    return {"wall_s": wall, "result": read_json(json_path), "stdout": stdout, "peak_rss_mib": usage.ru_maxrss / 1024.0}
+    r = {"command": shown(cmd), "rc": rc, "wall_s": wall, "timeout_s": timeout,
+         "timed_out": rc == -signal.SIGKILL and timeout is not None and wall >= timeout, "log_tail": text[-3000:],
+         "peak_rss_mib": usage.ru_maxrss / 1024.0}
+    return r if log else r | {"stdout": text}
 
 
-# ----------------------------------------------------------------------------------------------
-# Markdown
-# ----------------------------------------------------------------------------------------------
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
-def fmt_num(x, digits: int = 3) -> str:
-    """Compact human formatting: None/NaN -> '–', large numbers with thousands separators."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 100:
-        return f"{x:.1f}"
-    return "0" if ax == 0 else f"{x:.{digits}g}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
-    """A GitHub markdown table; cells formatted with :func:`fmt_num`, pipes escaped."""
-
-    def cell(v) -> str:
-        return (v if isinstance(v, str) else fmt_num(v)).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for r in rows:
-        r = list(r)
-        if len(r) != len(headers):
-            raise ValueError(f"row has {len(r)} cells, header has {len(headers)}: {r}")
-        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
-    return lines
+def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None) -> dict:
+    """:func:`run_command` for a script that writes ``json_path``: its parsed JSON as ``result``; raises
+    ``RuntimeError`` with the output tail if the script fails, times out or writes no JSON."""
+    json_path = Path(json_path)
+    json_path.unlink(missing_ok=True)
+    r = run_command(cmd, timeout=timeout)
+    if r["rc"] != 0 or not json_path.exists():
+        why = f"killed after {timeout:.0f}s timeout" if r["timed_out"] else f"rc={r['rc']}"
+        raise RuntimeError(f"{shown(cmd)} failed ({why}):\n{r['stdout'][-4000:]}")
+    return r | {"result": read_json(json_path)}

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from common import alternate, base_argparser, finish, parse_args
+from common import base_argparser, finish, parse_args
+from harness import alternate
+from report import show
 
 
 def main(argv=None) -> int:
@@ -46,13 +48,7 @@ def main(argv=None) -> int:
            "median_ms": {k: v * 1e3 for k, v in med.items()},
            "ns_per_element": {k: v * 1e9 / n for k, v in med.items()},
            "speedup_hash_over_threefry": med["threefry"] / med["hash"]}
-
-    def show(res):
-        for k in fns:
-            print(f"{k:9s} {res['median_ms'][k]:7.2f} ms  {res['ns_per_element'][k]:6.2f} ns/element")
-        print(f"hash is {res['speedup_hash_over_threefry']:.1f}x faster ({n:,} elements, rate {a.rate})")
-
-    return finish(res, a, argv, show)
+    return finish(res, a, argv, show("dropout"))
 
 
 if __name__ == "__main__":

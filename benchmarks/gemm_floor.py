@@ -1,26 +1,22 @@
 """How much of a train step is matrix multiplication alone: the step's GEMMs timed in XLA and in PyTorch.
 
-    python benchmarks/gemm_floor.py [--models lstm,bert] [--rounds 5] [--json out.json]
+    python benchmarks/gemm_floor.py [--models lstm,bert] [--dtypes float32,bfloat16] [--rounds 5] [--json out.json]
 
-For the two throughput benchmarks' settings (LSTM: B=64, T=128, emb 400, 2x256; BERT small: 4 layers x 256,
-4 heads, FFN 1024, B=32, T=128) this lists every matrix product of one training step — forward, the
-backward's input and weight gradients, the LSTM's 128-step recurrent chains (run as a dependent loop, as in
-the real step) and BERT's batched attention products — and times just those, in float32:
-
-* JAX: one jitted function per model doing all the GEMMs (each output feeds a tiny checksum so nothing is
-  dead code; the elementwise work this adds is <1 % of the bytes the GEMMs write).
-* PyTorch: the same products with ``torch.mm``/``torch.bmm`` in eager mode, default threads.
-
-The sum is a floor for a step: no amount of fusing the elementwise work gets a framework below its GEMM
-time. Comparing it with the other framework's *whole* step says what speed ratio is reachable at all with
-the GEMM kernels each framework calls on this machine. Rounds alternate JAX and PyTorch.
+At the harness's LSTM (B=64, T=128, emb 400, 2x256) and BERT small (4 x 256, 4 heads, FFN 1024, B=32, T=128)
+settings: every matrix product of one train step (forward, the backward's input and weight gradients, the LSTM's
+recurrent chains as dependent loops, BERT's batched attention products), timed alone in float32 and bfloat16
+operands. JAX runs them in one jitted function (each output feeds a tiny checksum, so nothing is dead code);
+PyTorch with ``torch.mm``/``torch.bmm`` in eager mode; rounds alternate. No fusion gets a step below its GEMM
+time, so PyTorch's whole step / JAX's GEMMs bounds the JAX/PyTorch speed ratio reachable on this machine.
 """
 
 from __future__ import annotations
 
 import statistics
 
-from common import alternate, base_argparser, finish, names_of, parse_args
+from common import base_argparser, finish, names_of, parse_args
+from harness import alternate
+from report import show
 
 
 def lstm_gemms(B=64, T=128, E=400, H=256, layers=2):
@@ -66,12 +62,12 @@ def _next_input(out, k, xp):
     return xp.tanh(out)  # keeps values bounded over 128 steps
 
 
-def jax_runner(big, chains, batched):
+def jax_runner(big, chains, batched, dtype="float32"):
     import jax
     import jax.numpy as jnp
 
     keys = iter(jax.random.split(jax.random.key(0), 2 * (len(big) + len(chains) + len(batched))))  # two per product
-    normal = lambda shape: jax.random.normal(next(keys), shape, jnp.float32) * 0.05  # noqa: E731
+    normal = lambda shape: (jax.random.normal(next(keys), shape, jnp.float32) * 0.05).astype(dtype)  # noqa: E731
     args = ([(normal((m, k)), normal((k, n))) for m, k, n in big],
             [(normal((m, k)), normal((k, n))) for _, m, k, n in chains],
             [(normal((b, m, k)), normal((b, k, n))) for b, m, k, n in batched])
@@ -80,7 +76,7 @@ def jax_runner(big, chains, batched):
     @jax.jit
     def run(args):
         big_args, chain_args, bat_args = args
-        acc = jnp.zeros((), jnp.float32)
+        acc = jnp.zeros((), dtype)
         for a, b in big_args:
             acc += jnp.dot(a, b)[0, 0]
         for (h0, w), s in zip(chain_args, steps):
@@ -94,11 +90,11 @@ def jax_runner(big, chains, batched):
     return lambda: jax.block_until_ready(run(args))
 
 
-def torch_runner(big, chains, batched):
+def torch_runner(big, chains, batched, dtype="float32"):
     import torch
 
     g = torch.Generator().manual_seed(0)
-    normal = lambda *shape: torch.randn(*shape, generator=g) * 0.05  # noqa: E731
+    normal = lambda *shape: (torch.randn(*shape, generator=g) * 0.05).to(getattr(torch, dtype))  # noqa: E731
     big_args = [(normal(m, k), normal(k, n)) for m, k, n in big]
     chain_args = [(s, normal(m, k), normal(k, n)) for s, m, k, n in chains]
     bat_args = [(normal(b, m, k), normal(b, k, n)) for b, m, k, n in batched]
@@ -123,27 +119,31 @@ def torch_runner(big, chains, batched):
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
     ap.add_argument("--models", default="lstm,bert", type=names_of(MODELS))
+    ap.add_argument("--dtypes", default="float32,bfloat16", type=names_of(("float32", "bfloat16")))
     ap.add_argument("--rounds", type=int, default=5, help="alternating JAX/PyTorch rounds (quick: 2)")
     ap.add_argument("--reps", type=int, default=3, help="timed calls per framework and round (quick: 1)")
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes (tests)")
     a = parse_args(ap, argv, quick=dict(rounds=2, reps=1))
 
     results = {}
     for name in a.models:
-        gemms = MODELS[name]()
-        runners = {"jax": jax_runner(*gemms), "torch": torch_runner(*gemms)}
-        times = alternate({k: lambda _i, run=run: run() for k, run in runners.items()}, [a.reps] * a.rounds)
-        fl = flops(*gemms)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        results[name] = {
-            "gemm_flops": fl, "n_products": len(gemms[0]) + sum(s for s, *_ in gemms[1]) + len(gemms[2]),
-            "jax_gemm_ms": med["jax"] * 1e3, "torch_gemm_ms": med["torch"] * 1e3,
-            "jax_gflops": fl / med["jax"] / 1e9, "torch_gflops": fl / med["torch"] / 1e9,
-            "times_s": times,
-        }
-        print(f"{name}: {fl / 1e9:.1f} GFLOP in {results[name]['n_products']} products;  "
-              f"JAX {med['jax'] * 1e3:.0f} ms ({fl / med['jax'] / 1e9:.0f} GFLOP/s)   "
-              f"PyTorch {med['torch'] * 1e3:.0f} ms ({fl / med['torch'] / 1e9:.0f} GFLOP/s)")
-    return finish({"args": {k: v for k, v in vars(a).items() if k != "json"}, "results": results}, a, argv)
+        gemms = MODELS[name](**SMOKE[name]) if a.smoke else MODELS[name]()
+        for dtype in a.dtypes:
+            runners = {"jax": jax_runner(*gemms, dtype), "torch": torch_runner(*gemms, dtype)}
+            times = alternate({k: lambda _i, run=run: run() for k, run in runners.items()}, [a.reps] * a.rounds)
+            fl = flops(*gemms)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            key = name if dtype == "float32" else f"{name}_{dtype}"  # float32 keeps the earlier files' keys
+            results[key] = {
+                "model": name, "dtype": dtype, "gemm_flops": fl,
+                "n_products": len(gemms[0]) + sum(s for s, *_ in gemms[1]) + len(gemms[2]),
+                "jax_gemm_ms": med["jax"] * 1e3, "torch_gemm_ms": med["torch"] * 1e3,
+                "jax_gflops": fl / med["jax"] / 1e9, "torch_gflops": fl / med["torch"] / 1e9, "times_s": times}
+    return finish({"args": {k: v for k, v in vars(a).items() if k != "json"}, "results": results}, a, argv,
+                  show("gemm_floor"))
+
+
+SMOKE = {"lstm": dict(B=2, T=4, E=8, H=8, layers=1), "bert": dict(B=2, T=8, H=16, heads=2, ffn=32, layers=1)}
 
 
 if __name__ == "__main__":

@@ -2,27 +2,16 @@
 
     python benchmarks/inference_latency.py [--models lstm,bert] [--quick] [--json out.json]
 
-For each model a model folder is written exactly as training writes it (``config.json``, the encoder,
-``checkpoints/best``), but with **randomly initialised parameters** (seed 0) instead of trained ones:
-latency does not depend on the weight values, and this skips minutes of training. The LSTM is
-``configs/lstm_dianping.py`` (vocabulary built from the dianping reviews), the BERT is
-``configs/bert_small_random.py`` (2 x 128, real bert-base-chinese tokenizer). The folder is then loaded
-with ``Predictor`` and timed on real dianping reviews:
+Each model folder is written as training writes it, with random parameters (latency does not depend on their
+values): ``configs/lstm_dianping.py`` and ``configs/bert_small_random.py``. Timed on real dianping reviews, jieba's
+memo cleared before every call, jieba and the tokenizer loaded beforehand (``first_call_s`` = compile + one run):
 
-* ``single``: one review per call (``predict([text])``, batch shape 1), a different review each call;
-  every bucket shape is compiled before timing, so the timed calls are steady state.
-* ``batch``: 256 reviews per call (``predict(texts)``; the predictor buckets them by length and pads each
-  bucket to the smallest of ``Predictor.BATCH_SIZES`` that holds it, one jitted call per bucket), the same
-  256 reviews each call.
-* ``model_only``: just the jitted forward on an already padded ``[B, 128]`` batch (B = 1 and 256),
-  i.e. without jieba/tokenizer, bucketing and host transfers; the same function body as
-  ``Predictor._predict`` under a fresh ``jax.jit`` so that ``compile_s`` (an explicit ``lower(...).compile()``)
-  is a real compilation and not a cache hit from the predict calls.
-* ``encode``: just the encoder (jieba + vocab, or the WordPiece tokenizer) on the 256 reviews.
-
-``first_call_s`` is the first call of a shape: XLA compilation plus one run (jieba's dictionary and
-the tokenizer are loaded beforehand, so they are not in it). jieba's in-process memo cache is cleared
-before every call so repeated texts are really re-segmented. Reported per mode: p50, p99, mean.
+* ``single``: ``predict([text])``, a different review each call, every bucket compiled before timing;
+* ``batch``: ``predict(texts)`` on the same 256 reviews (one jitted call per length bucket, each padded to the
+  smallest of ``Predictor.BATCH_SIZES`` that holds it);
+* ``model_only``: the jitted forward alone on a padded ``[B, 128]`` batch (B = 1 and 256), a fresh ``jax.jit``
+  of ``Predictor._predict``'s body so that ``compile_s`` is a real compile, not a cache hit;
+* ``encode``: the encoder alone (jieba + vocab, or WordPiece) on the 256 reviews.
 """
 
 from __future__ import annotations
@@ -33,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
-                    time_calls)
+from common import base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib
+from harness import time_calls
+from report import show
 
 CONFIGS = {"lstm": "lstm_dianping", "bert": "bert_small_random"}  # packaged experiment configs
 
@@ -69,8 +59,8 @@ def write_random_model_folder(kind: str, folder: Path, vocab_texts, *, tiny: boo
     return cfg
 
 
-def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repeats: int, batch_size: int = 256,
-                model_only_repeats: int = 10, batch_warmup: int = 1, tiny: bool = False,
+def bench_model(kind: str, texts: list[str], *, single_repeats: int = 50, batch_repeats: int = 8,
+                batch_size: int = 256, model_only_repeats: int = 20, batch_warmup: int = 1, tiny: bool = False,
                 workdir: Path | None = None) -> dict:
     import jax
     import numpy as np
@@ -98,19 +88,14 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
     by_bucket = {}
     for t, n in zip(texts, lengths):
         by_bucket.setdefault(bucket_for(n, buckets), t)
-    order = sorted(by_bucket)
-    single_first = {}
-    for b in order:
-        clear_segment_memo()
-        t0 = time.perf_counter()
-        pred.predict([by_bucket[b]])
-        single_first[str(b)] = time.perf_counter() - t0
+    single_first = {str(b): time_calls(lambda i, t=by_bucket[b]: pred.predict([t]), repeats=1, warmup=0,
+                                       first_call=False, before=clear_segment_memo)["median_s"]
+                    for b in sorted(by_bucket)}
     pool = texts[: max(single_repeats, 1)]
     single = time_calls(lambda i: pred.predict([pool[i % len(pool)]]), repeats=single_repeats, warmup=1,
                         first_call=False, before=clear_segment_memo)
-    single["first_call_s"] = single_first[str(order[0])]
-    single["first_call_by_bucket_s"] = single_first
-    single["mean_review_chars"] = float(np.mean([len(t) for t in pool]))
+    single |= {"first_call_s": single_first[str(min(by_bucket))], "first_call_by_bucket_s": single_first,
+               "mean_review_chars": float(np.mean([len(t) for t in pool]))}
 
     # batch of 256: same reviews each call
     batch_texts = texts[:batch_size]
@@ -145,58 +130,26 @@ def bench_model(kind: str, texts: list[str], *, single_repeats: int, batch_repea
               "tokens_per_s": B * T / r["median_s"]}
         model_only[f"b{B}"] = r
 
-    return {
-        "model": kind,
-        "config_file": f"configs/{CONFIGS[kind]}.py",
-        "model_config": dataclasses.asdict(cfg.model),
-        "max_len": cfg.max_len,
-        "buckets": list(buckets),
-        "n_params": n_params,
-        "weights": "random init (seed 0), untrained: latency does not depend on weight values",
-        "tiny": tiny,
-        "write_folder_s": write_folder_s,
-        "predictor_load_s": predictor_load_s,
-        "single": single,
-        "batch": batch,
-        "encode_batch": encode,
-        "model_only": model_only,
-    }
+    return {"model": kind, "config_file": f"configs/{CONFIGS[kind]}.py", "model_config": dataclasses.asdict(cfg.model),
+            "max_len": cfg.max_len, "buckets": list(buckets), "n_params": n_params,
+            "weights": "random init (seed 0), untrained: latency does not depend on weight values", "tiny": tiny,
+            "write_folder_s": write_folder_s, "predictor_load_s": predictor_load_s, "single": single, "batch": batch,
+            "encode_batch": encode, "model_only": model_only}
 
 
-def run(models=("lstm", "bert"), *, texts=None, single_repeats: int = 50, batch_repeats: int = 8,
-        batch_size: int = 256, model_only_repeats: int = 20, batch_warmup: int = 1, tiny: bool = False,
-        workdir=None) -> dict:
+def run(models=("lstm", "bert"), *, texts=None, **kw) -> dict:
+    """Every model's latencies (``kw``: :func:`bench_model`'s options) on ``texts``, else dianping's reviews."""
     from jaxsenti.data import load_reviews
 
-    if texts is None:
-        name = "dianping"
-        reviews = load_reviews(data_path(name), "comment", "sentiment")
-        texts = reviews.texts
-    else:
-        name = "given"
+    name = "given" if texts else "dianping"
+    texts = texts or load_reviews(data_path(name), "comment", "sentiment").texts
     t0 = time.perf_counter()
     out = {"benchmark": "inference_latency", "data": name, "n_texts": len(texts), "models": {}}
     for kind in models:
-        out["models"][kind] = bench_model(kind, list(texts), single_repeats=single_repeats, batch_repeats=batch_repeats,
-                                          batch_size=batch_size, model_only_repeats=model_only_repeats,
-                                          batch_warmup=batch_warmup, tiny=tiny, workdir=workdir)
+        out["models"][kind] = bench_model(kind, list(texts), **kw)
     out["peak_rss_mib"] = peak_rss_mib()
     out["wall_s"] = time.perf_counter() - t0
     return out
-
-
-def print_summary(res: dict) -> None:
-    for kind, r in res["models"].items():
-        s, b = r["single"], r["batch"]
-        print(f"{kind}: {r['n_params'] / 1e6:.2f}M params (random init)")
-        print(f"  single review : first call {s['first_call_s']:.2f}s, p50 {s['p50_s'] * 1e3:.1f} ms, "
-              f"p99 {s['p99_s'] * 1e3:.1f} ms")
-        print(f"  batch of {b['batch_size']}: first call {b['first_call_s']:.2f}s, p50 {b['p50_s'] * 1e3:.0f} ms, "
-              f"p99 {b['p99_s'] * 1e3:.0f} ms ({b['reviews_per_s']:.0f} reviews/s, "
-              f"{b['jitted_calls_per_predict']} jitted calls)")
-        for k, m in r["model_only"].items():
-            print(f"  model only {k} x{m['seq']}: compile {m['compile_s']:.2f}s, p50 {m['p50_s'] * 1e3:.1f} ms")
-    print(f"peak RSS {res['peak_rss_mib']:.0f} MiB, wall {res['wall_s']:.0f}s")
 
 
 def main(argv=None) -> int:
@@ -211,7 +164,7 @@ def main(argv=None) -> int:
     a = parse_args(ap, argv, quick=dict(single_repeats=10, batch_repeats=2, batch_warmup=0, model_only_repeats=6))
     res = run(a.models, single_repeats=a.single_repeats, batch_repeats=a.batch_repeats, batch_size=a.batch_size,
               model_only_repeats=a.model_only_repeats, batch_warmup=a.batch_warmup)
-    return finish(res, a, argv, print_summary)
+    return finish(res, a, argv, show("latency"))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
-                    time_calls)
+from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args,
+                    peak_rss_mib)
+from harness import time_calls
+from report import show
 
 
 def _stage(n_items: int, timing: dict, **extra) -> dict:
@@ -99,14 +101,6 @@ def run(datasets: dict[str, tuple[Path, str, str]], *, limit: int | None = None,
     return res
 
 
-def print_summary(res: dict) -> None:
-    for name, d in res["datasets"].items():
-        print(f"{name}: {d['n_reviews']} reviews (file rows {d['rows_read']}), jieba init {d['jieba_init_s']:.2f}s")
-        for st, r in d.items():
-            if isinstance(r, dict) and "reviews_per_s" in r:
-                print(f"  {st:<14}{r['reviews_per_s']:>12,.0f} reviews/s   ({r['median_s']:.3f}s for {r['n_reviews']})")
-
-
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
     ap.add_argument("--datasets", default="dianping,online_shopping", type=names_of(DATA_FILES))
@@ -119,7 +113,7 @@ def main(argv=None) -> int:
 
     datasets = {n: (data_path(n), *DATA_FILES[n][1:]) for n in a.datasets}
     res = run(datasets, limit=a.limit, repeats=a.repeats, tokenizer_dir=a.tokenizer or default_tokenizer_dir())
-    return finish(res, a, argv, print_summary)
+    return finish(res, a, argv, show("preprocessing"))
 
 
 if __name__ == "__main__":

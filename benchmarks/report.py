@@ -1,17 +1,49 @@
-"""RESULTS.md from the ``results.json`` that ``run_all.py`` writes: one section per benchmark, numbers as measured."""
+"""The two reports, numbers as measured: RESULTS.md from the ``results.json`` that ``run_all.py`` writes (one
+section per benchmark), RESULTS-gpu.md from ``accelerator.py``'s ``accelerator.json`` (one section per part)."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from common import fmt_num, md_table
-
-THROUGHPUT = {"lstm": "LSTM", "bert": "BERT small", "bert_base": "BERT base-size",  # parts in common's layout
-              "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining"}
+THROUGHPUT = {"lstm": "LSTM", "lstm_bf16": "LSTM", "bert": "BERT small", "bert_bf16": "BERT small",  # harness cases
+              "bert_base": "BERT base-size", "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining"}
 PRE_STAGES = (("load_validate", "load + validate (whole file)"), ("cjk_filter", "CJK filter"),
               ("cjk_jieba", "CJK filter + jieba (no disk cache)"), ("vocab_build", "vocab build"),
               ("vocab_encode", "vocab encode (max 256)"), ("bert_tokenize", "BERT tokenizer encode (max 128)"))
+
+
+def fmt_num(x, digits: int = 3) -> str:
+    """Compact human formatting: None/NaN -> '–', large numbers with thousands separators."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.1f}"
+    return "0" if ax == 0 else f"{x:.{digits}g}"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
+    """A GitHub markdown table; cells formatted with :func:`fmt_num`, pipes escaped."""
+
+    def cell(v) -> str:
+        return (v if isinstance(v, str) else fmt_num(v)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        r = list(r)
+        if len(r) != len(headers):
+            raise ValueError(f"row has {len(r)} cells, header has {len(headers)}: {r}")
+        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
+    return lines
 
 
 def _ms(s):
@@ -36,7 +68,8 @@ def _throughput_runs(results: dict):
     for part, label in THROUGHPUT.items():
         for out in _outputs(results, part):
             r = out["result"]
-            yield label, label + (f" ({r['variant']})" if r.get("variant") else ""), r
+            tags = [t for t in (r.get("variant"), r.get("dtype") if r.get("dtype", "float32") != "float32" else None) if t]
+            yield label, label + (f" ({', '.join(tags)})" if tags else ""), r
 
 
 def devices(results: dict) -> list[str]:
@@ -95,8 +128,10 @@ def train_section(results: dict) -> list[str]:
             rows.append((label, r["setup"], fw, _ms(x["median_step_s"]), x["tokens_per_s"], x["seq_per_s"],
                          x["peak_rss_mib"], ratio))
         mfu = r["frameworks"].get("jax", {}).get("mfu")
+        peak = "PyTorch under torch.autocast(cpu, bfloat16); " if r.get("dtype") == "bfloat16" else ""
         notes.append(f"{long_label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
-                                     "fp32 matmul peak; " if mfu else "") + r["note"])
+                                          "fp32 matmul peak; " if mfu else "") + peak + r["note"]
+                     + ("; each framework in its own process (peak RSS per framework)" if r.get("isolated") else ""))
     if not rows:
         return []
     return md_table(["model", "config", "framework", "median step (ms)", "tokens/s", "seq/s", "peak RSS (MiB)",
@@ -109,18 +144,58 @@ def gemm_floor_section(results: dict) -> list[str]:
         return []
     rows = []
     for name, r in g["results"].items():  # gemm_floor's "bert" is the small config
-        step = {fw: _ms(x["median_step_s"]) for fw, x in ((_result(results, name) or {}).get("frameworks") or {}).items()}
+        model, dtype = r.get("model", name), r.get("dtype", "float32")
+        part = model if dtype == "float32" else f"{model}_bf16"
+        step = {fw: _ms(x["median_step_s"]) for fw, x in ((_result(results, part) or {}).get("frameworks") or {}).items()}
         best = step["torch"] / r["jax_gemm_ms"] if step.get("torch") and r.get("jax_gemm_ms") else None
-        rows.append((name, fmt_num(r["gemm_flops"] / 1e9), r["n_products"], r["jax_gemm_ms"], r["jax_gflops"],
+        rows.append((model, dtype, fmt_num(r["gemm_flops"] / 1e9), r["n_products"], r["jax_gemm_ms"], r["jax_gflops"],
                      r["torch_gemm_ms"], r["torch_gflops"], step.get("jax"), step.get("torch"), best))
-    lines = md_table(["model", "GFLOP/step", "products", "JAX GEMMs (ms)", "JAX GFLOP/s", "PyTorch GEMMs (ms)",
+    lines = md_table(["model", "dtype", "GFLOP/step", "products", "JAX GEMMs (ms)", "JAX GFLOP/s", "PyTorch GEMMs (ms)",
                       "PyTorch GFLOP/s", "JAX whole step (ms)", "PyTorch whole step (ms)",
                       "JAX/PyTorch ceiling = PyTorch step / JAX GEMMs"], rows)
     return lines + ["", "- Every matrix product of one train step (forward, input and weight gradients, the LSTM's "
                     "128-step recurrent chains as dependent loops, BERT's batched attention products), timed alone "
-                    "in float32; `benchmarks/gemm_floor.py`. The whole-step columns are from the throughput table "
+                    "in float32 and bfloat16 operands; `benchmarks/gemm_floor.py`. The whole-step columns are from the throughput table "
                     "above (a separate run). A step cannot be faster than its GEMMs, so the last column is the best "
                     "JAX/PyTorch speed ratio reachable with the GEMM kernels XLA calls on this CPU."]
+
+
+def xla_section(results: dict) -> list[str]:
+    r = _result(results, "xla_flags")
+    if not r:
+        return []
+    rows = []
+    for name, opt in r["options"].items():
+        if "error" in opt:
+            rows.append((name, opt["flags"] or "(none)", "all", "error: " + opt["error"].splitlines()[0][:120], *["–"] * 5))
+            continue
+        for case, c in opt["cases"].items():
+            if "error" in c:
+                rows.append((name, opt["flags"] or "(none)", case, "error: " + c["error"][:120], *["–"] * 5))
+                continue
+            ok = c.get("within_tolerance")
+            rows.append((name, opt["flags"] or "(none)", case, _ms(c["jax_step_s"]), _ms(c["torch_step_s"]),
+                         c["jax_over_torch"], c.get("jax_vs_baseline"), c.get("loss_rel_diff"),
+                         "–" if ok is None else "yes" if ok else "**no**"))
+    tol = ", ".join(f"{k} {v:g}" for k, v in r["tolerance"].items())
+    return md_table(["option", "XLA_FLAGS added", "case", "JAX step (ms)", "PyTorch step (ms)", "JAX/PyTorch",
+                     "JAX vs baseline option", "loss rel. diff vs baseline", "within tolerance"], rows) + [
+        "", f"- `benchmarks/xla_cpu_flags.py`: each option in its own process (XLA_FLAGS is read when jax starts), our "
+            "real train steps (harness cases) against PyTorch in that process, alternated; parity = the largest relative "
+            f"difference of the JAX loss after the first and after the last step from the baseline option's ({tol}). "
+            "Winners go into `jaxsenti/xla_options.py` (`DEFAULT_CPU_FLAGS`)."]
+
+
+def study_section(results: dict) -> list[str]:
+    r = _result(results, "study_time")
+    if not r:
+        return []
+    if not r.get("finished"):
+        return [f"`{r['command']}` timed out after {fmt_num(r['wall_s'])} s."]
+    rows = [(k, v, 100 * r["shares"][k]) for k, v in r["steps"].items()] + [("total (wall)", r["wall_s"], 100.0)]
+    return md_table(["step", "seconds", "share of wall time (%)"], rows) + [
+        "", f"- `{r['command']}` via `benchmarks/study_time.py`; per-step seconds as the study records them "
+            "(`results.json`), \"other\" is the wall time outside them."]
 
 
 def dropout_section(results: dict) -> list[str]:
@@ -270,6 +345,18 @@ def transfer_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
     return lines
 
 
+def show(part: str):
+    """A benchmark script's console summary (``finish``'s ``show``): its own RESULTS.md section, from its result."""
+    sections = {"latency": latency_section, "preprocessing": preprocessing_section, "dropout": dropout_section,
+                "gemm_floor": gemm_floor_section, "study_time": study_section}
+
+    def print_section(res: dict) -> None:
+        run = {"result": res, "command": "", "wall_s": None, "peak_rss_mib": res.get("peak_rss_mib")}
+        print("\n".join(sections[part]({"parts": {part: [run]}})))
+
+    return print_section
+
+
 def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     """The whole report; ``out_dir`` holds the plots it links to."""
     md_dir = Path(md_path).resolve().parent
@@ -299,10 +386,12 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
         ("Compile time vs steady state", compile_section(results)),
         ("Training throughput (train step: forward + backward + optimizer)", train_section(results)),
         ("How much of a step is GEMMs (the reachable speed ratio)", gemm_floor_section(results)),
+        ("XLA CPU options", xla_section(results)),
         ("Dropout masks", dropout_section(results)),
         ("Inference latency (`Predictor.predict`)", latency_section(results)),
         ("Preprocessing throughput", preprocessing_section(results)),
         ("Scaling", scaling_section(results, md_dir, Path(out_dir))),
+        ("Study wall time (`jaxsenti study`)", study_section(results)),
         ("Accuracy", accuracy_section(results)),
         ("Transfer learning: random init vs pretrained here", transfer_section(results, md_dir, Path(out_dir))),
     )
@@ -313,3 +402,100 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
     for part, outs in (results.get("parts") or {}).items():
         lines += [f"- {part} ({fmt_num(o['wall_s'])} s): `{o['command']}`" for o in outs]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --- RESULTS-gpu.md (accelerator.py) ---
+
+
+def _mem(r) -> str:
+    """A PyTorch row's device peak; a JAX row's compiled-step footprint and process peak."""
+    if r.get("device_peak_mib") is not None:
+        return fmt_num(r["device_peak_mib"])
+    parts = [f"{what} {fmt_num(r[k])}" for what, k in (("step", "compiled_mib"), ("process peak", "process_peak_mib"))
+             if r.get(k) is not None]
+    return ", ".join(parts) or "–"
+
+
+def _measured(part: dict) -> dict:
+    """The throughput results of an accelerator part (leaving out its ``part_wall_s``)."""
+    return {k: v for k, v in part.items() if isinstance(v, dict) and "frameworks" in v}
+
+
+def _gpu_steps(title: str, part: dict, extra: tuple = ()) -> list[str]:
+    measured = _measured(part)
+    if not measured:
+        return []
+    rows = []
+    for res in measured.values():
+        torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
+        for fw, r in res["frameworks"].items():
+            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r["median_step_s"]),
+                         r["tokens_per_s"], f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–",
+                         f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–", r.get("compile_s"),
+                         r["first_step_s"], _mem(r)])
+    return [f"## {title}", "", *md_table(["setup", "framework", *extra, "median step ms", "tokens/s", "MFU",
+                                          "vs PyTorch", "compile s", "first step s", "device memory MiB"], rows),
+            "", next(iter(measured.values()))["note"] + ".", ""]
+
+
+def render_gpu_markdown(res: dict) -> str:
+    p = res["parts"]
+    dev = p.get("device", {})
+    lines = [f"# Accelerator check: {dev.get('torch_device', '?')}", "",
+             f"Generated by `{res['command']}` on {res['machine']['date']}: {res.get('wall_s', 0):.0f} s of a "
+             f"{res['deadline_s']:.0f} s deadline. Full numbers: `benchmarks/results/accelerator.json` "
+             "(the run's `accelerator.json`). How to rerun: [GPU.md](GPU.md).", ""]
+    if m := res.get("merged_from"):
+        lines += [f"Parts {', '.join(m['parts'])} come from the earlier run of {m['date']} (`{m['command']}`).", ""]
+    if "versions" in dev:
+        v, n, rates = dev["versions"], dev["matmul"]["n"], dev["matmul"]["flops_per_s"]
+        tf = {k: fmt_num(x / 1e12) for k, x in rates.items()}
+        lines += ["## Device", "", *md_table(["", ""], [
+            ["GPU (jax / torch)", f"{dev['jax_device']} / {dev['torch_device']}"],
+            ["nvidia-smi", dev["nvidia_smi"] or "–"],
+            ["jax / jaxlib / flax", f"{v.get('jax')} / {v.get('jaxlib')} / {v.get('flax')}"],
+            ["torch / CUDA / cuDNN", f"{v.get('torch')} / {dev['torch_cuda']} / {dev['torch_cudnn']}"],
+            ["transformers", str(v.get("transformers"))],
+            [f"matmul {n}³ bf16 (jax / torch)", f"{tf['jax_bfloat16']} / {tf['torch_bfloat16']} TFLOP/s"],
+            [f"matmul {n}³ float32 (jax / torch; TF32 allowed on both)",
+             f"{tf['jax_float32']} / {tf['torch_float32']} TFLOP/s"],
+            ["MFU peak (best bf16 above)", f"{fmt_num(dev['peak_flops'] / 1e12)} TFLOP/s"]]), ""]
+    lines += _gpu_steps("LSTM train step", p.get("lstm", {}), ("kernel",))
+    if "checks" in p.get("parity", {}):
+        par = p["parity"]
+        lines += ["## cuDNN LSTM vs scan LSTM, same weights", "",
+                  f"**{'Passed' if par['passed'] else 'FAILED'}** ({par['how']}); kernel: "
+                  f"{'cuDNN' if par['cudnn_kernel'] else 'CPU fallback lstm_ref'}.", ""]
+        errs = ("logits_rel_err", "grads_rel_err", "worst_grad_leaf_rel_err")
+        lines += md_table(["layers", "pooling", "precision", "logits rel. err", "grads rel. err", "worst grad leaf",
+                           "limit"],
+                          [["bi" if c["bidirectional"] else "uni", c["pooling"], c["precision"],
+                            *(f"{c[k]:.1e}" for k in errs), f"{c['limit']:.0e}"] for c in par["checks"]]) + [""]
+    lines += _gpu_steps("BERT fine-tune step", p.get("bert", {}), ("attention",))
+    lines += _gpu_steps("BERT masked-LM pretraining step", p.get("mlm", {}))
+    if "final" in p.get("pretrain", {}):
+        pr, f = p["pretrain"], p["pretrain"]["final"]
+        lines += ["## Pretraining `bert_mlm_small` (to convergence or its time budget)", "", *md_table(["", ""], [
+            ["command", pr["run"]["command"]],
+            ["wall (all) / training s", f"{pr['run']['wall_s']:.0f} / {pr['train_seconds']:.0f}"],
+            ["epochs / steps / tokens", f"{pr['epochs_run']} / {pr['steps']} / {pr['tokens_seen']:,}"],
+            ["stopped by the time budget", str(pr["out_of_time"])],
+            ["held-out MLM loss / masked-token accuracy",
+             f"{f.get('val_loss', 0):.3f} / {f.get('val_accuracy', 0):.3f}"],
+            ["exported (run's `bert_mlm_small/`)", ", ".join(pr["copied"])]]), ""]
+    if "wall_s" in p.get("study", {}):
+        st = p["study"]
+        how = (f"finished in {st['wall_s']:.0f} s." if st["finished"] else f"**timed out** after {st['wall_s']:.0f} s "
+               "(all the deadline left it); the end of its log is in the JSON.")
+        lines += ["## Whole study", "", f"`{st['command']}`: {how}", ""]
+    missing = [f"* {k}: not reached (the run ended before it)" for k in res.get("requested_parts", []) if k not in p]
+    for k, v in p.items():
+        variants = [(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict) and k in ("lstm", "bert", "mlm")]
+        for name, entry in [(k, v), *variants]:
+            if "skipped" in entry:
+                missing.append(f"* {name}: skipped ({entry['skipped']})")
+            elif "error" in entry:
+                missing.append(f"* {name}: error: {entry['error'].splitlines()[0]}")
+    if missing:
+        lines += ["## Not measured in this run", "", *missing, ""]
+    return "\n".join(lines)

@@ -3,25 +3,14 @@
     python benchmarks/run_all.py [--quick] [--out benchmarks/results] [--skip lstm,bert,...] [--accuracy]
     python benchmarks/run_all.py --render-only      # RESULTS.md again from results/results.json, nothing measured
 
-Parts (each runs in its own subprocess, so peak memory is per part; its JSON lands in ``--out``):
-
-  lstm           LSTM train-step throughput, JAX vs PyTorch    benchmarks/lstm_throughput.py
-  bert           BERT train-step throughput, small config       benchmarks/bert_throughput.py --config small
-  bert_base      ... bert-base-sized config (skipped by --quick)
-  mlm            MLM pretraining step, JAX vs PyTorch BertForMaskedLM (whole-vocab and masked-only heads)
-  lm             LSTM LM pretraining step, JAX vs the same model in PyTorch: sampled softmax (S=1024, the
-                 pretraining config's) and full softmax over 30,000 words   benchmarks/lm_throughput.py
-  gemm_floor     the LSTM / small-BERT steps' matrix products alone, JAX vs PyTorch   benchmarks/gemm_floor.py
-  dropout        dropout-mask cost, threefry vs the models' hashed masks            benchmarks/dropout_masks.py
-  latency        Predictor.predict latency, LSTM and small BERT  benchmarks/inference_latency.py
-  preprocessing  load/validate, jieba, vocab, tokenizer          benchmarks/preprocessing.py
-  scaling        throughput vs batch size, epoch vs data size   benchmarks/scaling.py --plots OUT
-  accuracy       test accuracy over seeds (only with --accuracy) benchmarks/accuracy.py CONFIG --seeds N
-
-``--quick`` is passed on to every script but accuracy.py. Existing ``*accuracy*.json`` files in ``--out``
-(written by benchmarks/accuracy.py) are always read into the accuracy table. ``RESULTS.md`` is rendered
-from ``results.json`` alone (``report.py``); the two throughput parts share one layout
-(``common.throughput_result``).
+Each part (:data:`JOBS`: its JSON files and commands) runs in its own subprocess, so peak memory is per part:
+the harness cases (lstm, bert = BERT 4x256, bert_base, mlm, lm = sampled and full softmax; the ``_bf16`` ones in
+bfloat16), gemm_floor (the steps' matrix products alone), xla_flags (the steps under each XLA CPU option),
+dropout (mask cost), latency (``Predictor.predict``), preprocessing, scaling (batch and data size), and the slow
+study_time (``--study``) and accuracy (``--accuracy``). ``--quick`` is passed on to every script but accuracy.py
+and skips bert_base. Existing ``*accuracy*.json``, ``transfer_*.json`` and ``study_time.json`` files in ``--out``
+are read either way. ``RESULTS.md`` is rendered from ``results.json`` alone (``report.py``); every train-step
+number comes from ``harness.py`` (its docstring says how a number is measured).
 """
 
 from __future__ import annotations
@@ -34,36 +23,39 @@ import time
 import traceback
 from pathlib import Path
 
-from common import HERE, fmt_num, machine_info, names_of, read_json, run_script, shown, write_json
-from report import render_markdown
+from common import HERE, machine_info, names_of, read_json, run_script, shown, write_json
+from report import fmt_num, render_markdown
 
 ACCURACY_CONFIGS = ("lstm_dianping", "bert_small_random")
 JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {seeds} are filled in
-    "lstm": [("lstm_throughput.json", "lstm_throughput.py")],
-    "bert": [("bert_throughput_small.json", "bert_throughput.py", "--config", "small")],
-    "bert_base": [("bert_throughput_base.json", "bert_throughput.py", "--config", "base")],
-    "mlm": [("mlm_throughput.json", "mlm_throughput.py")],
-    # The full softmax is affordable: 327 GFLOP a step vs 42 sampled (B=64, T=64, V=30000), so at the 120-180
-    # GFLOP/s a 2-core CPU reaches (RESULTS.md) ~2-3 s a step; 1 + 2 warm-up + 6 timed steps per framework
-    # (lm_throughput.STEPS) is ~1.5 min in all, ~40 s with --quick (2 timed, 1 warm-up).
-    "lm": [("lm_throughput.json", "lm_throughput.py"), ("lm_throughput_full.json", "lm_throughput.py", "--sampled", "0")],
+    "lstm": [("lstm_throughput.json", "harness.py", "lstm")],
+    "lstm_bf16": [("lstm_throughput_bf16.json", "harness.py", "lstm", "--dtype", "bfloat16")],
+    "bert": [("bert_throughput_small.json", "harness.py", "bert_small")],
+    "bert_bf16": [("bert_throughput_small_bf16.json", "harness.py", "bert_small", "--dtype", "bfloat16")],
+    "bert_base": [("bert_throughput_base.json", "harness.py", "bert_base")],
+    "mlm": [("mlm_throughput.json", "harness.py", "mlm")],
+    "lm": [("lm_throughput.json", "harness.py", "lm"), ("lm_throughput_full.json", "harness.py", "lm_full")],
     "gemm_floor": [("gemm_floor.json", "gemm_floor.py")],
+    "xla_flags": [("xla_cpu_flags.json", "xla_cpu_flags.py")],
     "dropout": [("dropout_masks.json", "dropout_masks.py")],
     "latency": [(f"inference_latency_{m}.json", "inference_latency.py", "--models", m) for m in ("lstm", "bert")],
     "preprocessing": [("preprocessing.json", "preprocessing.py")],
     "scaling": [("scaling.json", "scaling.py", "--plots", "{out}")],
+    "study_time": [("study_time.json", "study_time.py")],
     "accuracy": [(f"{c}_accuracy.json", "accuracy.py", c, "--seeds", "{seeds}") for c in ACCURACY_CONFIGS],
 }
+OPT_IN = {"accuracy": "--accuracy", "study_time": "--study"}  # slow; existing files are read either way
 
 
-def plan(quick: bool, out: Path, skip: set[str], accuracy: bool, seeds: int) -> list[tuple[str, list]]:
+def plan(quick: bool, out: Path, skip: set[str], accuracy: bool, seeds: int, study: bool = False) -> list[tuple[str, list]]:
     """(part, [(json path, command), ...]) in run order."""
-    skip = set(skip) | ({"bert_base"} if quick else set()) | (set() if accuracy else {"accuracy"})
+    skip = set(skip) | ({"bert_base"} if quick else set()) | (set() if accuracy else {"accuracy"}) | (
+        set() if study else {"study_time"})
     steps = []
     for part, jobs in JOBS.items():
         if part in skip:
             continue
-        q = ["--quick"] if quick and part != "accuracy" else []
+        q = ["--quick"] if quick and part not in OPT_IN else []
         steps.append((part, [(out / name, [sys.executable, str(HERE / script),
                                            *(x.format(out=out, seeds=seeds) for x in args), *q, "--json", str(out / name)])
                              for name, script, *args in jobs]))
@@ -91,30 +83,17 @@ def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
     return results
 
 
-def collect_transfer(*folders) -> dict:
-    """Every ``transfer_*.json`` (benchmarks/transfer.py output) in the folders, keyed by file name."""
+def collect(pattern: str, key: str, *folders) -> dict:
+    """Every JSON file matching ``pattern`` in the folders that holds ``key``, keyed by file name (the first
+    folder wins): the outputs of accuracy.py and transfer.py, which run_all does not run itself."""
     found = {}
     for folder in folders:
-        for f in sorted(Path(folder).glob("transfer_*.json")):
+        for f in sorted(Path(folder).glob(pattern)):
             try:
                 d = read_json(f)
             except (OSError, ValueError):
                 continue
-            if f.name not in found and isinstance(d, dict) and "curve" in d:
-                found[f.name] = {"file": shown(f), "result": d}
-    return found
-
-
-def collect_accuracy(*folders) -> dict:
-    """Every ``*accuracy*.json`` (accuracy.py output) in the folders, keyed by file name."""
-    found = {}
-    for folder in folders:
-        for f in sorted(Path(folder).glob("*accuracy*.json")):
-            try:
-                d = read_json(f)
-            except (OSError, ValueError):
-                continue
-            if f.name not in found and isinstance(d, dict) and "summary" in d:
+            if f.name not in found and isinstance(d, dict) and key in d:
                 found[f.name] = {"file": shown(f), "result": d}
     return found
 
@@ -128,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--accuracy", action="store_true",
                     help=f"also run benchmarks/accuracy.py on {', '.join(ACCURACY_CONFIGS)} (slow: trains each seed)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds for --accuracy")
+    ap.add_argument("--study", action="store_true", help="also time the whole `jaxsenti study` (benchmarks/study_time.py)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark subprocess")
     ap.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from <out>/results.json")
     a = ap.parse_args(argv)
@@ -144,14 +124,18 @@ def main(argv=None) -> int:
         cmd_argv = sys.argv[1:] if argv is None else list(argv)
         skipped = skip | ({"bert_base"} if a.quick else set())
         skipped |= set() if a.accuracy else {"accuracy (run with --accuracy; existing files are read)"}
+        skipped |= set() if a.study else {"study_time (run with --study; an existing study_time.json is read)"}
         results = {"command": " ".join(["python", "benchmarks/run_all.py", *map(shlex.quote, cmd_argv)]),
                    "quick": a.quick, "machine": machine_info(), "skipped": sorted(skipped)}
         t0 = time.perf_counter()
-        results |= run_parts(plan(a.quick, out, skip, a.accuracy, a.seeds), timeout=a.timeout)
+        results |= run_parts(plan(a.quick, out, skip, a.accuracy, a.seeds, a.study), timeout=a.timeout)
         results["wall_s"] = time.perf_counter() - t0
         results["load_average_end"] = machine_info()["load_average"]
-    results["accuracy"] = collect_accuracy(out, HERE / "results")
-    results["transfer"] = collect_transfer(out, HERE / "results")
+    results["accuracy"] = collect("*accuracy*.json", "summary", out, HERE / "results")
+    results["transfer"] = collect("transfer_*.json", "curve", out, HERE / "results")
+    if "study_time" not in results.get("parts", {}) and (f := out / "study_time.json").is_file():
+        results.setdefault("parts", {})["study_time"] = [{"file": shown(f), "command": "python benchmarks/study_time.py",
+                                                          "wall_s": None, "result": read_json(f)}]
     try:
         results["results_json"] = os.path.relpath(results_json, md_path.resolve().parent)
     except ValueError:  # another drive (Windows)

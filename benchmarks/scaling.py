@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py [--part batch,dataset] [--quick] [--json out.json] [--plots DIR]
 
-* ``batch``: ``benchmarks/lstm_throughput.py --json`` once per batch size (the study's LSTM: vocab 9524,
+* ``batch``: ``benchmarks/harness.py lstm`` once per batch size (the study's LSTM: vocab 9524,
   embedding 400, 2 x LSTM(256), T = 128, full-length rows), each framework in its own subprocess, so peak RSS
   is per batch size too. PyTorch is measured as well unless ``--no-torch`` (``--quick`` implies it).
 * ``dataset``: one epoch of LSTM training through the project's own path (jieba words -> ``Vocab`` ->
@@ -27,9 +27,7 @@ from pathlib import Path
 from common import (HERE, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
                     run_script)
 
-# ----------------------------------------------------------------------------------------------
-# batch-size scaling (subprocesses of lstm_throughput.py)
-# ----------------------------------------------------------------------------------------------
+# --- batch-size scaling (subprocesses of harness.py lstm) ---
 
 ROW_KEYS = ("median_step_s", "tokens_per_s", "seq_per_s", "first_step_s", "peak_rss_mib")
 
@@ -40,8 +38,9 @@ def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, 
     rows = []
     for b in batches:
         jpath = workdir / f"lstm_b{b}.json"
-        cmd = [sys.executable, HERE / "lstm_throughput.py", "--batch", b, "--seq", seq, "--steps", steps,
-               "--warmup", warmup, "--rounds", 1, "--json", jpath] + ([] if torch else ["--only", "jax"])
+        sets = [f"batch={b}", f"seq={seq}", f"steps={steps}", f"warmup={warmup}", "rounds=1"]
+        sets += [] if torch else ["frameworks=('jax',)"]
+        cmd = [sys.executable, HERE / "harness.py", "lstm", "--json", jpath, *(x for kv in sets for x in ("--set", kv))]
         r = run_script(cmd, jpath)
         res = r["result"]
         fws = {fw: {k: x.get(k) for k in ROW_KEYS} for fw, x in res["frameworks"].items()}
@@ -53,9 +52,7 @@ def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, 
             "steps": steps, "warmup": warmup, "torch": torch, "rows": rows}
 
 
-# ----------------------------------------------------------------------------------------------
-# dataset-size scaling (in process)
-# ----------------------------------------------------------------------------------------------
+# --- dataset-size scaling (in process) ---
 
 MODERATE = dict(embed_dim=128, hidden_dim=128, num_layers=1, dropout=0.5, pooling="last")
 
@@ -166,58 +163,58 @@ def dataset_scaling(sizes=(2000, 20000, 62695), *, log=print, **kw) -> dict:
             "rows": rows}
 
 
-# ----------------------------------------------------------------------------------------------
-# plots
-# ----------------------------------------------------------------------------------------------
+# --- plots ---
+
+
+def _panels(panels):
+    """A figure of two panels side by side, each (x label, y label, title, [(xs, ys, style, label)])."""
+    from jaxsenti.plotting import new_figure
+
+    fig, axes = new_figure((10, 4), ncols=2)
+    for ax, (xlabel, ylabel, title, lines) in zip(axes, panels):
+        for xs, ys, style, label in lines:
+            ax.plot(xs, ys, style, label=label)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    return fig, axes
 
 
 def plot_batch(res: dict, path) -> Path:
-    from jaxsenti.plotting import new_figure, save_figure
+    """Train-step tokens/s and step time against the batch size, one line per framework."""
+    from jaxsenti.plotting import save_figure
 
-    rows = res["rows"]
-    fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
-    bs = [r["batch"] for r in rows]
+    lines = {"tokens_per_s": [], "median_step_s": []}
     for fw, style in (("jax", "o-"), ("torch", "s--")):
-        pts = [(r["batch"], r["frameworks"][fw]) for r in rows if fw in r["frameworks"]]
-        if pts:
-            ax1.plot([b for b, _ in pts], [v["tokens_per_s"] for _, v in pts], style, label=fw)
-            ax2.plot([b for b, _ in pts], [v["median_step_s"] * 1e3 for _, v in pts], style, label=fw)
-    for ax in (ax1, ax2):
+        pts = [(r["batch"], r["frameworks"][fw]) for r in res["rows"] if fw in r["frameworks"]]
+        for k, scale in (("tokens_per_s", 1), ("median_step_s", 1e3)):
+            lines[k] += [([b for b, _ in pts], [v[k] * scale for _, v in pts], style, fw)] if pts else []
+    fig, axes = _panels([
+        ("batch size", "tokens / s (train step)", f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)",
+         lines["tokens_per_s"]),
+        ("batch size", "median step time (ms)", "step time vs batch size", lines["median_step_s"])])
+    bs = [r["batch"] for r in res["rows"]]
+    for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(bs, [str(b) for b in bs])
-        ax.set_xlabel("batch size")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    ax1.set_ylabel("tokens / s (train step)")
-    ax2.set_ylabel("median step time (ms)")
-    ax1.set_title(f"LSTM train throughput vs batch size (T={res.get('seq')}, CPU)")
-    ax2.set_title("step time vs batch size")
     return save_figure(fig, path)
 
 
 def plot_dataset(res: dict, path) -> Path:
-    from jaxsenti.plotting import new_figure, save_figure
+    """Epoch, preprocessing and compile time, and training reviews/s, against the number of reviews."""
+    from jaxsenti.plotting import save_figure
 
     rows = res["rows"]
-    fig, (ax1, ax2) = new_figure((10, 4), ncols=2)
     n = [r["n_reviews"] for r in rows]
-    ax1.plot(n, [r["epoch_s"] for r in rows], "o-", label="one training epoch")
-    ax1.plot(n, [r["preprocess_s"] for r in rows], "s--", label="jieba + vocab encode")
-    ax1.plot(n, [r["compile_s"] for r in rows], "^:", label="compile (all buckets)")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("reviews")
-    ax1.set_ylabel("seconds")
-    ax1.set_title("LSTM (moderate config) time vs dataset size")
-    ax1.legend()
-    ax1.grid(alpha=0.3, which="both")
-    ax2.plot(n, [r["train_reviews_per_s"] for r in rows], "o-", label="training reviews/s")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("reviews")
-    ax2.set_ylabel("reviews / s")
-    ax2.set_title("training throughput")
-    ax2.grid(alpha=0.3, which="both")
-    ax2.set_ylim(bottom=0)
+    times = [(n, [r[k] for r in rows], style, label) for k, style, label in (
+        ("epoch_s", "o-", "one training epoch"), ("preprocess_s", "s--", "jieba + vocab encode"),
+        ("compile_s", "^:", "compile (all buckets)"))]
+    fig, (ax1, ax2) = _panels([
+        ("reviews", "seconds", "LSTM (moderate config) time vs dataset size", times),
+        ("reviews", "reviews / s", "training throughput", [(n, [r["train_reviews_per_s"] for r in rows], "o-",
+                                                              "training reviews/s")])])
+    ax1.set(xscale="log", yscale="log")
+    ax2.set(xscale="log", ylim=(0, None))
     return save_figure(fig, path)
 
 
@@ -235,7 +232,7 @@ def main(argv=None) -> int:
     res = {"benchmark": "scaling"}
     t0 = time.perf_counter()
     if "batch" in a.part:
-        print("batch-size scaling (lstm_throughput.py per batch size):", flush=True)
+        print("batch-size scaling (harness.py lstm per batch size):", flush=True)
         res["batch"] = batch_scaling([int(x) for x in a.batches.split(",")], steps=a.steps, warmup=a.warmup,
                                      torch=not a.no_torch)
     if "dataset" in a.part:

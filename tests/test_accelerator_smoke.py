@@ -18,6 +18,7 @@ BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import accelerator  # noqa: E402
+import report  # noqa: E402
 
 
 def _all_finite(obj) -> bool:
@@ -167,7 +168,7 @@ def test_smoke_writes_json_only_and_leaves_results_gpu_md_alone(smoke):
 
 
 def test_markdown_renders_every_part(smoke):
-    md = accelerator.render_markdown(smoke["res"])
+    md = report.render_gpu_markdown(smoke["res"])
     for title in (
         "## Device",
         "## LSTM train step",
@@ -218,4 +219,4 @@ def test_parts_that_do_not_fit_the_deadline_are_skipped_and_merge_keeps_the_earl
     assert res["parts"]["lstm"]["skipped"].startswith("deadline") and "skipped" in res["parts"]["study"]
     assert res["parts"]["bert"] == smoke["res"]["parts"]["bert"]  # kept from the merged run
     assert res["merged_from"]["parts"] == sorted(set(accelerator.PARTS) - {"lstm", "study"})
-    assert "Not measured in this run" in accelerator.render_markdown(res)
+    assert "Not measured in this run" in report.render_gpu_markdown(res)

@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import common  # noqa: E402
+import harness  # noqa: E402
 import report  # noqa: E402
 import run_all  # noqa: E402
 
@@ -36,14 +37,14 @@ class FakeClock:
 @pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 99, 100])
 def test_percentile_matches_numpy_linear(q):
     xs = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 21.0]
-    assert common.percentile(xs, q) == pytest.approx(np.percentile(xs, q))
+    assert harness.percentile(xs, q) == pytest.approx(np.percentile(xs, q))
 
 
 def test_percentile_rejects_bad_input():
     with pytest.raises(ValueError):
-        common.percentile([], 50)
+        harness.percentile([], 50)
     with pytest.raises(ValueError):
-        common.percentile([1.0], 101)
+        harness.percentile([1.0], 101)
 
 
 def test_time_calls_separates_first_call_and_warmup_on_fake_clock():
@@ -57,7 +58,7 @@ def test_time_calls_separates_first_call_and_warmup_on_fake_clock():
         clock.now += durations[i]
 
     cleared = []
-    r = common.time_calls(fn, repeats=100, warmup=2, clock=clock, before=cleared.append)
+    r = harness.time_calls(fn, repeats=100, warmup=2, clock=clock, before=cleared.append)
     assert seen == list(range(103)) and cleared == list(range(103))
     assert r["first_call_s"] == pytest.approx(10.0)
     assert r["n"] == 100
@@ -71,7 +72,7 @@ def test_time_calls_separates_first_call_and_warmup_on_fake_clock():
 
 def test_time_calls_without_first_call():
     clock = FakeClock()
-    r = common.time_calls(lambda i: setattr(clock, "now", clock.now + 2.0), repeats=3, warmup=0, first_call=False, clock=clock)
+    r = harness.time_calls(lambda i: setattr(clock, "now", clock.now + 2.0), repeats=3, warmup=0, first_call=False, clock=clock)
     assert "first_call_s" not in r and r["median_s"] == pytest.approx(2.0) and r["n"] == 3
 
 
@@ -94,7 +95,7 @@ def test_machine_info_is_the_projects_and_has_cpu_and_versions():
 
 def test_alternate_takes_turns_round_by_round():
     calls = []
-    times = common.alternate({k: (lambda j, k=k: calls.append((k, j))) for k in ("a", "b")}, [2, 1])
+    times = harness.alternate({k: (lambda j, k=k: calls.append((k, j))) for k in ("a", "b")}, [2, 1])
     assert calls == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("a", 2), ("b", 2)]
     assert [len(v) for v in times.values()] == [3, 3]
 
@@ -105,12 +106,17 @@ def test_parse_args_quick_defaults_yield_to_explicit_options():
     assert common.parse_args(ap, [], quick={"steps": 4}).steps == 12
     assert common.parse_args(ap, ["--quick"], quick={"steps": 4}).steps == 4
     assert common.parse_args(ap, ["--quick", "--steps", "7"], quick={"steps": 4}).steps == 7
+    ap = common.base_argparser("x", profile=True)
+    assert ap.parse_args(["--profile", "3:2"]).profile == (3, 2) and ap.parse_args([]).profile is None
+    for bad in ("3", "a:1", "1:0", "-1:2"):
+        with pytest.raises(SystemExit):
+            ap.parse_args(["--profile", bad])
 
 
 def test_throughput_result_layout():
     fws = {"jax": {"compile_s": 3.0, "first_step_s": 0.5, "step_times_s": [0.2, 0.4, 0.3], "peak_rss_mib": 10.0},
            "torch": {"first_step_s": 0.6, "step_times_s": [0.6, 0.6], "peak_rss_mib": 9.0}}
-    r = common.throughput_result(fws, setup="s", note="n", batch=4, seq=8, flops=1e9, peak_flops=1e10)
+    r = harness.throughput_result(fws, setup="s", note="n", batch=4, seq=8, flops=1e9, peak_flops=1e10)
     j, t = r["frameworks"]["jax"], r["frameworks"]["torch"]
     assert set(j) == set(t) and t["compile_s"] is None
     assert j["median_step_s"] == 0.3 and j["tokens_per_s"] == pytest.approx(32 / 0.3) and j["seq_per_s"] == pytest.approx(4 / 0.3)
@@ -136,16 +142,16 @@ def fake_results(tmp_path: Path) -> dict:
     out.mkdir(exist_ok=True)
     (out / "scaling_batch.png").write_bytes(b"png")
     cpu = {"devices": ["cpu: cpu"]}
-    lstm = common.throughput_result(
+    lstm = harness.throughput_result(
         {"jax": {"first_step_s": 2.5, "step_times_s": [0.5] * 3, "peak_rss_mib": 800.0},
          "torch": {"first_step_s": 0.6, "step_times_s": [0.45] * 3, "peak_rss_mib": 700.0}},
         setup="emb 400, 2x256, B=64, T=128, float32", note="full length rows.", batch=64, seq=128) | {"machine": cpu}
-    bert = common.throughput_result(
+    bert = harness.throughput_result(
         {"jax": {"compile_s": 7.0, "first_step_s": 1.0, "step_times_s": [1.8] * 3, "peak_rss_mib": 2000.0},
          "torch": {"first_step_s": 1.2, "step_times_s": [4.0] * 3, "peak_rss_mib": 2000.0}},
         setup="4x256, B=32, T=128, float32", note="padded tokens.", batch=32, seq=128, flops=7.2e10,
         peak_flops=8e10) | {"machine": cpu}
-    lm = {S: common.throughput_result(
+    lm = {S: harness.throughput_result(
         {"jax": {"compile_s": 3.0, "first_step_s": 0.4 * k, "step_times_s": [0.3 * k] * 3, "peak_rss_mib": 900.0 * k},
          "torch": {"first_step_s": 0.5 * k, "step_times_s": [0.4 * k] * 3, "peak_rss_mib": 800.0 * k}},
         setup=f"LM emb 400, 2x256, V=30000, {v}, B=64, T=64", note="predicted words.", batch=64, seq=64,
@@ -276,22 +282,21 @@ def test_render_only_cli_rewrites_results_md(tmp_path):
 
 def test_plan_quick_skips_bert_base_and_honours_skip(tmp_path):
     parts = [p for p, _ in run_all.plan(True, tmp_path, {"bert"}, False, 5)]
-    assert parts == ["lstm", "mlm", "lm", "gemm_floor", "dropout", "latency", "preprocessing", "scaling"]
+    assert parts == ["lstm", "lstm_bf16", "bert_bf16", "mlm", "lm", "gemm_floor", "xla_flags", "dropout", "latency",
+                     "preprocessing", "scaling"]
     lm = dict(run_all.plan(True, tmp_path, set(), False, 5))["lm"]  # sampled (the config's) and full softmax
-    assert [cmd[2:-2] for _, cmd in lm] == [["--quick"], ["--sampled", "0", "--quick"]]
-    full = dict(run_all.plan(False, tmp_path, set(), True, 3))
-    assert "bert_base" in full and "accuracy" in full
+    assert [cmd[2:-2] for _, cmd in lm] == [["lm", "--quick"], ["lm_full", "--quick"]]
+    full = dict(run_all.plan(False, tmp_path, set(), True, 3, study=True))
+    assert "bert_base" in full and "accuracy" in full and full["study_time"][0][1][2:] == ["--json", str(tmp_path / "study_time.json")]
     for jobs in full.values():
         for json_path, cmd in jobs:
             assert cmd[-2:] == ["--json", str(json_path)]
 
 
-def test_gemm_floor_counts_the_same_flops_as_the_throughput_benchmarks():
-    import bert_throughput
+def test_gemm_floor_counts_the_same_flops_as_the_harness():
     import gemm_floor
 
-    cfg = bert_throughput.bert_config("small", "float32")
-    assert gemm_floor.flops(*gemm_floor.bert_gemms()) == bert_throughput.train_flops(cfg, 32, 128)
+    assert gemm_floor.flops(*gemm_floor.bert_gemms()) == harness.bert_flops(harness.CASES["bert_small"]["dims"], 32, 128)
     # LSTM: forward 2*T*B*4H*(D+H) per layer, backward twice that (dx and dW), D = 400 then 256
     T, B, H = 128, 64, 256
     assert gemm_floor.flops(*gemm_floor.lstm_gemms()) == sum(3 * 2 * T * B * 4 * H * (d + H) for d in (400, H))
@@ -302,7 +307,8 @@ def test_gemm_floor_runs_tiny_shapes_in_both_frameworks(tmp_path):
 
     big, chains, batched = [(8, 4, 16)], [(3, 2, 4, 16), (3, 2, 16, 4)], [(2, 3, 4, 5)]
     for runner in (gemm_floor.jax_runner, gemm_floor.torch_runner):
-        assert math.isfinite(float(runner(big, chains, batched)()))
+        for dtype in ("float32", "bfloat16"):
+            assert math.isfinite(float(runner(big, chains, batched, dtype)()))
 
 
 def test_scaling_plots_from_results(tmp_path):
@@ -375,53 +381,76 @@ def test_dropout_masks_benchmark_tiny(tmp_path, capsys):
 
 def _check_throughput_layout(res: dict, steps: int, tokens_per_step: int) -> None:
     j, t = res["frameworks"]["jax"], res["frameworks"]["torch"]
-    assert {"compile_s", "first_step_s", "median_step_s", "tokens_per_s", "seq_per_s", "peak_rss_mib", "mfu"} <= set(j) & set(t)
+    assert {"compile_s", "first_step_s", "median_step_s", "tokens_per_s", "seq_per_s", "peak_rss_mib", "mfu",
+            "first_loss"} <= set(j) & set(t)
     assert j["steps_timed"] == t["steps_timed"] == steps and j["first_step_s"] > 0 and t["first_step_s"] > 0
+    assert j["compile_s"] > 0 and t["compile_s"] is None and j["traces"] == 1
     assert res["tokens_per_step"] == tokens_per_step and res["setup"] and res["note"]
     assert res["jax_over_torch"] == pytest.approx(j["tokens_per_s"] / t["tokens_per_s"])
-    assert res["machine"]["devices"] and _all_finite(res)
+    assert _all_finite(res)
 
 
-def test_lstm_throughput_tiny_writes_the_common_layout(tmp_path):
-    import lstm_throughput
+@pytest.mark.parametrize("case", ["lstm", "bert_small", "mlm", "lm"])
+def test_every_harness_case_runs_both_frameworks_in_process(case):
+    for dtype in ("float32", "bfloat16") if case in ("lstm", "bert_small") else ("float32",):
+        spec = harness.spec_for(case, dtype=dtype, smoke=True, steps=3, rounds=2)
+        res = harness.measure(spec)
+        B, T = spec["batch"], spec["seq"]
+        _check_throughput_layout(res, 3, res["tokens_per_step"])
+        assert res["dtype"] == dtype and (dtype in res["setup"] or case == "lm") and res["flops_per_step"] > 0
+        assert [len(r["round_medians_s"]) for r in res["frameworks"].values()] == [2] * len(res["frameworks"])
+        if case == "mlm":
+            assert set(res["frameworks"]) == {"jax", "torch", "torch_masked"} and res["jax_over_torch_masked"] > 0
+            assert res["hf_flops_per_step"] > res["flops_per_step"] and res["frameworks"]["torch"]["mfu"] is None
+        elif case != "lm":
+            assert res["tokens_per_step"] == B * T
+        if dtype == "bfloat16":
+            assert res["frameworks"]["torch"]["autocast"] == "bfloat16"
 
+
+def test_mlm_batches_mask_the_same_positions_for_every_framework():
+    b = harness.mlm_batches(1, 4, 16, 21128, 3, mask_id=103)[0]
+    assert (b["tokens"][np.arange(4)[:, None], b["positions"]] == 103).all() and (b["positions"] >= 1).all()
+    assert (b["positions"] < b["lengths"][:, None]).all() and (b["targets"] != 103).all()
+
+
+def test_harness_cli_runs_each_framework_in_its_own_process_and_profiles(tmp_path):
     out = tmp_path / "lstm.json"
-    tiny = ["--batch", "2", "--seq", "4", "--vocab", "50", "--embed", "8", "--hidden", "8", "--layers", "1",
-            "--steps", "2", "--warmup", "0", "--rounds", "1"]
-    assert lstm_throughput.main(tiny + ["--json", str(out)]) == 0
+    assert harness.main(["lstm", "--smoke", "--dtype", "bfloat16", "--profile", "1:1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    _check_throughput_layout(res, 2, 8)
-    assert res["frameworks"]["jax"]["compile_s"] is None  # plain jit: the compile is in the first step
+    _check_throughput_layout(res, 2, 16)
+    assert res["isolated"] and res["machine"]["devices"]  # (peak RSS per framework needs a light parent, not pytest)
+    # --profile START:N: the jax worker traced its second timed step into profile/ beside the JSON
+    assert res["spec"]["profile"] == [1, 1, str(tmp_path / "profile")]
+    assert list((tmp_path / "profile").rglob("*.xplane.pb"))
 
 
-def test_bert_throughput_tiny_writes_the_common_layout(tmp_path, monkeypatch):
-    import bert_throughput
+def test_xla_cpu_flags_smoke_compares_options_with_the_baseline(tmp_path):
+    import xla_cpu_flags
 
-    monkeypatch.setitem(bert_throughput.CONFIGS, "small", (1, 16, 2, 32, 2, 3, 0))  # toy sizes, same code path
-    monkeypatch.setattr(bert_throughput, "measure_peak", lambda: 1e10)  # skip the 4096^2 matmuls
-    out = tmp_path / "bert.json"
-    assert bert_throughput.main(["--seq", "8", "--json", str(out)]) == 0
+    out = tmp_path / "xla.json"
+    assert xla_cpu_flags.main(["--smoke", "--options", "baseline,ynn_dot", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    _check_throughput_layout(res, 3, 16)
-    assert res["frameworks"]["jax"]["compile_s"] > 0 and res["frameworks"]["jax"]["mfu"] > 0
+    assert list(res["options"]) == ["baseline", "ynn_dot"]
+    for name, opt in res["options"].items():
+        assert set(opt["cases"]) == set(res["cases"]), name
+        for c in opt["cases"].values():
+            assert c["jax_over_torch"] > 0 and math.isfinite(c["first_loss"]) and c["within_tolerance"] in (True, False)
+    assert all(c["loss_rel_diff"] == 0 for c in res["options"]["baseline"]["cases"].values())
+    md = report.xla_section({"parts": {"xla_flags": [{"result": res}]}})
+    assert any(line.startswith("| ynn_dot | --xla_cpu_experimental_ynn_fusion_type=dot | lstm bfloat16 |") for line in md)
 
 
-def test_mlm_throughput_tiny_runs_all_three_runners_with_the_same_masking(tmp_path, monkeypatch):
-    import mlm_throughput
+def test_study_time_records_a_timeout_and_renders_the_shares(tmp_path):
+    import study_time
 
-    batch = mlm_throughput.make_batch(4, 16, 21128)
-    w = batch["target_weights"]
-    assert (w.sum(1) == np.maximum(1, np.rint(0.15 * (batch["lengths"] - 1)))).all()  # 15 % of each row's real tokens
-    assert (batch["tokens"][np.arange(4)[:, None], batch["positions"]][w > 0] == mlm_throughput.MASK_ID).all()
-    assert (batch["positions"][w > 0] >= 1).all()  # [CLS] is never masked
-    monkeypatch.setitem(mlm_throughput.CONFIGS, "small", (1, 16, 2, 32, 4, 16, 2))  # toy sizes, same code path
-    monkeypatch.setattr(mlm_throughput, "measure_peak", lambda: 1e10)
-    out = tmp_path / "mlm.json"
-    assert mlm_throughput.main(["--json", str(out)]) == 0
-    res = json.loads(out.read_text())
-    assert set(res["frameworks"]) == {"jax", "torch", "torch_masked"}
-    assert res["jax_over_torch"] > 0 and res["jax_over_torch_masked"] > 0
-    assert all(np.isfinite(r["final_loss"]) for r in res["frameworks"].values())
+    r = study_time.run_study(tmp_path / "s", timeout=0.5)
+    assert r["timed_out"] and not r["finished"] and "jaxsenti.cli study" in r["command"]
+    done = {"finished": True, "command": "python -m jaxsenti.cli study", "wall_s": 100.0,
+            "steps": {"jieba segmentation": 10.0, "baselines": 60.0, "other (start-up, data, figures, report)": 30.0}}
+    done["shares"] = {k: v / 100.0 for k, v in done["steps"].items()}
+    md = "\n".join(report.study_section({"parts": {"study_time": [{"result": done}]}}))
+    assert "| baselines | 60 | 60 |" in md and "| total (wall) | 100.0 | 100.0 |" in md
 
 
 def test_transfer_runs_random_final_and_snapshots_on_one_split_scheme(tmp_path, monkeypatch):
@@ -462,7 +491,7 @@ def _lm_params_and_grads(S: int):
     import torch
     from flax import nnx
 
-    import lm_throughput as lm
+    import lm_torch as lm
     from jaxsenti.models.lstm_lm import log_expected_count, log_uniform_sample
     from jaxsenti.objectives.language_model import NextWordLM
     from jaxsenti.training.steps import create_train_state, loss_fn
@@ -520,7 +549,7 @@ def test_lm_torch_sampler_is_ours():
     import jax
     import torch
 
-    import lm_throughput as lm
+    import lm_torch as lm
     from jaxsenti.models.lstm_lm import log_uniform_sample
 
     key, S, V = jax.random.PRNGKey(5), 4096, 30000
@@ -533,31 +562,21 @@ def test_lm_torch_sampler_is_ours():
     assert 0 <= int(drawn.min()) and int(drawn.max()) < V and (drawn < 100).float().mean() > 0.3  # frequent ids favoured
 
 
-def test_lm_throughput_tiny_runs_both_frameworks_on_the_same_batch(tmp_path, monkeypatch):
-    import lm_throughput
+def test_lm_case_runs_both_frameworks_on_the_same_batch_from_our_weights():
+    import lm_torch
 
-    batch = lm_throughput.make_batch(4, 8, 50)
+    batch = lm_torch.make_batch(4, 8, 50)
     w = batch["target_weights"]
     assert (w.sum(1) == batch["lengths"]).all() and batch["lengths"][0] == 8 and (batch["lengths"] >= 4).all()
     assert (batch["tokens"][w > 0] >= 3).all() and (batch["targets"][w > 0] >= 3).all()  # never <pad>/<unk>/<eos>
     assert (batch["tokens"][w == 0] == 0).all() and (batch["tokens"][:, 1:] == batch["targets"][:, :-1])[w[:, 1:] > 0].all()
-    monkeypatch.setattr(lm_throughput, "SIZES", {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "batch": 4, "seq": 8})
-    monkeypatch.setattr(lm_throughput, "NUM_SAMPLED", 6)  # toy sizes, same code path
-    monkeypatch.setattr(lm_throughput, "STEPS", {"sampled": 2, "full": 2})
-    monkeypatch.setattr(lm_throughput, "measure_peak", lambda: 1e10)
-    out = tmp_path / "lm.json"
-    assert lm_throughput.main(["--warmup", "1", "--eval", "2", "--json", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = harness.measure(harness.spec_for("lm", smoke=True), isolate=True)
     fr = res["frameworks"]
     assert set(fr) == {"jax", "torch"} and res["num_sampled"] == 6 and res["variant"] == "sampled softmax, S=6"
     assert res["tokens_per_step"] == int(w.sum()) and res["padded_tokens_per_step"] == 32
     for fw, r in fr.items():
-        assert r["steps_timed"] == 2 and len(r["round_medians_s"]) == 2 and len(r["eval_times_s"]) == 2, fw
         assert r["tokens_per_s"] == pytest.approx(int(w.sum()) / r["median_step_s"])
         assert r["padded_tokens_per_s"] == pytest.approx(32 / r["median_step_s"])
-        assert math.isfinite(r["final_loss"]) and 0 < r["final_loss"] < 2 * math.log(50), fw
-        assert math.isfinite(r["eval_loss"]) and r["peak_rss_mib"] > 0 and r["first_step_s"] > 0 and r["mfu"] > 0
-    assert fr["jax"]["compile_s"] > 0 and fr["torch"]["compile_s"] is None
+        assert 0 < r["final_loss"] < 2 * math.log(50), fw
     assert fr["torch"]["n_params"] == fr["jax"]["n_params"] + 4 * 8 * 2  # torch's LSTM keeps two bias vectors
-    assert res["jax_over_torch"] == pytest.approx(fr["jax"]["tokens_per_s"] / fr["torch"]["tokens_per_s"])
-    assert res["initial_weights"] == "ours on both sides" and res["machine"]["devices"] and _all_finite(res)
+    assert res["initial_weights"] == "ours on both sides" and _all_finite(res)
