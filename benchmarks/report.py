@@ -198,6 +198,24 @@ def study_section(results: dict) -> list[str]:
             "(`results.json`), \"other\" is the wall time outside them."]
 
 
+def startup_section(results: dict) -> list[str]:
+    r = _result(results, "startup")
+    if not r:
+        return []
+    rows = [("`jaxsenti --help`", r["help"]["median_s"]), ("usage error (`jaxsenti train lstm --no-such-flag`)",
+                                                           r["usage_error"]["median_s"])]
+    rows += [(f"`jaxsenti predict --model {k} \"TEXT\"` (compilation cache warm)", v["median_s"])
+             for k, v in r["predict"].items()]
+    c, lg = r["compile_cache"], r["logging"]
+    return md_table(["cold process", "median wall time (s)"], rows) + [
+        "", f"- First step of `jaxsenti train lstm` (compile + run, as its start-up line says): "
+            f"{fmt_num(c['first_run_first_step_s'])} s in a fresh compilation cache, "
+            f"{fmt_num(c['second_run_first_step_s'])} s in the second identical run.",
+        f"- One epoch of `jaxsenti train lstm` with the default logging (TensorBoard + metrics.jsonl every "
+        f"`log_every` steps): {fmt_num(lg['default']['median_s'])} s, with `--report-to none`: "
+        f"{fmt_num(lg['none']['median_s'])} s ({100 * lg['overhead']:+.1f} %, medians of alternated runs)."]
+
+
 def dropout_section(results: dict) -> list[str]:
     r = _result(results, "dropout")
     if not r:
@@ -348,7 +366,7 @@ def transfer_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
 def show(part: str):
     """A benchmark script's console summary (``finish``'s ``show``): its own RESULTS.md section, from its result."""
     sections = {"latency": latency_section, "preprocessing": preprocessing_section, "dropout": dropout_section,
-                "gemm_floor": gemm_floor_section, "study_time": study_section}
+                "gemm_floor": gemm_floor_section, "study_time": study_section, "startup": startup_section}
 
     def print_section(res: dict) -> None:
         run = {"result": res, "command": "", "wall_s": None, "peak_rss_mib": res.get("peak_rss_mib")}
@@ -392,6 +410,7 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
         ("Preprocessing throughput", preprocessing_section(results)),
         ("Scaling", scaling_section(results, md_dir, Path(out_dir))),
         ("Study wall time (`jaxsenti study`)", study_section(results)),
+        ("Start-up, compilation cache and logging cost (`jaxsenti` command)", startup_section(results)),
         ("Accuracy", accuracy_section(results)),
         ("Transfer learning: random init vs pretrained here", transfer_section(results, md_dir, Path(out_dir))),
     )

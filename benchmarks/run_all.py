@@ -6,7 +6,8 @@
 Each part (:data:`JOBS`: its JSON files and commands) runs in its own subprocess, so peak memory is per part:
 the harness cases (lstm, bert = BERT 4x256, bert_base, mlm, lm = sampled and full softmax; the ``_bf16`` ones in
 bfloat16), gemm_floor (the steps' matrix products alone), xla_flags (the steps under each XLA CPU option),
-dropout (mask cost), latency (``Predictor.predict``), preprocessing, scaling (batch and data size), and the slow
+dropout (mask cost), latency (``Predictor.predict``), preprocessing, scaling (batch and data size), startup
+(the ``jaxsenti`` command's start-up, compilation cache and logging cost, in cold processes), and the slow
 study_time (``--study``) and accuracy (``--accuracy``). ``--quick`` is passed on to every script but accuracy.py
 and skips bert_base. Existing ``*accuracy*.json``, ``transfer_*.json`` and ``study_time.json`` files in ``--out``
 are read either way. ``RESULTS.md`` is rendered from ``results.json`` alone (``report.py``); every train-step
@@ -42,6 +43,7 @@ JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {see
     "preprocessing": [("preprocessing.json", "preprocessing.py")],
     "scaling": [("scaling.json", "scaling.py", "--plots", "{out}")],
     "study_time": [("study_time.json", "study_time.py")],
+    "startup": [("startup.json", "startup.py")],
     "accuracy": [(f"{c}_accuracy.json", "accuracy.py", c, "--seeds", "{seeds}") for c in ACCURACY_CONFIGS],
 }
 OPT_IN = {"accuracy": "--accuracy", "study_time": "--study"}  # slow; existing files are read either way

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from common import base_argparser, finish
+from report import show
 
 JAXSENTI = [sys.executable, "-m", "jaxsenti"]
 TEXT = "这家的环境不差，但是菜不怎么好吃。"
@@ -87,12 +88,7 @@ def main(argv=None) -> int:
     res["logging"] = {k: {"median_s": statistics.median(v), "runs": v} for k, v in epochs.items()}
     res["logging"]["overhead"] = res["logging"]["default"]["median_s"] / res["logging"]["none"]["median_s"] - 1
 
-    def show(r):
-        print(f"--help {r['help']['median_s']:.2f} s, usage error {r['usage_error']['median_s']:.2f} s; predict "
-              + ", ".join(f"{k} {v['median_s']:.2f} s" for k, v in r["predict"].items())
-              + f"; first step {steps[0]:.2f} s -> {steps[1]:.2f} s with the cache; logging overhead "
-              f"{r['logging']['overhead']:+.1%}")
-    return finish(res, a, argv, show)
+    return finish(res, a, argv, show("startup"))
 
 
 if __name__ == "__main__":

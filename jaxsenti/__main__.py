@@ -16,6 +16,9 @@ def run() -> int:
     if held:  # a SIGINT the caller ignores (a background job) stays ignored
         signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
+        from jaxsenti.xla_options import apply_defaults
+
+        apply_defaults()  # XLA reads XLA_FLAGS once, when jax starts: before anything imports it
         from jaxsenti.cli import main
     finally:
         if held:

@@ -13,17 +13,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 from flax import nnx
-from scipy.special import expit
 
 from jaxsenti import atomic, provenance, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import TrainConfig
-from jaxsenti.data import Reviews, Split, segment_many
-from jaxsenti.metrics import classification_metrics
+from jaxsenti.data.text import segment_many
 from jaxsenti.objectives import Classification
 from jaxsenti.plotting import plot_confusion_matrix, plot_training_curves
 from jaxsenti.training.batching import Encoded, LabelledBatches, batch_plan, pad_batch
@@ -35,9 +34,17 @@ from jaxsenti.training.sharding import check_mesh_devices, is_primary, maybe_ini
 from jaxsenti.training.steps import create_train_state
 from jaxsenti.training.tracking import Watch
 
+if TYPE_CHECKING:  # scikit-learn (splits, metrics) stays out of `jaxsenti predict`: a second of its start-up
+    from jaxsenti.data import Reviews, Split
+
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return expit(logits)  # no overflow warning for large |logits|
+    """P(positive), in the logits' float dtype (scipy's expit, without importing scipy)."""
+    x = np.asarray(logits)
+    z = x.astype(np.float64)
+    e = np.exp(-np.abs(z))  # no overflow for large |logits|
+    p = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return p.astype(x.dtype) if np.issubdtype(x.dtype, np.floating) else p
 
 
 def make_model(cfg: TrainConfig, encoder, seed: int) -> tuple[nnx.Module, TrainConfig]:
@@ -179,6 +186,8 @@ def _train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: P
             return TrainOutcome(cfg, out_dir, {}, result.history, time.perf_counter() - t0, True)
         best = result.state.replace(params=result.best_params)
         _, logits = evaluate(best, LabelledBatches(prep.test, cfg.eval_batch_size, cfg.buckets))
+        from jaxsenti.metrics import classification_metrics
+
         metrics = classification_metrics(prep.test.labels, (sigmoid(logits) > 0.5).astype(int))
         metrics |= {"best_epoch": result.best_epoch, "steps": result.steps, "train_seconds": result.seconds}
         if result.best_epoch >= 1:  # what the epoch was chosen on: tune hyperparameters on this, not on test

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from jaxsenti.machine import PACKAGES, package_version
+from jaxsenti.xla_options import applied_flags
 
 RUN_FILE = "run.json"
 
@@ -70,6 +71,7 @@ def run_record(*, command: str, data_path: str, split_rows: dict, reviews_kept: 
         "versions": {"jaxsenti": package_version("jaxsenti"), **{n: package_version(n) for n in PACKAGES}},
         "git": git_commit(),
         "python": sys.version.split()[0],
+        "xla": applied_flags(),  # XLA_FLAGS in force, and which are jaxsenti's CPU defaults (jaxsenti/xla_options.py)
     }
 
 

@@ -415,7 +415,7 @@ def fit(state: TrainState, train, val, cfg, *, out_dir: str | Path, resume: bool
         ckpt.close(quiet=True)  # the error in flight is the one to report, not a save it cut short
         raise
     finally:
-        run.profiler.stop()
+        run.profiler.stop(run_ended=True)
         log.close()
         ckpt.close()  # a no-op after the two above; after success, a failed save in flight is raised here
 

@@ -201,8 +201,10 @@ class Profiler:
 
     def __init__(self, folder: Path | None, window: tuple[int, int] | None):
         self.folder, self.window, self.active, self.done = folder, window, False, folder is None or window is None
+        self.last_step = None
 
     def after_step(self, step: int, state) -> None:
+        self.last_step = step
         if self.done:
             return
         import jax
@@ -215,7 +217,12 @@ class Profiler:
         elif self.active and step >= start + n:
             self.stop(state)
 
-    def stop(self, state=None) -> None:
+    def stop(self, state=None, *, run_ended: bool = False) -> None:
+        """End the trace (at the end of its window, or of the run: a shorter trace); say when none was taken."""
+        if run_ended and not self.done and not self.active:
+            self.done = True
+            print(f"[jaxsenti] --profile {self.window[0]}:{self.window[1]}: the run ended at step {self.last_step}, "
+                  "before the steps to trace; no profile written", file=sys.stderr)
         if self.active:
             import jax
 
