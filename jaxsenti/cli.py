@@ -575,6 +575,8 @@ def _quiet_checkpoint_library() -> None:
     warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
     import importlib.util
 
+    import absl.logging  # noqa: F401 - first, so that "absl" is absl's logger (it names the caller's file), not a plain one
+
     root = importlib.util.find_spec("orbax.checkpoint").submodule_search_locations[0]  # its path, not its import
     for logger in (logging.getLogger("absl"), logging.getLogger("asyncio")):
         if not any(isinstance(f, _DropOrbaxRecords) for f in logger.filters):

@@ -65,7 +65,7 @@ def test_one_compile_per_bucket(tmp_path):
 
 
 def test_monitor_must_be_one_the_objective_offers(tmp_path):
-    with pytest.raises(ValueError, match="monitor 'val_f1' is not one of this objective's: val_loss, val_accuracy"):
+    with pytest.raises(ValueError, match="config field monitor: 'val_f1' is not one this objective reports; choose val_loss, val_accuracy"):
         _fit(_state(), tmp_path, monitor="val_f1")
 
 
