@@ -11,7 +11,9 @@ this machine's XLA reaches, not a data-sheet number: the MFU says how much of th
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import time
 
 
@@ -32,9 +34,13 @@ def peak_flops(dtype: str = "float32") -> tuple[float | None, str]:
     env = os.environ.get("JAXSENTI_PEAK_TFLOPS", "").strip()
     if env:
         try:
-            return float(env) * 1e12, "JAXSENTI_PEAK_TFLOPS"
+            value = float(env)
         except ValueError:
-            pass
+            value = math.nan
+        if math.isfinite(value) and value > 0:
+            return value * 1e12, "JAXSENTI_PEAK_TFLOPS"
+        print(f"[jaxsenti] JAXSENTI_PEAK_TFLOPS={env!r} is not a positive number of TFLOP/s; measuring this machine's "
+              "peak instead", file=sys.stderr)
     import jax
     import jax.numpy as jnp
 
