@@ -17,6 +17,7 @@ from pathlib import Path
 from flax import nnx
 
 from jaxsenti.data.corpus import Corpus
+from jaxsenti.data.csv_reader import DataError
 from jaxsenti.data.lm_corpus import DEFAULT_BUCKETS, EOS, LMBatches, extend_vocab, lm_vocab
 from jaxsenti.data.text import Vocab, segment_many
 from jaxsenti.fields import check_fields, ranged
@@ -76,6 +77,10 @@ class LanguageModelTask:
         words = segment_many(corpus.texts)
         train_words = [words[i] for i in train_idx]
         vocab = lm_vocab(train_words, min_freq=cfg.task.min_freq, max_size=cfg.task.max_size)
+        if init is None and len(vocab) < 4:  # [PAD], [UNK], <eos> and at least one word
+            raise DataError(f"the pretraining corpus has {len(corpus.texts):,} text(s) and no word seen "
+                            f"{cfg.task.min_freq}+ times in its training part: too little text for a language model "
+                            "(give more, or lower task.min_freq)")
         report = None
         if init is not None:
             lm, base = load_lm(init)
