@@ -244,3 +244,13 @@ def test_the_default_corpus_is_read_exactly_as_the_shipped_checkpoints_were_made
         assert {k: now[k] for k in then} == then
         assert now["blank_lines"] == 0 and now["warnings"] == []
     assert corpus.sources[0].bom_stripped > 0  # the online-shopping file has BOMs inside cells: now counted
+
+
+def test_a_corpus_too_small_for_a_language_model_says_so(tmp_path, capsys):
+    # two texts after deduplication, one held out: no word of the other reaches min_freq; the message is about the corpus, not a derived
+    # config field (vocab_size)
+    corpus = _csv(tmp_path, ["书,1,这是一条很长的评论，东西很好用"] * 25 + ["书,1,物流太慢了，包装也破损"] * 25)
+    argv = ["pretrain", "lstm", "--corpus", str(corpus), "--set", "epochs=1", "--out", str(tmp_path / "o"), "--quiet"]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("[jaxsenti]")]
+    assert len(err) == 1 and "too little text for a language model" in err[0] and "vocab_size" not in err[0], err
