@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MAX_BYTES = 2 << 30  # the cache folder stays under 2 GiB: the least recently used programs are dropped past it
 HIT, MISS = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
 
 
@@ -60,7 +59,6 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     if not _COUNTER:
         _COUNTER.append(CacheCounter())
         jax.monitoring.register_event_listener(_COUNTER[0])
