@@ -283,7 +283,7 @@ def test_render_only_cli_rewrites_results_md(tmp_path):
 def test_plan_quick_skips_bert_base_and_honours_skip(tmp_path):
     parts = [p for p, _ in run_all.plan(True, tmp_path, {"bert"}, False, 5)]
     assert parts == ["lstm", "lstm_bf16", "bert_bf16", "mlm", "lm", "gemm_floor", "xla_flags", "dropout", "latency",
-                     "preprocessing", "scaling"]
+                     "preprocessing", "scaling", "startup"]
     lm = dict(run_all.plan(True, tmp_path, set(), False, 5))["lm"]  # sampled (the config's) and full softmax
     assert [cmd[2:-2] for _, cmd in lm] == [["lm", "--quick"], ["lm_full", "--quick"]]
     full = dict(run_all.plan(False, tmp_path, set(), True, 3, study=True))
