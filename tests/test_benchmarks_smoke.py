@@ -580,3 +580,13 @@ def test_lm_case_runs_both_frameworks_on_the_same_batch_from_our_weights():
         assert 0 < r["final_loss"] < 2 * math.log(50), fw
     assert fr["torch"]["n_params"] == fr["jax"]["n_params"] + 4 * 8 * 2  # torch's LSTM keeps two bias vectors
     assert res["initial_weights"] == "ours on both sides" and _all_finite(res)
+
+
+def test_startup_section_renders_what_startup_py_measures():
+    run = lambda s: {"median_s": s, "min_s": s, "runs": [s]}  # noqa: E731
+    res = {"help": run(0.16), "usage_error": run(0.15), "predict": {"lstm": run(4.4), "bert": run(4.9)},
+           "compile_cache": {"first_run_first_step_s": 2.4, "second_run_first_step_s": 0.8},
+           "logging": {"default": run(9.9), "none": run(10.8), "overhead": 9.9 / 10.8 - 1}}
+    text = "\n".join(report.startup_section({"parts": {"startup": [{"result": res}]}}))
+    assert "`jaxsenti --help` | 0.16" in text and "predict --model bert" in text
+    assert "2.4 s in a fresh compilation cache, 0.8 s in the second" in text and "-8.3 %" in text
