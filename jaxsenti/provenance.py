@@ -9,7 +9,6 @@ sha256 is what :func:`check_encoder_files` compares when the folder is loaded ag
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shlex
@@ -17,18 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jaxsenti.data.download import sha256_of as file_sha256  # the one file hash (checksums, run.json)
 from jaxsenti.machine import PACKAGES, package_version
 from jaxsenti.xla_options import applied_flags
 
 RUN_FILE = "run.json"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def command_line(argv: list[str] | None = None) -> str:

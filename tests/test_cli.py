@@ -27,6 +27,21 @@ def get_config():
 '''
 
 
+def train_tiny_folder(root, *extra: str):
+    """(data, config, model folder): TINY_LSTM trained on 60 short reviews under ``root`` (for module fixtures)."""
+    from tests.conftest import NEGATIVE, POSITIVE
+
+    rows = ["comment,sentiment"] + [f"{t}{'！' * k},1" for k in range(3) for t in POSITIVE] + \
+           [f"{t}{'。' * k},0" for k in range(3) for t in NEGATIVE]
+    data = root / "reviews.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = root / "tiny.py"
+    cfg.write_text(TINY_LSTM, encoding="utf-8")
+    out = root / "model"
+    assert main(["train", "lstm", "--config", str(cfg), "--data", str(data), "--out", str(out), "--quiet", *extra]) == 0
+    return data, cfg, out
+
+
 def test_train_then_predict(tiny_csv, tmp_path, capsys):
     cfg = tmp_path / "tiny.py"
     cfg.write_text(TINY_LSTM, encoding="utf-8")

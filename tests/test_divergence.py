@@ -10,7 +10,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
-from tests.test_cli import TINY_LSTM
+from tests.test_cli import TINY_LSTM, train_tiny_folder
 from tests.test_training_loop import BUCKETS, TINY, _data
 
 from jaxsenti import atomic
@@ -118,18 +118,7 @@ def test_pretraining_that_diverges_stops_too(corpus_txt, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from tests.conftest import NEGATIVE, POSITIVE
-
-    root = tmp_path_factory.mktemp("divergence")
-    rows = ["comment,sentiment"] + [f"{t}{'！' * k},1" for k in range(3) for t in POSITIVE] + \
-           [f"{t}{'。' * k},0" for k in range(3) for t in NEGATIVE]
-    data = root / "reviews.csv"
-    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    cfg = root / "tiny.py"
-    cfg.write_text(TINY_LSTM, encoding="utf-8")
-    out = root / "model"
-    assert main(["train", "lstm", "--config", str(cfg), "--data", str(data), "--out", str(out), "--quiet"]) == 0
-    return out
+    return train_tiny_folder(tmp_path_factory.mktemp("divergence"))[2]
 
 
 def test_a_finite_step_is_exactly_the_unguarded_update():

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.test_cli import TINY_LSTM
+from tests.test_cli import TINY_LSTM, train_tiny_folder
 
 from jaxsenti.cli import build_parser, main
 
@@ -21,18 +21,7 @@ from jaxsenti.cli import build_parser, main
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """One tiny trained LSTM folder shared by the predict cases (they only read it)."""
-    from tests.conftest import NEGATIVE, POSITIVE
-
-    root = tmp_path_factory.mktemp("hardening")
-    rows = ["comment,sentiment"] + [f"{t}{'！' * k},1" for k in range(3) for t in POSITIVE] + \
-           [f"{t}{'。' * k},0" for k in range(3) for t in NEGATIVE]
-    data = root / "reviews.csv"
-    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    cfg = root / "tiny.py"
-    cfg.write_text(TINY_LSTM, encoding="utf-8")
-    out = root / "model"
-    assert main(["train", "lstm", "--config", str(cfg), "--data", str(data), "--out", str(out), "--quiet"]) == 0
-    return out
+    return train_tiny_folder(tmp_path_factory.mktemp("hardening"))[2]
 
 
 def _tiny_config(tmp_path) -> Path:

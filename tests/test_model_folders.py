@@ -5,8 +5,7 @@ import json
 import shutil
 
 import pytest
-from tests.conftest import NEGATIVE, POSITIVE
-from tests.test_cli import TINY_LSTM
+from tests.test_cli import train_tiny_folder
 from tests.test_user_errors import TINY_BERT
 
 from jaxsenti import provenance
@@ -22,16 +21,7 @@ def _one_error_line(err: str) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
-    rows = ["comment,sentiment"] + [f"{t}{'！' * k},1" for k in range(3) for t in POSITIVE] + \
-           [f"{t}{'。' * k},0" for k in range(3) for t in NEGATIVE]
-    data = root / "reviews.csv"
-    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    cfg = root / "tiny.py"
-    cfg.write_text(TINY_LSTM, encoding="utf-8")
-    out = root / "model"
-    assert main(["train", "lstm", "--config", str(cfg), "--data", str(data), "--out", str(out), "--quiet",
-                 "--set", "checkpoint_every=1"]) == 0
-    return root, data, cfg, out
+    return (root, *train_tiny_folder(root, "--set", "checkpoint_every=1"))
 
 
 def _copy(trained, tmp_path):
