@@ -11,8 +11,9 @@ says so; ``DIR/accelerator.json`` is written after every part, so a killed run k
   (the best bf16 one is the peak of every MFU below).
 * ``lstm``: train step (emb 400, 2 x 256, Adam, B=64 and 256, T=128): our ``lax.scan`` LSTM, our cuDNN path
   (``LSTMConfig(backend="cudnn")``) and PyTorch ``nn.LSTM`` (cuDNN).
-* ``parity``: the cuDNN path against the scan path, same weights (outputs and gradients, padded rows, uni- and
-  bidirectional), asserted at float32 precision and reported under TF32.
+* ``gpu_tests``: the test suite's GPU-only tests (``pytest -m gpu``): the cuDNN LSTM path against the scan path,
+  same weights (layer and the study's classifier: outputs and gradients, padded rows, uni- and bidirectional,
+  float32), cuDNN flash attention against XLA's. They skip on a CPU; here they run.
 * ``bert``: BERT-base fine-tune step (B=32, T=128, AdamW, dropout on), float32 (TF32 matmuls on both sides) and
   bfloat16: ours vs transformers' ``BertForSequenceClassification`` (eager, SDPA attention).
 * ``mlm``: BERT-base masked-LM step (bf16, B=256, T=128, 19 masked positions per row): ours (head at the masked
@@ -23,15 +24,17 @@ says so; ``DIR/accelerator.json`` is written after every part, so a killed run k
 
 Steps are timed as harness.py says. On a GPU (and not ``--smoke``) the run also writes ``benchmarks/RESULTS-gpu.md``
 (``report.py``) and a copy in ``DIR``; otherwise only the JSON (the cuDNN paths then run their CPU fallbacks, and
-the JSON says so). Exit status: 0 when every part that ran succeeded and the parity held, 1 otherwise.
+the JSON says so). Exit status: 0 when every part that ran succeeded and the GPU-only tests passed, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +42,6 @@ import tempfile
 import time
 import traceback
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 from common import HERE, finish, machine_info, names_of, profile_window, run_command, write_json
@@ -47,31 +49,31 @@ from harness import _bert_config, matmul_rate, measure, spec_for
 from report import render_gpu_markdown
 from study_time import run_study
 
-PARTS = ("device", "lstm", "parity", "bert", "mlm", "pretrain", "study")
+sys.path.insert(0, str(HERE.parent / "tools"))
+from gpu_bundle import check_out_dir, copy_back  # noqa: E402  (the device tool's limits, both ways)
+
+PARTS = ("device", "lstm", "gpu_tests", "bert", "mlm", "pretrain", "study")
+GPU_TESTS = ("tests/test_lstm_cudnn.py", "tests/test_attention.py")  # where the `gpu` marks are
 RESULTS_MD = HERE / "RESULTS-gpu.md"
 # what of the exported folder comes back, in this order while the file limit allows: a Hugging Face checkpoint
 # (config, weights, tokenizer) and how it was made
 EXPORT_FILES = ("config.json", "model.safetensors", "pretraining.json", "tokenizer.json", "tokenizer_config.json",
                 "vocab.txt", "special_tokens_map.json")
-OUT_LIMITS = {"files": 8, "file_mib": 16, "depth": 2}  # what comes back from the device tool's $OUT
 OTHER_OUT_FILES = ("gpu_check.log", "accelerator.json", "RESULTS-gpu.md")  # beside the checkpoint there
 
 # lstm, bert and mlm: harness cases (lstm, bert_base, mlm; their --smoke sizes with --smoke) with these changes
 FULL = {
     "matmul_n": 8192, "steps": 40, "chunk": 4, "warmup": 3, "rounds": 2,
     "lstm": {"shapes": [(64, 128), (256, 128)]},
-    "parity": {"vocab": 9524, "embed": 400, "hidden": 256, "layers": 2, "batch": 16, "seq": 64,
-               "variants": [(False, "last"), (True, "mean")]},  # (bidirectional, pooling)
     "bert": {"batch": 32, "seq": 128, "dtypes": ("float32", "bfloat16")},
     "mlm": {"dims": (12, 768, 12, 3072), "batch": 256, "seq": 128, "dtypes": ("bfloat16",)},  # BERT-base
     "pretrain_set": [], "study_args": ["--jobs", str(min(8, os.cpu_count() or 1))],
-    "min_s": {"device": 15, "lstm": 60, "parity": 15, "bert": 90, "mlm": 60, "pretrain": 90, "study": 30},
+    "min_s": {"device": 15, "lstm": 60, "gpu_tests": 40, "bert": 90, "mlm": 60, "pretrain": 90, "study": 30},
     "variant_min_s": {"lstm": 25, "bert": 45, "mlm": 45},  # a shape or dtype inside a part
 }
 SMOKE = {
     "matmul_n": 128, "steps": 2, "chunk": 1, "warmup": 0, "torch_threads": 1,
     "lstm": {"shapes": [(2, 8)]},
-    "parity": {"vocab": 50, "embed": 8, "hidden": 8, "layers": 2, "batch": 4, "seq": 6, "variants": [(True, "mean")]},
     "bert": {"dtypes": ("float32", "bfloat16")},
     "mlm": {"dtypes": ("bfloat16",)},
     # the same command on a tiny corpus (dianping's training texts only, 64 of them) and tiny batches
@@ -198,68 +200,20 @@ def part_lstm(ctx: Ctx) -> dict:
     return out
 
 
-def part_parity(ctx: Ctx) -> dict:
-    """cuDNN path vs scan path, same weights: logits and gradients, padded rows (one of length 0)."""
-    import jax
-    import numpy as np
-    import optax
-    from flax import nnx
-
-    from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
-    from jaxsenti.models.lstm_cudnn import cuda_lstm_available
-
-    s = ctx.size["parity"]
-    B, T = s["batch"], s["seq"]
-    rng = np.random.default_rng(7)
-    lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
-    lengths[0], lengths[1] = T, 0
-    tokens = rng.integers(1, s["vocab"], size=(B, T)).astype(np.int32)
-    tokens[np.arange(T)[None] >= lengths[:, None]] = 0
-    labels = rng.integers(0, 2, size=B).astype(np.float32)
-    limits = {"float32": 1e-4, "tf32": 5e-2}  # float32 far under 1e-3; TF32 only has to rule out layout bugs
-    checks = []
-    for bidirectional, pooling in s["variants"]:
-        cfg = LSTMConfig(vocab_size=s["vocab"], embed_dim=s["embed"], hidden_dim=s["hidden"],
-                         num_layers=s["layers"], bidirectional=bidirectional, pooling=pooling, dropout=0.0)
-        models = {b: LSTMClassifier(dataclasses.replace(cfg, backend=b), rngs=nnx.Rngs(1)) for b in ("scan", "cudnn")}
-        nnx.update(models["cudnn"], nnx.state(models["scan"], nnx.Param))
-        for precision, ctxm in (("float32", jax.default_matmul_precision("highest")), ("tf32", nullcontext())):
-            got = {}
-            with ctxm, warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # the CPU fallback's; the lstm part reports it
-                for b, m in models.items():
-                    gd, params = nnx.split(m, nnx.Param)
-
-                    def loss(p, gd=gd):
-                        logits = nnx.merge(gd, p)(tokens, lengths, deterministic=True)
-                        return optax.sigmoid_binary_cross_entropy(logits, labels).sum(), logits
-
-                    (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
-                    got[b] = (np.asarray(logits, np.float64),
-                              [np.asarray(g, np.float64).ravel() for g in jax.tree.leaves(grads)])
-            (lc, gc), (ls, gs) = got["cudnn"], got["scan"]
-            row = {"bidirectional": bidirectional, "pooling": pooling, "precision": precision,
-                   "logits_rel_err": _rel(lc, ls), "grads_rel_err": _rel(np.concatenate(gc), np.concatenate(gs)),
-                   "worst_grad_leaf_rel_err": max(_rel(a, b) for a, b in zip(gc, gs, strict=True)),
-                   "finite": bool(np.isfinite(lc).all()), "limit": limits[precision]}
-            row["passed"] = row["finite"] and max(row["logits_rel_err"], row["grads_rel_err"]) < row["limit"]
-            checks.append(row)
-    passed = all(c["passed"] for c in checks)
-    _say(f"parity cuDNN vs scan: {'passed' if passed else 'FAILED'}, grads rel. err "
-         + ", ".join(f"{c['precision']}/{'bi' if c['bidirectional'] else 'uni'} {c['grads_rel_err']:.1e}"
-                     for c in checks))
-    return {"passed": passed, "cudnn_kernel": cuda_lstm_available(), "shape": {"batch": B, "seq": T},
-            "lengths": lengths.tolist(), "checks": checks,
-            "how": "||cudnn - scan|| / ||scan|| over the logits and over all gradients (float64 on the host); "
-                   "float32 under jax.default_matmul_precision('highest') (cuDNN without TF32), tf32 under JAX's "
-                   "default precision"}
-
-
-def _rel(a, b) -> float:
-    import numpy as np
-
-    den = float(np.linalg.norm(b))
-    return float(np.linalg.norm(a - b)) / den if den else float(np.linalg.norm(a))
+def part_gpu_tests(ctx: Ctx) -> dict:
+    """The suite's GPU-only tests (``pytest -m gpu``: the cuDNN LSTM against the scan LSTM, layer and the study's
+    classifier, float32; cuDNN attention against XLA's), which skip on every CPU machine, in a subprocess."""
+    if importlib.util.find_spec("pytest") is None:
+        return {"skipped": "pytest is not installed here (gpu_check.sh installs the bundle's wheels)"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-m", "gpu", "-p", "no:cacheprovider", *GPU_TESTS]
+    r = run_command(cmd, timeout=max(10.0, ctx.deadline.left() - 5))
+    outcomes = re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED) (.+)$", r["stdout"], re.M)
+    summary = next((x for x in reversed(r["stdout"].strip().splitlines()) if re.search(r" in [\d.]+s", x)), "")
+    passed = r["rc"] == 0 and all(o in ("PASSED", "SKIPPED") for o, _ in outcomes)
+    _say(f"GPU-only tests: {summary.strip('= ')} (rc {r['rc']})")
+    return {"passed": passed, "command": r["command"], "rc": r["rc"], "summary": summary.strip("= "),
+            "outcomes": [{"outcome": o, "test": t} for o, t in outcomes], "wall_s": r["wall_s"],
+            "log_tail": r["stdout"][-3000:] if not passed else ""}
 
 
 def _steps(ctx: Ctx, part: str, case: str) -> dict:
@@ -301,19 +255,7 @@ def part_pretrain(ctx: Ctx) -> dict:
                            + r["log_tail"])
     info = json.loads((folder / "pretraining.json").read_text(encoding="utf-8"))
     dest = Path(a.out) / "bert_mlm_small"
-    dest.mkdir(parents=True, exist_ok=True)
-    copied, left_out = [], {}
-    for name in EXPORT_FILES:
-        src = folder / name
-        if not src.is_file():
-            continue
-        if src.stat().st_size > OUT_LIMITS["file_mib"] * 2**20:
-            left_out[name] = f"{src.stat().st_size / 2**20:.1f} MiB > {OUT_LIMITS['file_mib']} MiB"
-        elif len(copied) + len(OTHER_OUT_FILES) >= OUT_LIMITS["files"]:
-            left_out[name] = f"the device tool returns {OUT_LIMITS['files']} files"
-        else:
-            shutil.copyfile(src, dest / name)
-            copied.append(name)
+    copied, left_out = copy_back(folder, dest, EXPORT_FILES, reserved=len(OTHER_OUT_FILES))
     written = sorted(p.name for p in folder.iterdir())
     hist = folder / "history.json"
     history = json.loads(hist.read_text(encoding="utf-8")) if hist.is_file() else []
@@ -338,7 +280,7 @@ def part_study(ctx: Ctx) -> dict:
     return r
 
 
-RUNNERS = {"device": part_device, "lstm": part_lstm, "parity": part_parity,
+RUNNERS = {"device": part_device, "lstm": part_lstm, "gpu_tests": part_gpu_tests,
            "bert": lambda ctx: _steps(ctx, "bert", "bert_base"), "mlm": lambda ctx: _steps(ctx, "mlm", "mlm"),
            "pretrain": part_pretrain, "study": part_study}
 
@@ -354,21 +296,6 @@ def write_markdown(res: dict, out: Path) -> None:
     md = render_gpu_markdown(res) + "\n"
     RESULTS_MD.write_text(md, encoding="utf-8")
     (out / RESULTS_MD.name).write_text(md, encoding="utf-8")
-
-
-def check_out_dir(out: Path) -> list[str]:
-    """What in ``out`` would not come back from the device tool (file count, size, depth, names)."""
-    files = [p for p in out.rglob("*") if p.is_file()]
-    bad = [f"{len(files)} files > {OUT_LIMITS['files']}"] if len(files) > OUT_LIMITS["files"] else []
-    for f in files:
-        rel = f.relative_to(out)
-        if len(rel.parts) - 1 > OUT_LIMITS["depth"]:
-            bad.append(f"{rel}: more than {OUT_LIMITS['depth']} folders down")
-        if f.stat().st_size > OUT_LIMITS["file_mib"] * 2**20:
-            bad.append(f"{rel}: over {OUT_LIMITS['file_mib']} MiB")
-        if any(not all(c.isalnum() or c in "._-" for c in part) for part in rel.parts):
-            bad.append(f"{rel}: a name with characters other than letters, digits, '.', '_', '-'")
-    return bad
 
 
 def _say(msg: str) -> None:
@@ -427,8 +354,7 @@ def main(argv=None) -> int:
     if not on_gpu:
         res["note"] = ("no GPU: the cuDNN paths ran their CPU fallbacks (LSTM: jax.experimental.rnn.lstm_ref; BERT: "
                        "XLA attention), so nothing here is a GPU measurement")
-    status = int(any("error" in v for v in res["parts"].values())
-                 or res["parts"].get("parity", {}).get("passed") is False)
+    status = int(any("error" in v or v.get("passed") is False for v in res["parts"].values()))
     with tempfile.TemporaryDirectory(prefix="accelerator-") as work:
         ctx = Ctx(a, size, deadline, Path(work), "cuda" if torch.cuda.is_available() else "cpu", on_gpu)
         ctx.peak_flops = ctx_peak  # a rerun without the device part takes MFU against the merged run's peak
@@ -444,7 +370,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             try:
                 res["parts"][part] = RUNNERS[part](ctx) | {"part_wall_s": time.perf_counter() - t}
-                if part == "parity" and not res["parts"][part]["passed"]:
+                if res["parts"][part].get("passed") is False:
                     status = 1
             except Exception as e:  # noqa: BLE001 - one part's failure must not cost the others
                 traceback.print_exc()

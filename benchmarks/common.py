@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import signal
@@ -26,7 +25,9 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+from jaxsenti import atomic  # noqa: E402
 from jaxsenti.machine import machine_info  # noqa: E402  (the project's one; light: no jax import)
+from jaxsenti.training.tracking import parse_profile  # noqa: E402
 
 DATA_FILES = {  # name: (file, text column, label column)
     "dianping": ("dianping.csv", "comment", "sentiment"),
@@ -74,14 +75,11 @@ def base_argparser(description: str, *, quick: bool = True, smoke: bool = False,
 
 
 def profile_window(raw: str) -> tuple[int, int]:
-    """An argparse ``type``: ``START:N`` -> (START, N), START >= 0, N >= 1."""
+    """An argparse ``type``: ``START:N`` -> (START, N), as the ``jaxsenti`` command's ``--profile``."""
     try:
-        start, n = (int(x) for x in raw.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected START:N, got {raw!r}") from None
-    if start < 0 or n < 1:
-        raise argparse.ArgumentTypeError(f"expected START >= 0 and N >= 1, got {raw!r}")
-    return start, n
+        return parse_profile(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def profile_dir(args) -> str:
@@ -129,29 +127,9 @@ def finish(res: dict, args, argv=None, show: Callable[[dict], None] | None = Non
 # --- JSON ---
 
 
-def _clean(obj):
-    """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python, Paths -> str."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "tolist"):  # numpy scalar or array
-        return _clean(obj.tolist())
-    return str(obj)
-
-
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as strict JSON (no NaN), creating parent folders, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Strict JSON, atomically (``jaxsenti.atomic``): nan/inf -> null, numpy -> Python, anything else -> str."""
+    return atomic.write_json(path, json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))))
 
 
 def read_json(path: str | os.PathLike):

@@ -4,14 +4,14 @@
 #   bash benchmarks/gpu_check.sh [DEADLINE_S [accelerator.py options...]]    # default deadline 420 s
 #
 # 1. installs jieba from the carried bundle (.gpu_bundle/jieba-*.whl; the GPU image lacks it and has no network) into
-#    $SITE; where jieba is installed already (a GPU machine of your own), nothing is needed,
+#    $SITE, and pytest (.gpu_bundle/test-wheels) where the image lacks it; on a machine of your own, nothing is needed,
 # 2. unpacks the carried data (.gpu_bundle/data: the two datasets gzipped, and a tokenization cache) into $GPU_DATA and
 #    points JAXSENTI_DATA_DIR / JAXSENTI_CACHE at it (the machine cannot see ../shared),
 # 3. makes jaxsenti.configs importable from the checkout, which is not pip-installed there,
 # 4. runs benchmarks/accelerator.py --out $OUT under the deadline (and a hard `timeout` 20 s later), with this whole
 #    log in $OUT/gpu_check.log. $OUT then holds 8 files: gpu_check.log, accelerator.json, RESULTS-gpu.md and
 #    bert_mlm_small/ (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, pretraining.json).
-# The bundle is built by benchmarks/gpu_bundle.py; tried on a CPU with: OUT=/tmp/o PYTHON=.venv/bin/python bash THIS 300 --smoke
+# The bundle is built by tools/gpu_bundle.py; tried on a CPU with: OUT=/tmp/o PYTHON=.venv/bin/python bash THIS 300 --smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT must name the folder whose files come back (the device tool sets it)}"
@@ -25,6 +25,9 @@ mkdir -p "$OUT"
   echo "== gpu_check $(date -Is), deadline ${DEADLINE}s, $($PY -V 2>&1)"
   if compgen -G ".gpu_bundle/jieba-*.whl" > /dev/null; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu_bundle/jieba-*.whl || exit 3
+    # pytest for the GPU-only tests, where the image lacks it (a failure here only skips those tests)
+    $PY -c "import pytest" 2>/dev/null || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --target "$SITE" .gpu_bundle/test-wheels/*.whl || echo "pytest wheels did not install: GPU-only tests skipped"
     export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
   else
     echo "no .gpu_bundle/ carried: jieba must be installed already"
@@ -40,7 +43,7 @@ for gz in pathlib.Path(sys.argv[1]).glob('*.gz'):
   elif [ -n "${JAXSENTI_DATA_DIR:-}" ]; then
     DATA=$JAXSENTI_DATA_DIR  # your own machine: the datasets where you keep them
   else
-    echo "no .gpu_bundle/ carried and no JAXSENTI_DATA_DIR: run benchmarks/gpu_bundle.py and carry .gpu_bundle"; exit 4
+    echo "no .gpu_bundle/ carried and no JAXSENTI_DATA_DIR: run tools/gpu_bundle.py and carry .gpu_bundle"; exit 4
   fi
   [ -f "$DATA/dianping.csv" ] || { echo "no dianping.csv in $DATA"; exit 4; }
   export JAXSENTI_DATA_DIR="$DATA" JAXSENTI_NO_DOWNLOAD=1

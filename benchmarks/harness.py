@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from common import HERE, ROOT, base_argparser, finish, peak_rss_mib, profile_dir
-from report import fmt_num
+from report import show
 
 MIB = 2**20
 REPLY = "@@"  # a worker's protocol lines on its stdout
@@ -55,18 +55,11 @@ REPLY = "@@"  # a worker's protocol lines on its stdout
 # --- Timing ---
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between order statistics (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    return float(np.percentile(values, q))  # ValueError outside [0, 100]
-
-
 def summarize_times(times: Sequence[float]) -> dict:
     times = [float(t) for t in times]
-    return {"n": len(times), "median_s": statistics.median(times), "p50_s": percentile(times, 50),
-            "p90_s": percentile(times, 90), "p99_s": percentile(times, 99), "mean_s": statistics.fmean(times),
-            "min_s": min(times), "max_s": max(times), "times_s": times}
+    p50, p90, p99 = (float(x) for x in np.percentile(times, [50, 90, 99]))  # linear between order statistics
+    return {"n": len(times), "median_s": statistics.median(times), "p50_s": p50, "p90_s": p90, "p99_s": p99,
+            "mean_s": statistics.fmean(times), "min_s": min(times), "max_s": max(times), "times_s": times}
 
 
 def time_calls(fn: Callable[[int], object], *, repeats: int, warmup: int = 1, first_call: bool = True,
@@ -165,18 +158,6 @@ def throughput_result(frameworks: dict[str, dict], *, setup: str, note: str, bat
     return {"setup": setup, "batch": batch, "seq": seq, "tokens_per_step": tokens,
             "padded_tokens_per_step": batch * seq, "flops_per_step": flops, "peak_flops": peak_flops, "note": note, **extra, "frameworks": out,
             "jax_over_torch": ratio}
-
-
-def show_throughput(res: dict) -> None:
-    print(f"train step: {res['setup']}")
-    print(f"{'framework':<10}{'median ms':>11}{'tokens/s':>10}{'compile s':>11}{'first step s':>14}{'peak RSS MiB':>14}"
-          f"{'MFU':>7}")
-    for fw, r in res["frameworks"].items():
-        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–"
-        print(f"{fw:<10}{r['median_step_s'] * 1e3:>11.1f}{r['tokens_per_s']:>10.0f}{fmt_num(r['compile_s']):>11}"
-              f"{fmt_num(r['first_step_s']):>14}{fmt_num(r['peak_rss_mib']):>14}{mfu:>7}")
-    if res["jax_over_torch"]:
-        print(f"JAX/PyTorch tokens/s: {res['jax_over_torch']:.2f}x")
 
 
 # --- Runners: one train step of each framework ---
@@ -298,7 +279,7 @@ CASES = {  # name: spec (every key can be changed with --set key=value)
     "lstm": dict(case="lstm", vocab=9524, embed=400, hidden=256, layers=2, dropout=0.5, batch=64, seq=128,
                  steps=12, warmup=3),
     "bert_small": dict(case="bert", dims=(4, 256, 4, 1024), vocab=21128, batch=32, seq=128, steps=10, warmup=1),
-    "bert_base": dict(case="bert", dims=(12, 768, 12, 3072), vocab=21128, batch=4, seq=128, steps=3, warmup=0),
+    "bert_base": dict(case="bert", dims=(12, 768, 12, 3072), vocab=21128, batch=4, seq=128, steps=3, warmup=1),
     "mlm": dict(case="mlm", dims=(2, 128, 2, 512), vocab=21128, batch=128, seq=64, steps=10, warmup=1,
                 frameworks=("jax", "torch", "torch_masked")),
     # configs/lstm_lm.py's model; the full softmax is 327 GFLOP a step vs 42 sampled, so fewer steps
@@ -705,7 +686,7 @@ def main(argv=None) -> int:
         over["profile"] = [*a.profile, profile_dir(a)]
     spec = spec_for(a.case, dtype=a.dtype, quick=a.quick, smoke=a.smoke, **over)
     res = measure(spec, isolate=not a.in_process)
-    return finish(res, a, argv, show_throughput, devices=res["frameworks"].get("jax", {}).get("devices"))
+    return finish(res, a, argv, show("train"), devices=res["frameworks"].get("jax", {}).get("devices"))
 
 
 if __name__ == "__main__":

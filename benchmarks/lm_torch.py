@@ -62,12 +62,16 @@ def jax_model(spec: dict):
 
 
 def jax_params_numpy(model) -> dict[str, np.ndarray]:
-    """Our LM's parameters under flat names (what :func:`load_into_torch` reads)."""
-    p = {"embed": model.embed.embedding[...], "proj_w": model.proj.kernel[...], "proj_b": model.proj.bias[...],
-         "out_bias": model.out_bias[...]}
-    for k, layer in enumerate(model.layers):
-        p |= {f"w_ih_{k}": layer.fwd.w_ih[...], f"w_hh_{k}": layer.fwd.w_hh[...], f"b_{k}": layer.fwd.b[...]}
-    return {k: np.asarray(v, np.float32) for k, v in p.items()}
+    """Our LM's parameters as :func:`torch_model`'s ``state_dict``, in numpy (the LSTM as ``jaxsenti export`` maps
+    it: ``jaxsenti.models.torch_export``; ``proj.kernel`` [H, E] = ``proj.weight``.T)."""
+    from jaxsenti.models.torch_export import lstm_layers_state_dict
+
+    def f32(x):
+        return np.asarray(x[...], np.float32)
+
+    return {"embed.weight": f32(model.embed.embedding), **lstm_layers_state_dict(model.layers),
+            "proj.weight": f32(model.proj.kernel).T.copy(), "proj.bias": f32(model.proj.bias),
+            "out_bias": f32(model.out_bias)}
 
 
 # --- PyTorch side ---
@@ -100,24 +104,10 @@ def torch_model(spec: dict):
 
 
 def load_into_torch(model, params: dict[str, np.ndarray]) -> None:
-    """Our parameters into :func:`torch_model`'s modules: w_ih [D, 4H] = ``weight_ih_l{k}``.T, w_hh [H, 4H] =
-    ``weight_hh_l{k}``.T, b = ``bias_ih_l{k}`` + ``bias_hh_l{k}`` (all of it in bias_ih), gate order i, f, g, o
-    in both; ``proj.kernel`` [H, E] = ``proj.weight``.T."""
+    """:func:`jax_params_numpy`'s arrays into :func:`torch_model` (strict: every name must match)."""
     import torch
 
-    def put(dst, x):
-        dst.copy_(torch.tensor(np.asarray(x)))
-
-    with torch.no_grad():
-        put(model.embed.weight, params["embed"])
-        for k in range(model.lstm.num_layers):
-            put(getattr(model.lstm, f"weight_ih_l{k}"), params[f"w_ih_{k}"].T)
-            put(getattr(model.lstm, f"weight_hh_l{k}"), params[f"w_hh_{k}"].T)
-            put(getattr(model.lstm, f"bias_ih_l{k}"), params[f"b_{k}"])
-            getattr(model.lstm, f"bias_hh_l{k}").zero_()
-        put(model.proj.weight, params["proj_w"].T)
-        put(model.proj.bias, params["proj_b"])
-        put(model.out_bias, params["out_bias"])
+    model.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in params.items()})  # copies
 
 
 def torch_log_expected_count(ids, num_sampled: int, vocab: int):

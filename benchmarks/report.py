@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 THROUGHPUT = {"lstm": "LSTM", "lstm_bf16": "LSTM", "bert": "BERT small", "bert_bf16": "BERT small",  # harness cases
-              "bert_base": "BERT base-size", "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining"}
+              "bert_base": "BERT base-size", "mlm": "BERT MLM pretraining", "lm": "LSTM LM pretraining",
+              "train": None}  # one harness case alone (its console summary): labelled by the case's name
 PRE_STAGES = (("load_validate", "load + validate (whole file)"), ("cjk_filter", "CJK filter"),
               ("cjk_jieba", "CJK filter + jieba (no disk cache)"), ("vocab_build", "vocab build"),
               ("vocab_encode", "vocab encode (max 256)"), ("bert_tokenize", "BERT tokenizer encode (max 128)"))
@@ -68,6 +69,7 @@ def _throughput_runs(results: dict):
     for part, label in THROUGHPUT.items():
         for out in _outputs(results, part):
             r = out["result"]
+            label = label or r.get("case", "train step")
             tags = [t for t in (r.get("variant"), r.get("dtype") if r.get("dtype", "float32") != "float32" else None) if t]
             yield label, label + (f" ({', '.join(tags)})" if tags else ""), r
 
@@ -92,14 +94,7 @@ def machine_section(results: dict) -> list[str]:
 
 
 def compile_section(results: dict) -> list[str]:
-    rows = []
-    for _, label, r in _throughput_runs(results):
-        for fw, x in r.get("frameworks", {}).items():
-            if x.get("compile_s") is not None:
-                what, s = "lower + compile", x["compile_s"]
-            else:
-                what, s = ("compile + first step" if fw == "jax" else "first step (eager)"), x["first_step_s"]
-            rows.append((f"{label} train step (B={r['batch']} T={r['seq']})", fw, what, s, _ms(x["median_step_s"])))
+    rows = []  # the train steps' compile and first step are in their own table
     for lat in _outputs(results, "latency"):
         for kind, m in lat["result"]["models"].items():
             s, b = m["single"], m["batch"]
@@ -120,22 +115,28 @@ def compile_section(results: dict) -> list[str]:
     return md_table(["what", "framework", "one-off cost", "one-off (s)", "steady state (ms, median/p50)"], rows)
 
 
+def step_table(runs: Iterable[tuple[str, dict]], extra: Sequence[str] = ()) -> list[str]:
+    """The one table of harness results, in both reports: (label, result) pairs; ``extra`` = row keys to show."""
+    rows = []
+    for label, res in runs:
+        torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
+        for fw, r in res["frameworks"].items():
+            rows.append([label, res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r["median_step_s"]),
+                         r["tokens_per_s"], f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–",
+                         f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–", r.get("compile_s"),
+                         r["first_step_s"], _mem(r)])
+    return md_table(["model", "setup", "framework", *extra, "median step (ms)", "tokens/s", "MFU", "vs PyTorch",
+                     "compile (s)", "first step (s)", "peak memory (MiB)"], rows)
+
+
 def train_section(results: dict) -> list[str]:
-    rows, notes = [], []
-    for label, long_label, r in _throughput_runs(results):
-        for fw, x in r["frameworks"].items():
-            ratio = r["jax_over_torch"] if fw == "jax" else r.get(f"jax_over_{fw}") if fw != "torch" else None
-            rows.append((label, r["setup"], fw, _ms(x["median_step_s"]), x["tokens_per_s"], x["seq_per_s"],
-                         x["peak_rss_mib"], ratio))
-        mfu = r["frameworks"].get("jax", {}).get("mfu")
-        peak = "PyTorch under torch.autocast(cpu, bfloat16); " if r.get("dtype") == "bfloat16" else ""
-        notes.append(f"{long_label}: " + (f"JAX MFU {100 * mfu:.1f}% of a measured {fmt_num(r['peak_flops'] / 1e9)} GFLOP/s "
-                                          "fp32 matmul peak; " if mfu else "") + peak + r["note"]
-                     + ("; each framework in its own process (peak RSS per framework)" if r.get("isolated") else ""))
-    if not rows:
-        return []
-    return md_table(["model", "config", "framework", "median step (ms)", "tokens/s", "seq/s", "peak RSS (MiB)",
-                     "JAX/PyTorch speed (jax row: vs torch; other rows: JAX vs that row)"], rows) + [""] + [f"- {n}" for n in notes]
+    runs = list(_throughput_runs(results))
+    notes = [f"{long_label}: " + ("PyTorch under torch.autocast(cpu, bfloat16); " if r.get("dtype") == "bfloat16" else "")
+             + r["note"] + ("; each framework in its own process" if r.get("isolated") else "") for _, long_label, r in runs]
+    peak = next((r["peak_flops"] for *_, r in runs if r.get("peak_flops")), None)
+    return step_table((label, r) for label, _, r in runs) + ["", f"- MFU against a measured {fmt_num((peak or 0) / 1e9)} "
+                                                                "GFLOP/s fp32 matmul peak; vs PyTorch = tokens/s over "
+                                                                "PyTorch's in the same run."] + [f"- {n}" for n in notes] if runs else []
 
 
 def gemm_floor_section(results: dict) -> list[str]:
@@ -179,11 +180,24 @@ def xla_section(results: dict) -> list[str]:
                          "–" if ok is None else "yes" if ok else "**no**"))
     tol = ", ".join(f"{k} {v:g}" for k, v in r["tolerance"].items())
     return md_table(["option", "XLA_FLAGS added", "case", "JAX step (ms)", "PyTorch step (ms)", "JAX/PyTorch",
-                     "JAX vs baseline option", "loss rel. diff vs baseline", "within tolerance"], rows) + [
+                     "JAX vs baseline (faster of its two runs)", "loss rel. diff vs baseline", "within tolerance"], rows) + [
         "", f"- `benchmarks/xla_cpu_flags.py`: each option in its own process (XLA_FLAGS is read when jax starts), our "
             "real train steps (harness cases) against PyTorch in that process, alternated; parity = the largest relative "
             f"difference of the JAX loss after the first and after the last step from the baseline option's ({tol}). "
-            "Winners go into `jaxsenti/xla_options.py` (`DEFAULT_CPU_FLAGS`)."]
+            "Winners go into `jaxsenti/xla_options.py` (`DEFAULT_CPU_FLAGS`)."] + _xla_verdict(r)
+
+
+def _xla_verdict(r: dict) -> list[str]:
+    from jaxsenti.xla_options import DEFAULT_CPU_FLAGS
+
+    base, again = (r["options"].get(k, {}).get("cases", {}) for k in ("baseline", "baseline_again"))
+    spread = {k: abs(b["jax_step_s"] / again[k]["jax_step_s"] - 1) for k, b in base.items()
+              if "jax_step_s" in b and "jax_step_s" in again.get(k, {})}
+    adopted = ", ".join(f"`{k}={v}`" for k, v in DEFAULT_CPU_FLAGS.items()) or "none"
+    return (["- The same baseline in two processes (first and last) differed by "
+             + ", ".join(f"{100 * v:.0f} % ({k})" for k, v in spread.items())
+             + ": a JAX speed-up smaller than that is noise."] if spread else []) + [
+        f"- Adopted by default (`jaxsenti/xla_options.py`, now): {adopted}."]
 
 
 def study_section(results: dict) -> list[str]:
@@ -194,8 +208,8 @@ def study_section(results: dict) -> list[str]:
         return [f"`{r['command']}` timed out after {fmt_num(r['wall_s'])} s."]
     rows = [(k, v, 100 * r["shares"][k]) for k, v in r["steps"].items()] + [("total (wall)", r["wall_s"], 100.0)]
     return md_table(["step", "seconds", "share of wall time (%)"], rows) + [
-        "", f"- `{r['command']}` via `benchmarks/study_time.py`; per-step seconds as the study records them "
-            "(`results.json`), \"other\" is the wall time outside them."]
+        "", f"- `{r['command']}` via `benchmarks/study_time.py`, JAXSENTI_CACHE {r.get('cache', 'as set')}; per-step "
+            "seconds as the study records them (`results.json`), \"other\" is the wall time outside them."]
 
 
 def startup_section(results: dict) -> list[str]:
@@ -310,62 +324,9 @@ def scaling_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
     return lines
 
 
-def accuracy_section(results: dict) -> list[str]:
-    from jaxsenti.metrics import fmt_mean_std
-
-    rows = []
-    for name, a in (results.get("accuracy") or {}).items():
-        r = a["result"]
-        s = r["summary"]
-        mixed = r.get("mixed_sentence_p_positive") or []
-        pooling = ((r.get("config_dict") or {}).get("model") or {}).get("pooling")
-        label = (r.get("config") or name) + (f" (pooling={pooling})" if pooling else "")
-        rows.append((label, Path(str(r.get("data", ""))).name, s.get("runs"), "/".join(map(str, r.get("split", []))),
-                     *(fmt_mean_std(s[k]) if k in s else "–" for k in ("accuracy", "f1", "precision", "recall")),
-                     sum(mixed) / len(mixed) if mixed else None, r.get("total_seconds"), name))
-    if not rows:
-        return []
-    return md_table(["config", "data", "seeds", "split", "accuracy", "F1", "precision", "recall",
-                     "mixed sentence P(pos), mean", "wall (s)", "file"], rows) + [
-        "", "- mean ± sample std over seeds (seed i = split i and init i); produced by `benchmarks/accuracy.py` "
-            "(command inside each JSON file)."]
-
-
-def transfer_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
-    """Random init vs this project's pretraining, and accuracy along the pretraining run (benchmarks/transfer.py)."""
-    from jaxsenti.metrics import fmt_mean_std
-
-    lines = []
-    for name, t in (results.get("transfer") or {}).items():
-        r = t["result"]
-        p, c = r["pretraining"], r["pretraining"].get("corpus", {})
-        lines += [f"**{r['model']}** (`{r['command']}`; pretraining folder `{r['pretrained_folder']}`): pretrained "
-                  f"{p.get('epochs_run')} epochs on {c.get('texts', 0):,} reviews ({p.get('tokens_seen', 0):,} tokens, "
-                  f"{p.get('train_seconds', 0) / 60:.0f} min; `{p.get('command', '')}`), held-out loss "
-                  f"{p['final']['val_loss']:.3f}, accuracy {p['final']['val_accuracy']:.3f}.", ""]
-        rows = [("random init", 0, "–", "–", r["random"]["summary"]["runs"], fmt_mean_std(r["random"]["summary"]["accuracy"]),
-                 fmt_mean_std(r["random"]["summary"]["f1"]))]
-        for pt in r["curve"]:
-            s = pt["summary"]
-            rows.append((f"pretrained, epoch {pt['epoch']}", pt["tokens_seen"], pt["val_loss"], pt["val_accuracy"], s["runs"],
-                         fmt_mean_std(s["accuracy"]), fmt_mean_std(s["f1"])))
-        lines += md_table(["start", "pretraining tokens", "held-out loss", "held-out accuracy", "seeds", "test accuracy",
-                           "test F1"], rows)
-        plot = r.get("plot")
-        if plot:
-            img = Path(out_dir) / Path(plot).name
-            lines += ["", f"![{r['model']} transfer]({os.path.relpath(img, md_dir)})"]
-        lines += [""]
-    if lines:
-        lines += ["- test accuracy: mean ± sample std over seeds (seed i = split i and init i), dianping; the held-out "
-                  "loss/accuracy are the pretraining objective's on 2 % of the corpus held out (masked tokens for BERT, "
-                  "next words for the LSTM)."]
-    return lines
-
-
 def show(part: str):
     """A benchmark script's console summary (``finish``'s ``show``): its own RESULTS.md section, from its result."""
-    sections = {"latency": latency_section, "preprocessing": preprocessing_section, "dropout": dropout_section,
+    sections = {"train": lambda r: train_section(r) + [""] + compile_section(r), "latency": latency_section, "preprocessing": preprocessing_section, "dropout": dropout_section,
                 "gemm_floor": gemm_floor_section, "study_time": study_section, "startup": startup_section}
 
     def print_section(res: dict) -> None:
@@ -411,8 +372,6 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
         ("Scaling", scaling_section(results, md_dir, Path(out_dir))),
         ("Study wall time (`jaxsenti study`)", study_section(results)),
         ("Start-up, compilation cache and logging cost (`jaxsenti` command)", startup_section(results)),
-        ("Accuracy", accuracy_section(results)),
-        ("Transfer learning: random init vs pretrained here", transfer_section(results, md_dir, Path(out_dir))),
     )
     for title, body in sections:
         if body:
@@ -427,34 +386,19 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
 
 
 def _mem(r) -> str:
-    """A PyTorch row's device peak; a JAX row's compiled-step footprint and process peak."""
+    """PyTorch on a GPU: its device peak; otherwise the process's peak RSS, the compiled step, the device peak."""
     if r.get("device_peak_mib") is not None:
         return fmt_num(r["device_peak_mib"])
-    parts = [f"{what} {fmt_num(r[k])}" for what, k in (("step", "compiled_mib"), ("process peak", "process_peak_mib"))
-             if r.get(k) is not None]
-    return ", ".join(parts) or "–"
-
-
-def _measured(part: dict) -> dict:
-    """The throughput results of an accelerator part (leaving out its ``part_wall_s``)."""
-    return {k: v for k, v in part.items() if isinstance(v, dict) and "frameworks" in v}
+    parts = [f"{what} {fmt_num(r[k])}" for what, k in (("RSS", "peak_rss_mib"), ("step", "compiled_mib"),
+                                                       ("process peak", "process_peak_mib")) if r.get(k) is not None]
+    return parts[0].removeprefix("RSS ") if len(parts) == 1 else ", ".join(parts) or "–"
 
 
 def _gpu_steps(title: str, part: dict, extra: tuple = ()) -> list[str]:
-    measured = _measured(part)
+    measured = {k: v for k, v in part.items() if isinstance(v, dict) and "frameworks" in v}
     if not measured:
         return []
-    rows = []
-    for res in measured.values():
-        torch_tps = res["frameworks"].get("torch", {}).get("tokens_per_s")
-        for fw, r in res["frameworks"].items():
-            rows.append([res["setup"], fw, *(r.get(e, "–") for e in extra), _ms(r["median_step_s"]),
-                         r["tokens_per_s"], f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "–",
-                         f"{r['tokens_per_s'] / torch_tps:.2f}x" if torch_tps else "–", r.get("compile_s"),
-                         r["first_step_s"], _mem(r)])
-    return [f"## {title}", "", *md_table(["setup", "framework", *extra, "median step ms", "tokens/s", "MFU",
-                                          "vs PyTorch", "compile s", "first step s", "device memory MiB"], rows),
-            "", next(iter(measured.values()))["note"] + ".", ""]
+    return [f"## {title}", "", *step_table(measured.items(), extra), "", next(iter(measured.values()))["note"] + ".", ""]
 
 
 def render_gpu_markdown(res: dict) -> str:
@@ -480,16 +424,11 @@ def render_gpu_markdown(res: dict) -> str:
              f"{tf['jax_float32']} / {tf['torch_float32']} TFLOP/s"],
             ["MFU peak (best bf16 above)", f"{fmt_num(dev['peak_flops'] / 1e12)} TFLOP/s"]]), ""]
     lines += _gpu_steps("LSTM train step", p.get("lstm", {}), ("kernel",))
-    if "checks" in p.get("parity", {}):
-        par = p["parity"]
-        lines += ["## cuDNN LSTM vs scan LSTM, same weights", "",
-                  f"**{'Passed' if par['passed'] else 'FAILED'}** ({par['how']}); kernel: "
-                  f"{'cuDNN' if par['cudnn_kernel'] else 'CPU fallback lstm_ref'}.", ""]
-        errs = ("logits_rel_err", "grads_rel_err", "worst_grad_leaf_rel_err")
-        lines += md_table(["layers", "pooling", "precision", "logits rel. err", "grads rel. err", "worst grad leaf",
-                           "limit"],
-                          [["bi" if c["bidirectional"] else "uni", c["pooling"], c["precision"],
-                            *(f"{c[k]:.1e}" for k in errs), f"{c['limit']:.0e}"] for c in par["checks"]]) + [""]
+    if "outcomes" in p.get("gpu_tests", {}):
+        t = p["gpu_tests"]
+        lines += ["## GPU-only tests (cuDNN LSTM vs scan LSTM, cuDNN attention vs XLA)", "",
+                  f"**{'Passed' if t['passed'] else 'FAILED'}**: {t['summary']} (`{t['command']}`).", "",
+                  *md_table(["outcome", "test"], [(o["outcome"], o["test"]) for o in t["outcomes"]]), ""]
     lines += _gpu_steps("BERT fine-tune step", p.get("bert", {}), ("attention",))
     lines += _gpu_steps("BERT masked-LM pretraining step", p.get("mlm", {}))
     if "final" in p.get("pretrain", {}):

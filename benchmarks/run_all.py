@@ -1,6 +1,6 @@
 """Run every benchmark and write ``benchmarks/results/*.json``, ``results.json`` and ``benchmarks/RESULTS.md``.
 
-    python benchmarks/run_all.py [--quick] [--out benchmarks/results] [--skip lstm,bert,...] [--accuracy]
+    python benchmarks/run_all.py [--quick] [--out benchmarks/results] [--skip lstm,bert,...] [--study]
     python benchmarks/run_all.py --render-only      # RESULTS.md again from results/results.json, nothing measured
 
 Each part (:data:`JOBS`: its JSON files and commands) runs in its own subprocess, so peak memory is per part:
@@ -8,10 +8,11 @@ the harness cases (lstm, bert = BERT 4x256, bert_base, mlm, lm = sampled and ful
 bfloat16), gemm_floor (the steps' matrix products alone), xla_flags (the steps under each XLA CPU option),
 dropout (mask cost), latency (``Predictor.predict``), preprocessing, scaling (batch and data size), startup
 (the ``jaxsenti`` command's start-up, compilation cache and logging cost, in cold processes), and the slow
-study_time (``--study``) and accuracy (``--accuracy``). ``--quick`` is passed on to every script but accuracy.py
-and skips bert_base. Existing ``*accuracy*.json``, ``transfer_*.json`` and ``study_time.json`` files in ``--out``
-are read either way. ``RESULTS.md`` is rendered from ``results.json`` alone (``report.py``); every train-step
-number comes from ``harness.py`` (its docstring says how a number is measured).
+study_time (``--study``). ``--quick`` is passed on to every script and skips bert_base. A part not run (skipped,
+or run alone: ``python benchmarks/xla_cpu_flags.py --json benchmarks/results/xla_cpu_flags.json``) is read from
+its JSON file in ``--out`` when there is one, and says so. ``RESULTS.md`` is rendered from ``results.json`` alone
+(``report.py``); every train-step number comes from ``harness.py`` (its docstring says how a number is measured).
+Accuracy is not a benchmark: ``experiments/``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from pathlib import Path
 from common import HERE, machine_info, names_of, read_json, run_script, shown, write_json
 from report import fmt_num, render_markdown
 
-ACCURACY_CONFIGS = ("lstm_dianping", "bert_small_random")
-JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {seeds} are filled in
+JOBS = {  # part: [(json file, script, arguments)], in run order; {out} is filled in
     "lstm": [("lstm_throughput.json", "harness.py", "lstm")],
     "lstm_bf16": [("lstm_throughput_bf16.json", "harness.py", "lstm", "--dtype", "bfloat16")],
     "bert": [("bert_throughput_small.json", "harness.py", "bert_small")],
@@ -44,24 +44,15 @@ JOBS = {  # part: [(json file, script, arguments)], in run order; {out} and {see
     "scaling": [("scaling.json", "scaling.py", "--plots", "{out}")],
     "study_time": [("study_time.json", "study_time.py")],
     "startup": [("startup.json", "startup.py")],
-    "accuracy": [(f"{c}_accuracy.json", "accuracy.py", c, "--seeds", "{seeds}") for c in ACCURACY_CONFIGS],
 }
-OPT_IN = {"accuracy": "--accuracy", "study_time": "--study"}  # slow; existing files are read either way
 
 
-def plan(quick: bool, out: Path, skip: set[str], accuracy: bool, seeds: int, study: bool = False) -> list[tuple[str, list]]:
+def plan(quick: bool, out: Path, skip: set[str], study: bool = False) -> list[tuple[str, list]]:
     """(part, [(json path, command), ...]) in run order."""
-    skip = set(skip) | ({"bert_base"} if quick else set()) | (set() if accuracy else {"accuracy"}) | (
-        set() if study else {"study_time"})
-    steps = []
-    for part, jobs in JOBS.items():
-        if part in skip:
-            continue
-        q = ["--quick"] if quick and part not in OPT_IN else []
-        steps.append((part, [(out / name, [sys.executable, str(HERE / script),
-                                           *(x.format(out=out, seeds=seeds) for x in args), *q, "--json", str(out / name)])
-                             for name, script, *args in jobs]))
-    return steps
+    skip = set(skip) | ({"bert_base"} if quick else set()) | (set() if study else {"study_time"})
+    return [(part, [(out / name, [sys.executable, str(HERE / script), *(x.format(out=out) for x in args),
+                                  *["--quick"] * quick, "--json", str(out / name)]) for name, script, *args in jobs])
+            for part, jobs in JOBS.items() if part not in skip]
 
 
 def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
@@ -85,19 +76,17 @@ def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
     return results
 
 
-def collect(pattern: str, key: str, *folders) -> dict:
-    """Every JSON file matching ``pattern`` in the folders that holds ``key``, keyed by file name (the first
-    folder wins): the outputs of accuracy.py and transfer.py, which run_all does not run itself."""
-    found = {}
-    for folder in folders:
-        for f in sorted(Path(folder).glob(pattern)):
-            try:
-                d = read_json(f)
-            except (OSError, ValueError):
-                continue
-            if f.name not in found and isinstance(d, dict) and key in d:
-                found[f.name] = {"file": shown(f), "result": d}
-    return found
+def read_existing(results: dict, out: Path) -> None:
+    """Parts this run did not measure, from their JSON files in ``out`` (an earlier or separate run), marked so."""
+    for part, jobs in JOBS.items():
+        if not all(o.get("separate") for o in results.setdefault("parts", {}).get(part, [])):
+            continue  # measured by this run (a separate one is read afresh: a render-only after rerunning a part)
+        found = [(read_json(out / name), out / name, script) for name, script, *_ in jobs if (out / name).is_file()]
+        if found:
+            results["parts"][part] = [
+                {"file": shown(f), "separate": True, "wall_s": r.get("wall_s"), "result": r,
+                 "command": f"python benchmarks/{script} (a separate run, {r.get('machine', {}).get('date', 'date unknown')})"}
+                for r, f, script in found]
 
 
 def main(argv=None) -> int:
@@ -106,9 +95,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON files and PNGs")
     ap.add_argument("--md", default=str(HERE / "RESULTS.md"), help="where to write the markdown report")
     ap.add_argument("--skip", default="", type=names_of(JOBS), help=f"comma-separated parts to skip: {','.join(JOBS)}")
-    ap.add_argument("--accuracy", action="store_true",
-                    help=f"also run benchmarks/accuracy.py on {', '.join(ACCURACY_CONFIGS)} (slow: trains each seed)")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds for --accuracy")
     ap.add_argument("--study", action="store_true", help="also time the whole `jaxsenti study` (benchmarks/study_time.py)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark subprocess")
     ap.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from <out>/results.json")
@@ -125,19 +111,14 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         cmd_argv = sys.argv[1:] if argv is None else list(argv)
         skipped = skip | ({"bert_base"} if a.quick else set())
-        skipped |= set() if a.accuracy else {"accuracy (run with --accuracy; existing files are read)"}
         skipped |= set() if a.study else {"study_time (run with --study; an existing study_time.json is read)"}
         results = {"command": " ".join(["python", "benchmarks/run_all.py", *map(shlex.quote, cmd_argv)]),
                    "quick": a.quick, "machine": machine_info(), "skipped": sorted(skipped)}
         t0 = time.perf_counter()
-        results |= run_parts(plan(a.quick, out, skip, a.accuracy, a.seeds, a.study), timeout=a.timeout)
+        results |= run_parts(plan(a.quick, out, skip, a.study), timeout=a.timeout)
         results["wall_s"] = time.perf_counter() - t0
         results["load_average_end"] = machine_info()["load_average"]
-    results["accuracy"] = collect("*accuracy*.json", "summary", out, HERE / "results")
-    results["transfer"] = collect("transfer_*.json", "curve", out, HERE / "results")
-    if "study_time" not in results.get("parts", {}) and (f := out / "study_time.json").is_file():
-        results.setdefault("parts", {})["study_time"] = [{"file": shown(f), "command": "python benchmarks/study_time.py",
-                                                          "wall_s": None, "result": read_json(f)}]
+    read_existing(results, out)
     try:
         results["results_json"] = os.path.relpath(results_json, md_path.resolve().parent)
     except ValueError:  # another drive (Windows)

@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py [--part batch,dataset] [--quick] [--json out.json] [--plots DIR]
 
-* ``batch``: ``benchmarks/harness.py lstm`` once per batch size (the study's LSTM: vocab 9524,
+* ``batch``: ``harness.py``'s ``lstm`` case once per batch size (the study's LSTM: vocab 9524,
   embedding 400, 2 x LSTM(256), T = 128, full-length rows), each framework in its own subprocess, so peak RSS
   is per batch size too. PyTorch is measured as well unless ``--no-torch`` (``--quick`` implies it).
 * ``dataset``: one epoch of LSTM training through the project's own path (jieba words -> ``Vocab`` ->
@@ -19,32 +19,27 @@
 from __future__ import annotations
 
 import functools
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import (HERE, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
-                    run_script)
+from common import base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib
 
-# --- batch-size scaling (subprocesses of harness.py lstm) ---
+# --- batch-size scaling (the harness's lstm case, a worker process per framework) ---
 
 ROW_KEYS = ("median_step_s", "tokens_per_s", "seq_per_s", "first_step_s", "peak_rss_mib")
 
 
 def batch_scaling(batches=(16, 32, 64, 128), *, seq: int = 128, steps: int = 6, warmup: int = 2, torch: bool = True,
-                  workdir: Path | None = None, log=print) -> dict:
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="jaxsenti-scaling-"))
+                  log=print) -> dict:
+    from harness import measure, spec_for
+
     rows = []
     for b in batches:
-        jpath = workdir / f"lstm_b{b}.json"
-        sets = [f"batch={b}", f"seq={seq}", f"steps={steps}", f"warmup={warmup}", "rounds=1"]
-        sets += [] if torch else ["frameworks=('jax',)"]
-        cmd = [sys.executable, HERE / "harness.py", "lstm", "--json", jpath, *(x for kv in sets for x in ("--set", kv))]
-        r = run_script(cmd, jpath)
-        res = r["result"]
+        res = measure(spec_for("lstm", batch=b, seq=seq, steps=steps, warmup=warmup, rounds=1,
+                               frameworks=("jax", "torch") if torch else ("jax",),
+                               peak_flops=1.0), isolate=True)  # no MFU here, so no matmul: the parent stays light
         fws = {fw: {k: x.get(k) for k in ROW_KEYS} for fw, x in res["frameworks"].items()}
-        rows.append({"batch": b, "seq": seq, "wall_s": r["wall_s"], "tokens_per_step": res["tokens_per_step"],
+        rows.append({"batch": b, "seq": seq, "tokens_per_step": res["tokens_per_step"],
                      "jax_over_torch": res["jax_over_torch"], "frameworks": fws})
         log(f"  B={b:<4} " + "  ".join(f"{fw} {x['tokens_per_s']:>8.0f} tok/s" for fw, x in fws.items())
             + (f"  ratio {res['jax_over_torch']:.2f}x" if res["jax_over_torch"] else ""))

@@ -19,7 +19,7 @@ command); this config runs the 24 epochs straight.
 Expected: held-out MLM loss ~4.2, masked-token accuracy ~27 %; about 55 minutes on a quiet 2-core CPU (an
 estimate from the ~19k tokens/s of its uncontended last epochs; it took 91 minutes here, mostly while other
 jobs shared the cores). Fine-tuning accuracy it gives:
-benchmarks/RESULTS.md, "Transfer learning".
+experiments/RESULTS.md, "Transfer learning".
 """
 
 from jaxsenti.config import CorpusConfig, OptimConfig, PretrainConfig

@@ -8,8 +8,8 @@ in the package (or one it pretrains within its time budget when the data differ)
 tokenizer, split (1620/180/200) and fine-tuning settings as bert_small_random: the two rows differ only in
 the starting weights.
 Expected: test accuracy 0.829 ± 0.019 over 5 seeds from the 24-epoch pretraining, against 0.837 ± 0.030 from
-random init on the same splits: no transfer gain at this scale (`python benchmarks/transfer.py bert ...`,
-benchmarks/RESULTS.md "Transfer learning", with the curve over pretraining tokens).
+random init on the same splits: no transfer gain at this scale (`python experiments/transfer.py bert ...`,
+experiments/RESULTS.md "Transfer learning", with the curve over pretraining tokens).
 """
 
 import dataclasses

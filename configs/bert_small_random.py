@@ -5,7 +5,7 @@
 This is what machines without Hugging Face hub access can run: the real bert-base-chinese
 tokenizer with a 2-layer, 128-wide encoder learned from the 1620 training reviews only.
 It is NOT transfer learning and says nothing about the study's BERT result.
-Expected: test accuracy 0.837 ± 0.030 over 5 seeds (`python benchmarks/transfer.py bert ...`, benchmarks/RESULTS.md;
+Expected: test accuracy 0.837 ± 0.030 over 5 seeds (`python experiments/transfer.py bert ...`, experiments/RESULTS.md;
 seeds 0-2 alone gave 0.855 ± 0.018 earlier), 73 s per seed on a 2-core CPU that two other training jobs shared
 (366 s for 5 seeds).
 """

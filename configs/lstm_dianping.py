@@ -4,8 +4,8 @@
     jaxsenti train lstm --config configs/lstm_dianping.py --set model.pooling=mean   # mean over valid steps
 
 Split 1600/200/200 (stratified, seed 0); best epoch chosen on validation loss.
-Expected: test accuracy 0.840 ± 0.016 (5 seeds, benchmarks/RESULTS.md, from
-`python benchmarks/accuracy.py lstm_dianping --seeds 5`; the same again in `benchmarks/transfer.py lstm`), 129 s per
+Expected: test accuracy 0.840 ± 0.016 (5 seeds, experiments/RESULTS.md, from
+`python experiments/accuracy.py lstm_dianping --seeds 5`; the same again in `experiments/transfer.py lstm`), 129 s per
 seed on a 2-core CPU that two other training jobs shared (644 s for 5 seeds; a quiet machine is faster).
 That is below the 0.85 the LSTM issue hoped for. Dropout 0.3 on the embedded tokens was chosen on
 *validation* accuracy (5 seeds) over no embedding dropout, 0.5, lr 5e-4, min_freq 2 and a

@@ -8,7 +8,7 @@ package (or one it pretrains within its time budget when the data differ). Every
 lstm_dianping's: split 1600/200/200, vocabulary of the training split (its words that the LM knows
 start from the LM's vectors), best epoch on validation loss.
 Expected: test accuracy 0.873 ± 0.027 over 5 seeds from the shipped LM (0.840 ± 0.016 from random init, same
-splits; `python benchmarks/transfer.py lstm ...`, benchmarks/RESULTS.md "Transfer learning").
+splits; `python experiments/transfer.py lstm ...`, experiments/RESULTS.md "Transfer learning").
 """
 
 import dataclasses

@@ -42,7 +42,7 @@ SHOPPING = "online_shopping_10_cats.csv"
 @dataclasses.dataclass(frozen=True)
 class FinetuneTexts:
     """What pretraining may and may not see of a fine-tuning dataset: its texts in no validation or test
-    split of seeds 0..seeds-1 (seed i of the study and of benchmarks/accuracy.py uses split i), and those it must not."""
+    split of seeds 0..seeds-1 (seed i of the study and of experiments/accuracy.py uses split i), and those it must not."""
 
     name: str
     train: list

@@ -12,7 +12,7 @@ import sys
 import pytest
 from tests.conftest import DATA_DIR, REPO
 
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tools"))
 import gpu_bundle  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def clone(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu") / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)
     env = dict(os.environ, JAXSENTI_CACHE=str(root.parent / "cache"))
-    p = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_bundle.py"), "--data", str(DATA_DIR),
+    p = subprocess.run([sys.executable, str(root / "tools" / "gpu_bundle.py"), "--data", str(DATA_DIR),
                         "--root", str(root)], capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     return root, p.stdout
@@ -38,7 +38,9 @@ def test_what_travels_stays_under_the_margin(clone):
     mib = float(re.search(r"travels: ([\d.]+) MiB", printed).group(1))
     assert abs(mib - total / 2**20) < 0.1
     names = sorted(str(p.relative_to(root / gpu_bundle.BUNDLE)) for p in (root / gpu_bundle.BUNDLE).rglob("*") if p.is_file())
-    assert names[:2] == ["data/cache/" + names[0].split("/")[-1], "data/dianping.csv.gz"] and len(names) == 4, names
+    assert names[:2] == ["data/cache/" + names[0].split("/")[-1], "data/dianping.csv.gz"] and len(names) == 9, names
+    assert sorted(n.split("-")[0] for n in names if n.startswith("test-wheels/")) == sorted(
+        f"test-wheels/{w}" for w in gpu_bundle.TEST_WHEELS)
     assert subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout == ""
 
 
@@ -54,6 +56,19 @@ def test_the_trimmed_jieba_wheel_installs_and_segments(clone, tmp_path):
     where, words = p.stdout.splitlines()
     assert where.startswith(str(tmp_path / "site")) and words == "这家/的/环境/不差/，/但是/菜/不怎么/好吃/。"
     assert not (tmp_path / "site" / "jieba" / "lac_small").exists()
+
+
+def test_the_test_wheels_give_a_working_pytest_without_the_installed_one(clone, tmp_path):
+    root, _ = clone
+    wheels = sorted(str(w) for w in (root / gpu_bundle.BUNDLE / "test-wheels").glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(tmp_path / "site"), *wheels], check=True)
+    (tmp_path / "t" / "test_one.py").parent.mkdir()
+    (tmp_path / "t" / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    # -S: no site-packages, so only the wheels' pytest can be imported
+    p = subprocess.run([sys.executable, "-S", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "t")],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")))
+    assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
 
 
 def test_the_wrapper_unpacks_the_bundle(clone, tmp_path):

@@ -6,9 +6,12 @@ the same flat vector cuDNN gets); only the test that runs the cuDNN kernel itsel
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 from jax.experimental import rnn
@@ -236,3 +239,51 @@ def test_cudnn_kernel_matches_scan_on_gpu(bidirectional):
     assert lstm_cudnn.cuda_lstm_available()
     with jax.default_matmul_precision("highest"):  # no TF32 on either side
         compare_layer_backends(bidirectional, atol=1e-4, rtol_grad=1e-3, seed=3)
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def classifier_backends_agree(bidirectional: bool, pooling: str, *, V=9524, E=400, H_=256, B=16, T_=64) -> dict:
+    """The study's classifier (embedding 400, 2 x 256) through the cuDNN path and the scan path, same weights:
+    relative error of the logits and of all gradients together (float64 on the host), rows padded, one of length 0."""
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, T_ + 1, size=B).astype(np.int32)
+    lengths[0], lengths[1] = T_, 0
+    tokens = rng.integers(1, V, size=(B, T_)).astype(np.int32)
+    tokens[np.arange(T_)[None] >= lengths[:, None]] = 0
+    labels = rng.integers(0, 2, size=B).astype(np.float32)
+    cfg = LSTMConfig(vocab_size=V, embed_dim=E, hidden_dim=H_, num_layers=2, bidirectional=bidirectional,
+                     pooling=pooling, dropout=0.0)
+    models = {b: LSTMClassifier(dataclasses.replace(cfg, backend=b), rngs=nnx.Rngs(1)) for b in ("scan", "cudnn")}
+    nnx.update(models["cudnn"], nnx.state(models["scan"], nnx.Param))
+    got = {}
+    for backend, m in models.items():
+        gd, params = nnx.split(m, nnx.Param)
+
+        def loss(p, gd=gd):
+            logits = nnx.merge(gd, p)(tokens, lengths, deterministic=True)
+            return optax.sigmoid_binary_cross_entropy(logits, labels).sum(), logits
+
+        (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        got[backend] = (np.asarray(logits, np.float64),
+                        np.concatenate([np.asarray(g, np.float64).ravel() for g in jax.tree.leaves(grads)]))
+    (lc, gc), (ls, gs) = got["cudnn"], got["scan"]
+    return {"finite": bool(np.isfinite(lc).all()), "logits": _rel(lc, ls), "grads": _rel(gc, gs)}
+
+
+def test_classifier_parity_check_runs_off_gpu():
+    """The GPU test below, at toy sizes through the CPU fallback: the check itself works (and agrees there)."""
+    err = classifier_backends_agree(True, "mean", V=50, E=8, H_=8, B=4, T_=6)
+    assert err["finite"] and err["logits"] < 1e-5 and err["grads"] < 1e-5, err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a CUDA GPU (jax.experimental.rnn.lstm)")
+@pytest.mark.parametrize("bidirectional,pooling", [(False, "last"), (True, "mean")])
+def test_cudnn_classifier_matches_scan_on_gpu(bidirectional, pooling):
+    assert lstm_cudnn.cuda_lstm_available()
+    with jax.default_matmul_precision("highest"):  # float32 on both sides: no TF32
+        err = classifier_backends_agree(bidirectional, pooling)
+    assert err["finite"] and err["logits"] < 1e-4 and err["grads"] < 1e-4, err

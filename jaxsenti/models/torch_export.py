@@ -29,19 +29,23 @@ def _np(param) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(param[...], np.float32))
 
 
-def lstm_state_dict(model: LSTMClassifier) -> dict[str, np.ndarray]:
-    sd = {"embedding.weight": _np(model.embed.embedding)}
-    for k, layer in enumerate(model.layers):
-        for suffix, d in (("", layer.fwd), ("_reverse", layer.bwd)):
+def lstm_layers_state_dict(layers, prefix: str = "lstm.") -> dict[str, np.ndarray]:
+    """Our stack of ``LSTMLayer`` (classifier or language model) as one ``nn.LSTM``'s parameters."""
+    sd = {}
+    for k, layer in enumerate(layers):
+        for suffix, d in (("", layer.fwd), ("_reverse", getattr(layer, "bwd", None))):
             if d is None:
                 continue
-            sd[f"lstm.weight_ih_l{k}{suffix}"] = np.ascontiguousarray(_np(d.w_ih).T)
-            sd[f"lstm.weight_hh_l{k}{suffix}"] = np.ascontiguousarray(_np(d.w_hh).T)
-            sd[f"lstm.bias_ih_l{k}{suffix}"] = _np(d.b)
-            sd[f"lstm.bias_hh_l{k}{suffix}"] = np.zeros_like(_np(d.b))
-    sd["head.weight"] = np.ascontiguousarray(_np(model.head.kernel).T)
-    sd["head.bias"] = _np(model.head.bias)
+            sd[f"{prefix}weight_ih_l{k}{suffix}"] = np.ascontiguousarray(_np(d.w_ih).T)
+            sd[f"{prefix}weight_hh_l{k}{suffix}"] = np.ascontiguousarray(_np(d.w_hh).T)
+            sd[f"{prefix}bias_ih_l{k}{suffix}"] = _np(d.b)
+            sd[f"{prefix}bias_hh_l{k}{suffix}"] = np.zeros_like(_np(d.b))
     return sd
+
+
+def lstm_state_dict(model: LSTMClassifier) -> dict[str, np.ndarray]:
+    return {"embedding.weight": _np(model.embed.embedding), **lstm_layers_state_dict(model.layers),
+            "head.weight": np.ascontiguousarray(_np(model.head.kernel).T), "head.bias": _np(model.head.bias)}
 
 
 def save_lstm(model: LSTMClassifier, vocab_words: list[str], folder: str | os.PathLike, *, max_len: int,
@@ -64,4 +68,4 @@ def save_lstm(model: LSTMClassifier, vocab_words: list[str], folder: str | os.Pa
     return folder
 
 
-__all__ = ["REFERENCE", "lstm_state_dict", "save_lstm"]
+__all__ = ["REFERENCE", "lstm_layers_state_dict", "lstm_state_dict", "save_lstm"]

@@ -1,7 +1,7 @@
 """Domain-adaptive pretraining, measured on data no checkpoint read: one online-shopping category held out.
 
-    python benchmarks/heldout_category.py --category 蒙牛 --seeds 3 --base-epochs 2 --adapt-budget 300 \\
-        --out runs/heldout --json benchmarks/results/heldout_category.json
+    python experiments/heldout_category.py --category 蒙牛 --seeds 3 --base-epochs 2 --adapt-budget 300 \\
+        --out runs/heldout --json experiments/results/heldout_category.json
 
 1. A base LSTM language model (the packaged ``lstm_lm`` config: the study's LSTM, its vocabulary and schedule)
    pretrained on the online-shopping reviews without the held-out category (and, as always, without 酒店),
@@ -27,13 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_argparser, finish, shown
-from jaxsenti import config as config_lib
-from jaxsenti.data import load_reviews, resolve_dataset, segment_many
-from jaxsenti.data.corpus import HOTEL
-from jaxsenti.metrics import fmt_mean_std
-from jaxsenti.pretrain import SHOPPING, FinetuneTexts, adaptation_config, pretrain
-from jaxsenti.study import BASELINES, StudyOptions, run_baselines, run_neural
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/common.py: shared script helpers
+
+from common import base_argparser, finish, shown  # noqa: E402
+from jaxsenti import config as config_lib  # noqa: E402
+from jaxsenti.data import load_reviews, resolve_dataset, segment_many  # noqa: E402
+from jaxsenti.data.corpus import HOTEL  # noqa: E402
+from jaxsenti.metrics import fmt_mean_std  # noqa: E402
+from jaxsenti.pretrain import SHOPPING, FinetuneTexts, adaptation_config, pretrain  # noqa: E402
+from jaxsenti.study import BASELINES, StudyOptions, run_baselines, run_neural  # noqa: E402
 
 SPLIT = (0.8, 0.1, 0.1)
 
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     if not a.base:
         print(f"# base LM without {a.category}: {a.base_epochs} epochs", flush=True)
         pretrain(base_cfg, base, overwrite=True, progress=sys.stderr.isatty(),
-                 command=shown(["python", "benchmarks/heldout_category.py", *(sys.argv[1:] if argv is None else argv)]))
+                 command=shown(["python", "experiments/heldout_category.py", *(sys.argv[1:] if argv is None else argv)]))
     base_info = json.loads((base / "pretraining.json").read_text(encoding="utf-8"))
 
     reviews = load_reviews(mine, "review", "label")
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
            "rows": rows, "best_baseline": best,
            "adapted_beats_best_baseline": rows["adapted"]["summary"]["accuracy"]["mean"] > rows[best]["summary"]["accuracy"]["mean"],
            "total_seconds": time.perf_counter() - t0,
-           "command": shown(["python", "benchmarks/heldout_category.py", *(sys.argv[1:] if argv is None else argv)])}
+           "command": shown(["python", "experiments/heldout_category.py", *(sys.argv[1:] if argv is None else argv)])}
     return finish(res, a, argv, lambda r: print(f"best baseline {best}; adapted LSTM beats it: {r['adapted_beats_best_baseline']}"))
 
 

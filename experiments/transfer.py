@@ -1,9 +1,9 @@
 """The transfer-learning result: fine-tuning accuracy from random init vs from this project's pretraining,
 and how it grows with the amount of pretraining (the snapshots a pretraining run exported along the way).
 
-    python benchmarks/transfer.py bert --pretrained runs/pretrain/bert_mlm_small --seeds 5 --curve-seeds 3 \\
-        --json benchmarks/results/transfer_bert.json
-    python benchmarks/transfer.py lstm --pretrain --seeds 5 --json benchmarks/results/transfer_lstm.json
+    python experiments/transfer.py bert --pretrained runs/pretrain/bert_mlm_small --seeds 5 --curve-seeds 3 \\
+        --json experiments/results/transfer_bert.json
+    python experiments/transfer.py lstm --pretrain --seeds 5 --json experiments/results/transfer_lstm.json
 
 MODEL is a registered model with a pretraining task. ``--pretrain`` first runs ``jaxsenti pretrain MODEL`` with
 its packaged pretraining config (into ``--pretrained``, default runs/pretrain/<config>); otherwise
@@ -23,14 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, base_argparser, finish, shown
-from jaxsenti import config as config_lib
-from jaxsenti import registry
-from jaxsenti.data import load_reviews, resolve_dataset, segment_many
-from jaxsenti.metrics import fmt_mean_std
-from jaxsenti.plotting import new_figure, save_figure
-from jaxsenti.pretrain import pretrain
-from jaxsenti.study import run_neural
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/common.py: shared script helpers
+
+from common import ROOT, base_argparser, finish, shown  # noqa: E402
+from jaxsenti import config as config_lib  # noqa: E402
+from jaxsenti import registry  # noqa: E402
+from jaxsenti.data import load_reviews, resolve_dataset, segment_many  # noqa: E402
+from jaxsenti.metrics import fmt_mean_std  # noqa: E402
+from jaxsenti.plotting import new_figure, save_figure  # noqa: E402
+from jaxsenti.pretrain import pretrain  # noqa: E402
+from jaxsenti.study import run_neural  # noqa: E402
 
 
 def _accuracy(cfg, reviews, words, seeds: int, out: Path, label: str) -> dict:
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
     folder = Path(a.pretrained or ROOT / "runs" / "pretrain" / pcfg.name)
     if a.pretrain:
         pretrain(pcfg, folder, overwrite=True, progress=sys.stderr.isatty(),
-                 command=f"python benchmarks/transfer.py {a.model} --pretrain")
+                 command=f"python experiments/transfer.py {a.model} --pretrain")
     info = json.loads((folder / "pretraining.json").read_text(encoding="utf-8"))
     random_cfg = config_lib.apply_overrides(config_lib.load_config(spec.study_config), a.set)
     tuned_cfg = config_lib.apply_overrides(config_lib.load_config(spec.study_pretrained_here_config), a.set)
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
     curve.append(res["final"] | {"epoch": info["epochs_run"], "tokens_seen": info["tokens_seen"],
                                  "val_loss": final["val_loss"], "val_accuracy": final["val_accuracy"]})
     res |= {"curve": curve, "total_seconds": time.perf_counter() - t0,
-            "command": shown(["python", "benchmarks/transfer.py", *(sys.argv[1:] if argv is None else argv)])}
+            "command": shown(["python", "experiments/transfer.py", *(sys.argv[1:] if argv is None else argv)])}
     if a.json:
         res["plot"] = shown(plot_curve(res, Path(a.json).with_suffix(".png")))
     return finish(res, a, argv, lambda r: None)

@@ -1,8 +1,8 @@
 """Maintainer's step: copy a finished pretraining run into the package as the study's pretrained default.
 
-    python benchmarks/package_pretrained.py bert runs/pretrain/bert_mlm_small
-    python benchmarks/package_pretrained.py lstm runs/pretrain/lstm_lm
-    python benchmarks/package_pretrained.py lstm --keys-only     # only (re)write corpus_keys.npy of the shipped one
+    python tools/package_pretrained.py bert runs/pretrain/bert_mlm_small
+    python tools/package_pretrained.py lstm runs/pretrain/lstm_lm
+    python tools/package_pretrained.py lstm --keys-only     # only (re)write corpus_keys.npy of the shipped one
 
 Writes ``jaxsenti/assets/pretrained/<config name>/``: the weights as float16 (half the size; they are read
 back as float32, so fine-tuning starts within float16 rounding of the run's weights) plus the files the
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from common import ROOT
 from jaxsenti import atomic
 from jaxsenti import config as config_lib
 from jaxsenti import registry
 from jaxsenti.models.hf_bert import TOKENIZER_FILES
 from jaxsenti.pretrain import CORPUS_KEYS, build_corpus, corpus_keys, packaged_pretrained_dir, pretrained_key
 
+ROOT = Path(__file__).resolve().parents[1]
 LIMIT_BYTES = 15 * 10**6
 
 

@@ -1,6 +1,6 @@
 """Test accuracy of an experiment config over several seeds (seed i = split i and init i).
 
-    python benchmarks/accuracy.py configs/lstm_dianping.py --seeds 5 --json benchmarks/results/lstm_accuracy.json
+    python experiments/accuracy.py configs/lstm_dianping.py --seeds 5 --json experiments/results/lstm_accuracy.json
 
 CONFIG is a file or a packaged config name (``lstm_dianping``). Prints precision/recall/accuracy/F1 as
 mean ± sample std and P(positive) for the mixed sentence; the accuracy table of benchmarks/RESULTS.md
@@ -14,12 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_argparser, finish, shown
-from jaxsenti import config as config_lib
-from jaxsenti import registry
-from jaxsenti.data import load_reviews, resolve_dataset, segment_many
-from jaxsenti.metrics import METRICS, fmt_mean_std
-from jaxsenti.study import run_neural
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/common.py: shared script helpers
+
+from common import base_argparser, finish, shown  # noqa: E402
+from jaxsenti import config as config_lib  # noqa: E402
+from jaxsenti import registry  # noqa: E402
+from jaxsenti.data import load_reviews, resolve_dataset, segment_many  # noqa: E402
+from jaxsenti.metrics import METRICS, fmt_mean_std  # noqa: E402
+from jaxsenti.study import run_neural  # noqa: E402
 
 
 def show(res: dict) -> None:
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
     out = Path(a.out or tempfile.mkdtemp(prefix="jaxsenti-acc-"))
     t0 = time.perf_counter()
     res = run_neural(cfg, reviews, words, a.seeds, out, progress=sys.stderr.isatty())
-    res |= {"command": shown(["python", "benchmarks/accuracy.py", *(sys.argv[1:] if argv is None else argv)]),
+    res |= {"command": shown(["python", "experiments/accuracy.py", *(sys.argv[1:] if argv is None else argv)]),
             "data": str(path), "total_seconds": time.perf_counter() - t0, "config_dict": config_lib.to_dict(cfg)}
     return finish(res, a, argv, show)
 

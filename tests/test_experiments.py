@@ -1,0 +1,58 @@
+"""The accuracy experiments (experiments/): transfer.py end to end on a tiny model, and the report they feed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from tests.test_benchmarks_smoke import parse_tables
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load(name: str):
+    """experiments/<name>.py as a module of its own name (``report`` would otherwise be benchmarks/report.py)."""
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_renders_the_accuracy_and_transfer_tables(tmp_path):
+    summary = {k: {"mean": 0.85, "std": 0.02, "values": [0.84, 0.86]} for k in ("precision", "recall", "accuracy", "f1")}
+    acc = {"summary": summary | {"runs": 2}, "config": "lstm_dianping", "split": [1600, 200, 200],
+           "data": "/d/dianping.csv", "mixed_sentence_p_positive": [0.4, 0.6], "total_seconds": 12.0}
+    (tmp_path / "lstm_accuracy.json").write_text(json.dumps(acc))
+    (tmp_path / "unrelated_accuracy.json").write_text("{not json")  # skipped, not fatal
+    md_path = tmp_path / "RESULTS.md"
+    assert load("report").main(["--results", str(tmp_path), "--md", str(md_path)]) == 0
+    md = md_path.read_text()
+    assert "## Accuracy" in md and "Transfer learning" not in md  # no transfer JSON: no empty section
+    (table,) = parse_tables(md)
+    assert table[2][:8] == ["lstm_dianping", "dianping.csv", "2", "1600/200/200", "0.850 ± 0.020", "0.850 ± 0.020",
+                            "0.850 ± 0.020", "0.850 ± 0.020"], table[2]
+
+
+def test_transfer_runs_random_final_and_snapshots_on_one_split_scheme(tmp_path):
+    transfer = load("transfer")
+    from jaxsenti import config as config_lib
+    from jaxsenti.pretrain import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["菜很好吃服务也好", "环境太差味道一般", "非常满意下次还来", "又贵又难吃"] * 40), encoding="utf-8")
+    cfg = config_lib.apply_overrides(config_lib.load_config("lstm_lm"), [
+        f"corpus.sources=[({str(corpus)!r}, None)]", "corpus.shopping=False", "corpus.finetune=None", "epochs=2",
+        "snapshot_epochs=[1]", "model.embed_dim=8", "model.hidden_dim=8", "task.num_sampled=8", "task.min_freq=1"])
+    pretrain(cfg, tmp_path / "lm", progress=False)
+    out = tmp_path / "transfer.json"
+    tiny = ["epochs=1", "model.embed_dim=8", "model.hidden_dim=8", "batch_size=128"]
+    assert transfer.main(["lstm", "--pretrained", str(tmp_path / "lm"), "--seeds", "1", "--curve-seeds", "1",
+                          *sum((["--set", s] for s in tiny), []), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [c["epoch"] for c in res["curve"]] == [1, 2] and res["curve"][0]["tokens_seen"] < res["curve"][1]["tokens_seen"]
+    assert res["random"]["summary"]["runs"] == res["final"]["summary"]["runs"] == 1
+    assert (tmp_path / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+    md = load("report").transfer_section({"transfer": {"transfer.json": {"result": res}}}, tmp_path, tmp_path)
+    assert any(line.startswith("| random init |") for line in md) and any("pretrained, epoch 1" in line for line in md)
+    assert "![lstm transfer](transfer.png)" in md
