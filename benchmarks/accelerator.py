@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -44,10 +43,10 @@ import traceback
 import warnings
 from pathlib import Path
 
-from common import HERE, finish, machine_info, names_of, profile_window, run_command, write_json
+from common import HERE, finish, machine_info, names_of, profile_window, read_json, run_command, write_json
 from harness import _bert_config, matmul_rate, measure, spec_for
 from report import render_gpu_markdown
-from study_time import run_study
+from startup import run_study
 
 sys.path.insert(0, str(HERE.parent / "tools"))
 from gpu_bundle import check_out_dir, copy_back  # noqa: E402  (the device tool's limits, both ways)
@@ -105,9 +104,8 @@ class Ctx:
     on_gpu: bool = False
     peak_flops: float | None = None
 
-    def no_time_for(self, part: str) -> dict | None:
-        """A ``skipped`` entry when the deadline leaves too little for one more shape or dtype of ``part``."""
-        need = self.size["variant_min_s"].get(part, 0)
+    def no_time_for(self, need: float) -> dict | None:
+        """A ``skipped`` entry when the deadline leaves less than ``need`` seconds (a part, a shape or a dtype)."""
         if self.deadline.left() < need:
             return {"skipped": f"deadline: {self.deadline.left():.0f}s left, needs ~{need}s"}
         return None
@@ -186,7 +184,7 @@ def part_lstm(ctx: Ctx) -> dict:
                else "nn.LSTM, native CPU"}
     out = {}
     for B, T in ctx.size["lstm"]["shapes"]:
-        if skipped := ctx.no_time_for("lstm"):
+        if skipped := ctx.no_time_for(ctx.size["variant_min_s"].get("lstm", 0)):
             out[f"B{B}_T{T}"] = skipped
             continue
         res = _measure(ctx, "lstm", "float32", batch=B, seq=T, frameworks=("jax", "jax_cudnn", "torch"))
@@ -224,7 +222,7 @@ def _steps(ctx: Ctx, part: str, case: str) -> dict:
 
     out = {}
     for dtype in ctx.size[part]["dtypes"]:
-        if skipped := ctx.no_time_for(part):
+        if skipped := ctx.no_time_for(ctx.size["variant_min_s"].get(part, 0)):
             out[dtype] = skipped
             continue
         res = out[dtype] = _measure(ctx, case, dtype, frameworks=("jax", "torch"))
@@ -253,12 +251,12 @@ def part_pretrain(ctx: Ctx) -> dict:
     if r["rc"] != 0:
         raise RuntimeError(f"pretraining failed ({'timed out' if r['timed_out'] else 'rc=' + str(r['rc'])}):\n"
                            + r["log_tail"])
-    info = json.loads((folder / "pretraining.json").read_text(encoding="utf-8"))
+    info = read_json(folder / "pretraining.json")
     dest = Path(a.out) / "bert_mlm_small"
     copied, left_out = copy_back(folder, dest, EXPORT_FILES, reserved=len(OTHER_OUT_FILES))
     written = sorted(p.name for p in folder.iterdir())
     hist = folder / "history.json"
-    history = json.loads(hist.read_text(encoding="utf-8")) if hist.is_file() else []
+    history = read_json(hist) if hist.is_file() else []
     final = info.get("final", {})
     _say(f"pretrain: {info['epochs_run']} epochs, {info['steps']} steps in {info['train_seconds']:.0f}s of training "
          f"({r['wall_s']:.0f}s in all), held-out loss {final.get('val_loss', float('nan')):.3f}, "
@@ -342,7 +340,7 @@ def main(argv=None) -> int:
            "requested_parts": [p for p in PARTS if p in a.parts and p not in a.skip],
            "machine": machine_info(devices=True)}
     if a.merge:
-        prev = json.loads(Path(a.merge).read_text(encoding="utf-8"))
+        prev = read_json(a.merge)
         if prev.get("smoke") != a.smoke or prev.get("on_gpu") != on_gpu:
             raise SystemExit(f"--merge {a.merge}: that run had smoke={prev.get('smoke')}, on_gpu={prev.get('on_gpu')}")
         res["parts"] = {k: v for k, v in prev["parts"].items() if k not in a.parts or k in a.skip}
@@ -354,33 +352,31 @@ def main(argv=None) -> int:
     if not on_gpu:
         res["note"] = ("no GPU: the cuDNN paths ran their CPU fallbacks (LSTM: jax.experimental.rnn.lstm_ref; BERT: "
                        "XLA attention), so nothing here is a GPU measurement")
-    status = int(any("error" in v or v.get("passed") is False for v in res["parts"].values()))
+    def status() -> int:  # 1 when a part failed, merged ones included
+        return int(any("error" in v or v.get("passed") is False for v in res["parts"].values()))
+
     with tempfile.TemporaryDirectory(prefix="accelerator-") as work:
         ctx = Ctx(a, size, deadline, Path(work), "cuda" if torch.cuda.is_available() else "cpu", on_gpu)
         ctx.peak_flops = ctx_peak  # a rerun without the device part takes MFU against the merged run's peak
         if size.get("torch_threads"):
             torch.set_num_threads(size["torch_threads"])  # tiny CPU shapes: threads only contend
         for part in res["requested_parts"]:
-            need = size["min_s"][part]
-            if deadline.left() < need:
-                res["parts"][part] = {"skipped": f"deadline: {deadline.left():.0f}s left, needs ~{need}s"}
-                _say(f"{part}: skipped, {deadline.left():.0f}s left")
+            if skipped := ctx.no_time_for(size["min_s"][part]):
+                res["parts"][part] = skipped
+                _say(f"{part}: {skipped['skipped']}")
                 continue
             _say(f"{part}: starting at {deadline.elapsed():.0f}s")
             t = time.perf_counter()
             try:
                 res["parts"][part] = RUNNERS[part](ctx) | {"part_wall_s": time.perf_counter() - t}
-                if res["parts"][part].get("passed") is False:
-                    status = 1
             except Exception as e:  # noqa: BLE001 - one part's failure must not cost the others
                 traceback.print_exc()
                 res["parts"][part] = {"error": f"{type(e).__name__}: {e}", "part_wall_s": time.perf_counter() - t}
-                status = 1
-            res["wall_s"], res["status"] = deadline.elapsed(), status
+            res["wall_s"], res["status"] = deadline.elapsed(), status()
             write_json(json_path, res)  # after every part: a run killed later keeps what it measured
             if write_md:
                 write_markdown(res, out)
-    res["wall_s"], res["status"] = deadline.elapsed(), status
+    res["wall_s"], res["status"] = deadline.elapsed(), status()
     a.json = str(json_path)
     finish(res, a, argv)
     if write_md:
@@ -390,10 +386,10 @@ def main(argv=None) -> int:
         _say(f"not writing {RESULTS_MD.name}: " + ("--smoke" if a.smoke else "no GPU") + "; JSON only")
     if bad := check_out_dir(out):
         _say("WARNING, would not all come back from the device tool: " + "; ".join(bad))
-    _say(f"done in {res['wall_s']:.0f}s, status {status}: "
+    _say(f"done in {res['wall_s']:.0f}s, status {res['status']}: "
          + ", ".join(f"{k} {'error' if 'error' in v else 'skipped' if 'skipped' in v else 'ok'}"
                      for k, v in res["parts"].items()))
-    return status
+    return res["status"]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import it cheaply.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -80,11 +81,6 @@ def profile_window(raw: str) -> tuple[int, int]:
         return parse_profile(raw)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def profile_dir(args) -> str:
-    """Where ``--profile`` traces go: ``profile/`` beside the ``--json`` file, else in the current folder."""
-    return str((Path(args.json).resolve().parent if args.json else Path.cwd()) / "profile")
 
 
 def names_of(known) -> Callable[[str], list[str]]:
@@ -175,10 +171,8 @@ def run_command(cmd: Sequence[str], *, timeout: float | None = None, log: str | 
 
 
 def _killpg(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the group ended as the timer fired
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_script(cmd: Sequence[str], json_path: str | os.PathLike, *, timeout: float | None = None) -> dict:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import HERE, ROOT, base_argparser, finish, peak_rss_mib, profile_dir
+from common import HERE, ROOT, base_argparser, finish, peak_rss_mib
 from report import show
 
 MIB = 2**20
@@ -167,11 +167,9 @@ def compiled_mib(compiled) -> float | None:
     """The compiled step's device footprint from XLA's memory analysis (None where the backend gives none)."""
     try:
         m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend implements it
+        return (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes) / MIB
+    except Exception:  # noqa: BLE001 - not every backend implements it (or it answers None)
         return None
-    if m is None:
-        return None
-    return (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes) / MIB
 
 
 class JaxStep:
@@ -541,7 +539,6 @@ class Local:
 
     def __init__(self, make, spec, fw: str):
         self.r = make()
-        self.ready = {}
         for _ in range(spec["warmup"]):
             self.r.step()
         self.r.sync()
@@ -683,7 +680,7 @@ def main(argv=None) -> int:
         ap.error("name a case")
     over = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     if a.profile:
-        over["profile"] = [*a.profile, profile_dir(a)]
+        over["profile"] = [*a.profile, str((Path(a.json).resolve().parent if a.json else Path.cwd()) / "profile")]
     spec = spec_for(a.case, dtype=a.dtype, quick=a.quick, smoke=a.smoke, **over)
     res = measure(spec, isolate=not a.in_process)
     return finish(res, a, argv, show("train"), devices=res["frameworks"].get("jax", {}).get("devices"))

@@ -147,8 +147,7 @@ def run(models=("lstm", "bert"), *, texts=None, **kw) -> dict:
     out = {"benchmark": "inference_latency", "data": name, "n_texts": len(texts), "models": {}}
     for kind in models:
         out["models"][kind] = bench_model(kind, list(texts), **kw)
-    out["peak_rss_mib"] = peak_rss_mib()
-    out["wall_s"] = time.perf_counter() - t0
+    out |= {"peak_rss_mib": peak_rss_mib(), "wall_s": time.perf_counter() - t0}
     return out
 
 

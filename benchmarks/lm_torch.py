@@ -118,18 +118,13 @@ def torch_log_expected_count(ids, num_sampled: int, vocab: int):
     return torch.log(num_sampled * p)
 
 
-def torch_ids_from_uniform(u, vocab: int):
-    """lstm_lm.log_uniform_sample's map from uniforms u in [0, 1) to ids."""
+def torch_log_uniform_sample(num_sampled: int, vocab: int, device="cpu", u=None):
+    """lstm_lm.log_uniform_sample with torch's generator (or the uniforms ``u`` in [0, 1) given): S ids with
+    replacement and log(S * P(id))."""
     import torch
 
-    return torch.clamp(torch.floor(torch.exp(u * math.log(vocab + 1.0))).long() - 1, 0, vocab - 1)
-
-
-def torch_log_uniform_sample(num_sampled: int, vocab: int, device="cpu"):
-    """lstm_lm.log_uniform_sample with torch's generator: S ids with replacement and log(S * P(id))."""
-    import torch
-
-    ids = torch_ids_from_uniform(torch.rand(num_sampled, device=device), vocab)
+    u = torch.rand(num_sampled, device=device) if u is None else u
+    ids = torch.clamp(torch.floor(torch.exp(u * math.log(vocab + 1.0))).long() - 1, 0, vocab - 1)
     return ids, torch_log_expected_count(ids, num_sampled, vocab)
 
 

@@ -96,8 +96,7 @@ def run(datasets: dict[str, tuple[Path, str, str]], *, limit: int | None = None,
     res = {"benchmark": "preprocessing", "datasets": {}}
     for name, (path, tc, lc) in datasets.items():
         res["datasets"][name] = bench_dataset(Path(path), tc, lc, limit=limit, repeats=repeats, tokenizer_dir=tokenizer_dir)
-    res["peak_rss_mib"] = peak_rss_mib()
-    res["wall_s"] = time.perf_counter() - t0
+    res |= {"peak_rss_mib": peak_rss_mib(), "wall_s": time.perf_counter() - t0}
     return res
 
 

@@ -93,28 +93,6 @@ def machine_section(results: dict) -> list[str]:
     return md_table(["", ""], rows)
 
 
-def compile_section(results: dict) -> list[str]:
-    rows = []  # the train steps' compile and first step are in their own table
-    for lat in _outputs(results, "latency"):
-        for kind, m in lat["result"]["models"].items():
-            s, b = m["single"], m["batch"]
-            rows.append((f"{kind} predict, 1 review", "jax", "first call (compile + run)", s["first_call_s"],
-                         _ms(s["p50_s"])))
-            rows.append((f"{kind} predict, {b['batch_size']} reviews", "jax",
-                         f"first call ({b['jitted_calls_per_predict']} bucket shapes)", b["first_call_s"], _ms(b["p50_s"])))
-            mo = m["model_only"].get(f"b{b['batch_size']}")
-            if mo:
-                rows.append((f"{kind} forward only, {mo['batch']}x{mo['seq']}", "jax", "lower + compile", mo["compile_s"],
-                             _ms(mo["p50_s"])))
-    ds = ((_result(results, "scaling") or {}).get("dataset") or {}).get("rows")
-    if ds:
-        rows.append((f"LSTM (moderate) epoch, {ds[0]['n_reviews']} reviews", "jax", "compile all bucket shapes",
-                     ds[0]["compile_s"], _ms(ds[0]["epoch_s"])))
-    if not rows:
-        return []
-    return md_table(["what", "framework", "one-off cost", "one-off (s)", "steady state (ms, median/p50)"], rows)
-
-
 def step_table(runs: Iterable[tuple[str, dict]], extra: Sequence[str] = ()) -> list[str]:
     """The one table of harness results, in both reports: (label, result) pairs; ``extra`` = row keys to show."""
     rows = []
@@ -208,7 +186,7 @@ def study_section(results: dict) -> list[str]:
         return [f"`{r['command']}` timed out after {fmt_num(r['wall_s'])} s."]
     rows = [(k, v, 100 * r["shares"][k]) for k, v in r["steps"].items()] + [("total (wall)", r["wall_s"], 100.0)]
     return md_table(["step", "seconds", "share of wall time (%)"], rows) + [
-        "", f"- `{r['command']}` via `benchmarks/study_time.py`, JAXSENTI_CACHE {r.get('cache', 'as set')}; per-step "
+        "", f"- `{r['command']}` via `benchmarks/startup.py --study`, JAXSENTI_CACHE {r.get('cache', 'as set')}; per-step "
             "seconds as the study records them (`results.json`), \"other\" is the wall time outside them."]
 
 
@@ -248,22 +226,22 @@ def latency_section(results: dict) -> list[str]:
             s, b, e = m["single"], m["batch"], m["encode_batch"]
             name = f"{kind} ({fmt_num(m['n_params'] / 1e6)}M params)"
             rows += [(name, "predict, 1 review (end to end)", s["n"], _ms(s["p50_s"]), _ms(s["p99_s"]), 1.0 / s["p50_s"],
-                      lat["peak_rss_mib"]),
+                      s["first_call_s"], lat["peak_rss_mib"]),
                      (name, f"predict, {b['batch_size']} reviews (end to end)", b["n"], _ms(b["p50_s"]), _ms(b["p99_s"]),
-                      b["reviews_per_s"], lat["peak_rss_mib"]),
+                      b["reviews_per_s"], b["first_call_s"], lat["peak_rss_mib"]),
                      (name, f"encode only, {b['batch_size']} reviews", e["n"], _ms(e["p50_s"]), _ms(e["p99_s"]),
-                      e["reviews_per_s"], None)]
+                      e["reviews_per_s"], None, None)]
             for mo in sorted(m["model_only"].values(), key=lambda mo: mo["batch"]):
                 rows.append((name, f"forward only, {mo['batch']}x{mo['seq']} tokens", mo["n"], _ms(mo["p50_s"]),
-                             _ms(mo["p99_s"]), mo["seq_per_s"], None))
+                             _ms(mo["p99_s"]), mo["seq_per_s"], mo["compile_s"], None))
             notes.append(f"{kind}: `{m['config_file']}`, buckets {m['buckets']}; {m['weights']}. "
                          f"The {b['batch_size']}-review call ran {b['jitted_calls_per_predict']} jitted calls "
                          f"(buckets {b['buckets_used']}), each padded to the smallest of `Predictor.BATCH_SIZES` "
-                         "that holds it.")
+                         "that holds it; its first call compiled those shapes.")
     if not rows:
         return []
-    return md_table(["model", "mode", "calls timed", "p50 (ms)", "p99 (ms)", "reviews/s at p50", "peak RSS (MiB)"],
-                    rows) + [""] + [f"- {n}" for n in notes]
+    return md_table(["model", "mode", "calls timed", "p50 (ms)", "p99 (ms)", "reviews/s at p50",
+                     "first call: compile + run (s)", "peak RSS (MiB)"], rows) + [""] + [f"- {n}" for n in notes]
 
 
 def preprocessing_section(results: dict) -> list[str]:
@@ -326,7 +304,7 @@ def scaling_section(results: dict, md_dir: Path, out_dir: Path) -> list[str]:
 
 def show(part: str):
     """A benchmark script's console summary (``finish``'s ``show``): its own RESULTS.md section, from its result."""
-    sections = {"train": lambda r: train_section(r) + [""] + compile_section(r), "latency": latency_section, "preprocessing": preprocessing_section, "dropout": dropout_section,
+    sections = {"train": train_section, "latency": latency_section, "preprocessing": preprocessing_section, "dropout": dropout_section,
                 "gemm_floor": gemm_floor_section, "study_time": study_section, "startup": startup_section}
 
     def print_section(res: dict) -> None:
@@ -362,7 +340,6 @@ def render_markdown(results: dict, md_path: str | os.PathLike, out_dir: str | os
     if results.get("skipped"):
         lines += [f"Skipped parts: {', '.join(results['skipped'])}.", ""]
     sections = (
-        ("Compile time vs steady state", compile_section(results)),
         ("Training throughput (train step: forward + backward + optimizer)", train_section(results)),
         ("How much of a step is GEMMs (the reachable speed ratio)", gemm_floor_section(results)),
         ("XLA CPU options", xla_section(results)),
@@ -441,11 +418,8 @@ def render_gpu_markdown(res: dict) -> str:
             ["held-out MLM loss / masked-token accuracy",
              f"{f.get('val_loss', 0):.3f} / {f.get('val_accuracy', 0):.3f}"],
             ["exported (run's `bert_mlm_small/`)", ", ".join(pr["copied"])]]), ""]
-    if "wall_s" in p.get("study", {}):
-        st = p["study"]
-        how = (f"finished in {st['wall_s']:.0f} s." if st["finished"] else f"**timed out** after {st['wall_s']:.0f} s "
-               "(all the deadline left it); the end of its log is in the JSON.")
-        lines += ["## Whole study", "", f"`{st['command']}`: {how}", ""]
+    if "wall_s" in p.get("study", {}):  # as RESULTS.md's
+        lines += ["## Whole study", "", *study_section({"parts": {"study_time": [{"result": p["study"]}]}}), ""]
     missing = [f"* {k}: not reached (the run ended before it)" for k in res.get("requested_parts", []) if k not in p]
     for k, v in p.items():
         variants = [(f"{k} {sub}", e) for sub, e in v.items() if isinstance(e, dict) and k in ("lstm", "bert", "mlm")]

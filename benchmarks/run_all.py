@@ -42,7 +42,7 @@ JOBS = {  # part: [(json file, script, arguments)], in run order; {out} is fille
     "latency": [(f"inference_latency_{m}.json", "inference_latency.py", "--models", m) for m in ("lstm", "bert")],
     "preprocessing": [("preprocessing.json", "preprocessing.py")],
     "scaling": [("scaling.json", "scaling.py", "--plots", "{out}")],
-    "study_time": [("study_time.json", "study_time.py")],
+    "study_time": [("study_time.json", "startup.py", "--study")],
     "startup": [("startup.json", "startup.py")],
 }
 
@@ -78,15 +78,13 @@ def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
 
 def read_existing(results: dict, out: Path) -> None:
     """Parts this run did not measure, from their JSON files in ``out`` (an earlier or separate run), marked so."""
-    for part, jobs in JOBS.items():
-        if not all(o.get("separate") for o in results.setdefault("parts", {}).get(part, [])):
-            continue  # measured by this run (a separate one is read afresh: a render-only after rerunning a part)
+    for part, jobs in JOBS.items():  # a part measured by this run stays; one read before is read afresh
         found = [(read_json(out / name), out / name, script) for name, script, *_ in jobs if (out / name).is_file()]
-        if found:
-            results["parts"][part] = [
-                {"file": shown(f), "separate": True, "wall_s": r.get("wall_s"), "result": r,
-                 "command": f"python benchmarks/{script} (a separate run, {r.get('machine', {}).get('date', 'date unknown')})"}
-                for r, f, script in found]
+        if found and all(o.get("separate") for o in results.setdefault("parts", {}).get(part, [])):
+            results["parts"][part] = [{"file": shown(f), "separate": True, "wall_s": r.get("wall_s"), "result": r,
+                                       "command": f"python benchmarks/{script} (a separate run, "
+                                                  f"{r.get('machine', {}).get('date', 'date unknown')})"}
+                                      for r, f, script in found]
 
 
 def main(argv=None) -> int:
@@ -95,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON files and PNGs")
     ap.add_argument("--md", default=str(HERE / "RESULTS.md"), help="where to write the markdown report")
     ap.add_argument("--skip", default="", type=names_of(JOBS), help=f"comma-separated parts to skip: {','.join(JOBS)}")
-    ap.add_argument("--study", action="store_true", help="also time the whole `jaxsenti study` (benchmarks/study_time.py)")
+    ap.add_argument("--study", action="store_true", help="also time the whole `jaxsenti study` (benchmarks/startup.py --study)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark subprocess")
     ap.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from <out>/results.json")
     a = ap.parse_args(argv)

@@ -233,13 +233,10 @@ def main(argv=None) -> int:
     if "dataset" in a.part:
         print("dataset-size scaling (one epoch, moderate LSTM):", flush=True)
         res["dataset"] = dataset_scaling([int(x) for x in a.sizes.split(",")])
-    res["peak_rss_mib"] = peak_rss_mib()
-    res["wall_s"] = time.perf_counter() - t0
-    if a.plots:
-        if "batch" in res:
-            print("wrote", plot_batch(res["batch"], Path(a.plots) / "scaling_batch.png"))
-        if "dataset" in res:
-            print("wrote", plot_dataset(res["dataset"], Path(a.plots) / "scaling_dataset.png"))
+    res |= {"peak_rss_mib": peak_rss_mib(), "wall_s": time.perf_counter() - t0}
+    for part, plot in (("batch", plot_batch), ("dataset", plot_dataset)) if a.plots else ():
+        if part in res:
+            print("wrote", plot(res[part], Path(a.plots) / f"scaling_{part}.png"))
     return finish(res, a, argv)
 
 

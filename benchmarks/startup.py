@@ -1,6 +1,7 @@
-"""Start-up and watching costs of the `jaxsenti` command, in cold processes (issue "Runs you can watch").
+"""Wall times of the `jaxsenti` command in cold processes: its start-up and watching costs, and the whole study.
 
     python benchmarks/startup.py --json benchmarks/results/startup.json
+    python benchmarks/startup.py --study [--timeout S] [--warm-cache DIR] --json out.json [-- study options]
 
 * `jaxsenti --help` and a usage error: the command line imports only what the parser needs.
 * `jaxsenti predict --model M "text"` for the study's LSTM and small BERT (each trained one epoch here), with
@@ -10,11 +11,18 @@
 * Logging: one epoch of `jaxsenti train lstm` with the default scalars (TensorBoard + metrics.jsonl every
   ``log_every`` steps) against `--report-to none`, alternated, training seconds from ``history.json``.
 
+* ``--study`` (alone): ``python -m jaxsenti study --out <tmp> --quiet`` in its own process group (killed at
+  ``--timeout``), with an empty ``JAXSENTI_CACHE`` as a new user's first run (``--warm-cache DIR``: that cache),
+  and each step's share from the seconds the study records (``results.json["seconds"]``: jieba segmentation,
+  EDA, baselines, each neural model); "other" is the wall time outside them (start-up, data, t-SNE, figures,
+  the report). ``accelerator.py``'s study part runs the same function.
+
 Every figure is a wall time of a process started here, so it includes the interpreter and the imports.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -25,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_argparser, finish
+from common import base_argparser, finish, read_json, run_command
 from report import show
 
 JAXSENTI = [sys.executable, "-m", "jaxsenti"]
@@ -53,11 +61,44 @@ def _first_step(p: subprocess.CompletedProcess) -> float:
     return float(m.group(1))
 
 
+def run_study(folder: Path, *, timeout: float, args=(), log: Path | None = None, cache: Path | None = None) -> dict:
+    """The study's run record (``common.run_command``) with ``finished``, ``steps`` ({step: seconds}) and
+    ``shares`` ({step: fraction of the wall time}, "other" included) when it finished. ``cache``: its
+    JAXSENTI_CACHE (default: the environment's)."""
+    cmd = JAXSENTI + ["study", "--out", str(folder), "--quiet", *args]
+    r = run_command(cmd, timeout=timeout, log=log, env=dict(os.environ, **({"JAXSENTI_CACHE": str(cache)} if cache else {})))
+    r.pop("stdout", None)
+    results, report = folder / "results.json", folder / "report.md"
+    r["finished"] = r["rc"] == 0 and results.is_file()
+    if not r["finished"]:
+        if not r["timed_out"]:
+            raise RuntimeError(f"jaxsenti study failed (rc={r['rc']}):\n{r['log_tail']}")
+        return r
+    steps = dict(read_json(results)["seconds"])
+    steps["other (start-up, data, figures, report)"] = max(0.0, r["wall_s"] - sum(steps.values()))
+    r |= {"steps": steps, "shares": {k: v / r["wall_s"] for k, v in steps.items()}}
+    if report.is_file():
+        r["report_md"] = report.read_text(encoding="utf-8")[:20000]
+    return r
+
+
 def main(argv=None) -> int:
     ap = base_argparser(__doc__)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--work", help="working folder (default: a temporary one)")
+    ap.add_argument("--study", action="store_true", help="time the whole study instead (alone: minutes)")
+    ap.add_argument("--timeout", type=float, default=4 * 3600, help="--study: seconds before it is killed")
+    ap.add_argument("--warm-cache", default=None, metavar="DIR", help="--study: this JAXSENTI_CACHE (default: empty)")
+    ap.add_argument("study_args", nargs=argparse.REMAINDER, help="--study: passed on to jaxsenti study (after --)")
     a = ap.parse_args(argv)
+    if a.study:
+        extra = [x for x in a.study_args if x != "--"]
+        with tempfile.TemporaryDirectory(prefix="study-time-") as tmp:
+            cache = Path(a.warm_cache) if a.warm_cache else Path(tmp) / "cache"
+            r = run_study(Path(tmp) / "study", timeout=a.timeout, args=extra, cache=cache)
+        r.pop("report_md", None)
+        r |= {"study_args": extra, "cache": "warm: " + a.warm_cache if a.warm_cache else "empty (a first run)"}
+        return finish(r, a, argv, show("study_time"))
     repeats = 2 if a.quick else a.repeats
     work = Path(a.work or tempfile.mkdtemp(prefix="jaxsenti-startup-"))
     env = dict(os.environ, JAXSENTI_CACHE=str(work / "cache"))
