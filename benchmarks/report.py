@@ -150,7 +150,7 @@ def xla_section(results: dict) -> list[str]:
             continue
         for case, c in opt["cases"].items():
             if "error" in c:
-                rows.append((name, opt["flags"] or "(none)", case, "error: " + c["error"][:120], *["–"] * 5))
+                rows.append((name, opt["flags"] or "(none)", case, "error: " + c["error"].replace("Error dispatching computation: ", "")[:160], *["–"] * 5))
                 continue
             ok = c.get("within_tolerance")
             rows.append((name, opt["flags"] or "(none)", case, _ms(c["jax_step_s"]), _ms(c["torch_step_s"]),
