@@ -103,8 +103,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     results_json = out / "results.json"
 
-    if a.render_only:
-        results = read_json(results_json)
+    if a.render_only:  # ap.error: one line, exit 2
+        results = read_json(results_json) if results_json.is_file() else ap.error(f"no {results_json}: run the suite first")
     else:
         out.mkdir(parents=True, exist_ok=True)
         cmd_argv = sys.argv[1:] if argv is None else list(argv)

@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--md", default=str(HERE / "RESULTS.md"), help="where to write the markdown")
     a = ap.parse_args(argv)
     md = Path(a.md)
+    if not any(next(Path(a.results).glob(p), None) for p in ("*accuracy*.json", "transfer_*.json")):
+        ap.error(f"--results {a.results}: no *accuracy*.json or transfer_*.json there (nothing written)")
     md.write_text(render(Path(a.results).resolve(), md), encoding="utf-8")
     print(f"wrote {md}")
     return 0

@@ -260,6 +260,12 @@ def test_render_only_cli_rewrites_results_md(tmp_path):
     assert json.loads((tmp_path / "results" / "results.json").read_text())["command"] == res["command"]
 
 
+def test_render_only_without_a_results_json_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_all.main(["--render-only", "--out", str(tmp_path), "--md", str(tmp_path / "R.md")])
+    assert e.value.code == 2 and "run the suite first" in capsys.readouterr().err and not (tmp_path / "R.md").exists()
+
+
 def test_render_only_reads_a_part_run_alone_and_refreshes_it(tmp_path):
     out = tmp_path / "results"
     common.write_json(out / "results.json", fake_results(tmp_path))

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.test_benchmarks_smoke import parse_tables
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -56,3 +58,10 @@ def test_transfer_runs_random_final_and_snapshots_on_one_split_scheme(tmp_path):
     md = load("report").transfer_section({"transfer": {"transfer.json": {"result": res}}}, tmp_path, tmp_path)
     assert any(line.startswith("| random init |") for line in md) and any("pretrained, epoch 1" in line for line in md)
     assert "![lstm transfer](transfer.png)" in md
+
+
+def test_report_refuses_a_folder_without_results_and_writes_nothing(tmp_path, capsys):
+    md = tmp_path / "RESULTS.md"
+    with pytest.raises(SystemExit) as e:
+        load("report").main(["--results", str(tmp_path / "nowhere"), "--md", str(md)])
+    assert e.value.code == 2 and not md.exists() and "nothing written" in capsys.readouterr().err
