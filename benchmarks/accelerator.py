@@ -43,7 +43,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from common import HERE, finish, machine_info, names_of, profile_window, read_json, run_command, write_json
+from common import HERE, finish, machine_info, names_of, profile_window, read_json, run_command, script_main, write_json
 from harness import _bert_config, matmul_rate, measure, spec_for
 from report import render_gpu_markdown
 from startup import run_study
@@ -393,4 +393,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from a checkout withou
     sys.path.insert(0, str(ROOT))
 
 from jaxsenti import atomic  # noqa: E402
+from jaxsenti.cli import script_main  # noqa: E402, F401  (every script's __main__: user errors in one line)
 from jaxsenti.machine import machine_info  # noqa: E402  (the project's one; light: no jax import)
 from jaxsenti.training.tracking import parse_profile  # noqa: E402
 

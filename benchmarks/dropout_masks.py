@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from common import base_argparser, finish, parse_args
+from common import base_argparser, finish, parse_args, script_main
 from harness import alternate
 from report import show
 
@@ -52,4 +52,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

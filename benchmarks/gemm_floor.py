@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 
-from common import base_argparser, finish, names_of, parse_args
+from common import base_argparser, finish, names_of, parse_args, script_main
 from harness import alternate
 from report import show
 
@@ -147,4 +147,4 @@ SMOKE = {"lstm": dict(B=2, T=4, E=8, H=8, layers=1), "bert": dict(B=2, T=8, H=16
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import HERE, ROOT, base_argparser, finish, peak_rss_mib
+from common import HERE, ROOT, base_argparser, finish, peak_rss_mib, script_main
 from report import show
 
 MIB = 2**20
@@ -678,6 +678,8 @@ def main(argv=None) -> int:
         return serve(a.worker, a.spec)
     if not a.case:
         ap.error("name a case")
+    if bad := [kv for kv in a.set if "=" not in kv or kv.split("=", 1)[0] not in DEFAULTS | CASES[a.case]]:
+        ap.error(f"--set {bad[0]}: expected KEY=VALUE, KEY one of {', '.join(sorted(DEFAULTS | CASES[a.case]))}")
     over = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     if a.profile:
         over["profile"] = [*a.profile, str((Path(a.json).resolve().parent if a.json else Path.cwd()) / "profile")]
@@ -687,4 +689,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib
+from common import (base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    script_main)
 from harness import time_calls
 from report import show
 
@@ -168,4 +169,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    raise SystemExit(main())
+    script_main(main)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from common import (DATA_FILES, base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args,
-                    peak_rss_mib)
+                    peak_rss_mib, script_main)
 from harness import time_calls
 from report import show
 
@@ -116,4 +116,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

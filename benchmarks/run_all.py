@@ -22,10 +22,9 @@ import os
 import shlex
 import sys
 import time
-import traceback
 from pathlib import Path
 
-from common import HERE, machine_info, names_of, read_json, run_script, shown, write_json
+from common import HERE, machine_info, names_of, read_json, run_script, script_main, shown, write_json
 from report import fmt_num, render_markdown
 
 JOBS = {  # part: [(json file, script, arguments)], in run order; {out} is filled in
@@ -132,8 +131,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        raise SystemExit(130)
+    script_main(main)

@@ -22,7 +22,8 @@ import functools
 import time
 from pathlib import Path
 
-from common import base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib
+from common import (base_argparser, clear_segment_memo, data_path, finish, names_of, parse_args, peak_rss_mib,
+                    script_main)
 
 # --- batch-size scaling (the harness's lstm case, a worker process per framework) ---
 
@@ -241,4 +242,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_argparser, finish, read_json, run_command
+from common import base_argparser, finish, read_json, run_command, script_main
 from report import show
 
 JAXSENTI = [sys.executable, "-m", "jaxsenti"]
@@ -133,4 +133,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import HERE, base_argparser, finish, names_of, read_json, run_command, write_json
+from common import HERE, base_argparser, finish, names_of, read_json, run_command, script_main, write_json
 
 OPTIONS = {
     "baseline": "",
@@ -105,4 +105,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -634,6 +634,24 @@ def _error_line(e: Exception) -> str | None:
     return None
 
 
+def script_main(main) -> None:
+    """``sys.exit(main())`` for a script built on jaxsenti (``benchmarks/``, ``experiments/``, ``tools/``): a user
+    error ends in one line and exit 2, Ctrl-C in exit 130, as for the ``jaxsenti`` command; a bug keeps its
+    traceback."""
+    name = Path(sys.argv[0]).name
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        code = 130
+    except Exception as e:  # the command's policy: see _error_line
+        if (line := _error_line(e)) is None:
+            raise
+        print(f"{name}: error: {line}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None, *, use_compile_cache: bool = False) -> int:
     """The command line: exit 0 when done, 2 with one line for a user error (bad input, missing files,
     damaged or mismatched checkpoints, a full disk, a folder in use), 130 with one line on Ctrl-C.

@@ -1,6 +1,7 @@
 """End to end through the command line: study, train → predict, clear errors on bad data."""
 
 import csv
+import sys
 
 import numpy as np
 import json
@@ -127,3 +128,27 @@ def test_predictor_pads_each_bucket_to_a_small_batch(tiny_csv, tmp_path):
     assert sorted(shapes) == [(1, 32), (64, 8)]  # 1 long review: 1 row; 10 short: the 64-row size
     assert probs.shape == (11,) and np.allclose(probs[:10], probs[0])
     assert np.allclose(p.predict(texts[::-1])[::-1], probs, atol=1e-6)  # order does not matter
+
+
+def test_script_main_ends_a_user_error_in_one_line_and_keeps_a_bugs_traceback(capsys, monkeypatch):
+    """The benchmarks', experiments' and tools' __main__: the jaxsenti command's error policy."""
+    from jaxsenti.cli import script_main
+
+    monkeypatch.setattr(sys, "argv", ["bench.py"])
+
+    def raising(e):
+        def main():
+            raise e
+        return main
+
+    for error, code, line in ((FileNotFoundError(2, "No such file or directory", "x.json"), 2, "bench.py: error: "),
+                              (KeyboardInterrupt(), 130, "bench.py: interrupted")):
+        with pytest.raises(SystemExit) as e:
+            script_main(raising(error))
+        err = capsys.readouterr().err
+        assert e.value.code == code and err.startswith(line) and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit) as e:
+        script_main(lambda: 0)
+    assert e.value.code == 0
+    with pytest.raises(ZeroDivisionError):  # a bug: its traceback, not a one-liner
+        script_main(lambda: 1 / 0)

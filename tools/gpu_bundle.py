@@ -197,4 +197,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from jaxsenti.cli import script_main
+
+    script_main(main)

@@ -102,4 +102,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from jaxsenti.cli import script_main
+
+    script_main(main)
