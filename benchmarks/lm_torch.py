@@ -62,16 +62,10 @@ def jax_model(spec: dict):
 
 
 def jax_params_numpy(model) -> dict[str, np.ndarray]:
-    """Our LM's parameters as :func:`torch_model`'s ``state_dict``, in numpy (the LSTM as ``jaxsenti export`` maps
-    it: ``jaxsenti.models.torch_export``; ``proj.kernel`` [H, E] = ``proj.weight``.T)."""
-    from jaxsenti.models.torch_export import lstm_layers_state_dict
+    """Our LM's parameters as :func:`torch_model`'s ``state_dict``, in numpy (``jaxsenti.models.torch_export``)."""
+    from jaxsenti.models.torch_export import lstm_lm_state_dict
 
-    def f32(x):
-        return np.asarray(x[...], np.float32)
-
-    return {"embed.weight": f32(model.embed.embedding), **lstm_layers_state_dict(model.layers),
-            "proj.weight": f32(model.proj.kernel).T.copy(), "proj.bias": f32(model.proj.bias),
-            "out_bias": f32(model.out_bias)}
+    return lstm_lm_state_dict(model)
 
 
 # --- PyTorch side ---

@@ -109,12 +109,14 @@ def step_table(runs: Iterable[tuple[str, dict]], extra: Sequence[str] = ()) -> l
 
 def train_section(results: dict) -> list[str]:
     runs = list(_throughput_runs(results))
-    notes = [f"{long_label}: " + ("PyTorch under torch.autocast(cpu, bfloat16); " if r.get("dtype") == "bfloat16" else "")
-             + r["note"] + ("; each framework in its own process" if r.get("isolated") else "") for _, long_label, r in runs]
+    if not runs:
+        return []
     peak = next((r["peak_flops"] for *_, r in runs if r.get("peak_flops")), None)
-    return step_table((label, r) for label, _, r in runs) + ["", f"- MFU against a measured {fmt_num((peak or 0) / 1e9)} "
-                                                                "GFLOP/s fp32 matmul peak; vs PyTorch = tokens/s over "
-                                                                "PyTorch's in the same run."] + [f"- {n}" for n in notes] if runs else []
+    notes = [f"MFU against a measured {fmt_num(peak / 1e9)} GFLOP/s fp32 matmul peak."] * bool(peak) + [
+        "vs PyTorch = tokens/s over PyTorch's in the same run."] + [
+        f"{long_label}: " + ("PyTorch under torch.autocast(cpu, bfloat16); " if r.get("dtype") == "bfloat16" else "")
+        + r["note"] + ("; each framework in its own process" if r.get("isolated") else "") for _, long_label, r in runs]
+    return step_table((label, r) for label, _, r in runs) + [""] + [f"- {n}" for n in notes]
 
 
 def gemm_floor_section(results: dict) -> list[str]:

@@ -78,8 +78,8 @@ def run_parts(jobs, *, timeout: float | None, log=print) -> dict:
 def read_existing(results: dict, out: Path) -> None:
     """Parts this run did not measure, from their JSON files in ``out`` (an earlier or separate run), marked so."""
     for part, jobs in JOBS.items():  # a part measured by this run stays; one read before is read afresh
-        found = [(read_json(out / name), out / name, script) for name, script, *_ in jobs if (out / name).is_file()]
-        if found and all(o.get("separate") for o in results.setdefault("parts", {}).get(part, [])):
+        if all(o.get("separate") for o in results.setdefault("parts", {}).get(part, [])) and (found := [
+                (read_json(out / name), out / name, script) for name, script, *_ in jobs if (out / name).is_file()]):
             results["parts"][part] = [{"file": shown(f), "separate": True, "wall_s": r.get("wall_s"), "result": r,
                                        "command": f"python benchmarks/{script} (a separate run, "
                                                   f"{r.get('machine', {}).get('date', 'date unknown')})"}

@@ -48,6 +48,14 @@ def lstm_state_dict(model: LSTMClassifier) -> dict[str, np.ndarray]:
             "head.weight": np.ascontiguousarray(_np(model.head.kernel).T), "head.bias": _np(model.head.bias)}
 
 
+def lstm_lm_state_dict(model) -> dict[str, np.ndarray]:
+    """Our ``LSTMLanguageModel`` in PyTorch's layout: ``embed`` (tied output table), one ``nn.LSTM``, ``proj``
+    (``nn.Linear(H, E)``: our kernel transposed) and ``out_bias`` [V] (``benchmarks/lm_torch.py``'s module)."""
+    return {"embed.weight": _np(model.embed.embedding), **lstm_layers_state_dict(model.layers),
+            "proj.weight": np.ascontiguousarray(_np(model.proj.kernel).T), "proj.bias": _np(model.proj.bias),
+            "out_bias": _np(model.out_bias)}
+
+
 def save_lstm(model: LSTMClassifier, vocab_words: list[str], folder: str | os.PathLike, *, max_len: int,
               labels: tuple[str, str] = ("negative", "positive")) -> Path:
     """``config.json``, ``vocab.json``, ``model.safetensors`` and the reference module ``sentiment_lstm.py``."""
@@ -68,4 +76,4 @@ def save_lstm(model: LSTMClassifier, vocab_words: list[str], folder: str | os.Pa
     return folder
 
 
-__all__ = ["REFERENCE", "lstm_layers_state_dict", "lstm_state_dict", "save_lstm"]
+__all__ = ["REFERENCE", "lstm_layers_state_dict", "lstm_lm_state_dict", "lstm_state_dict", "save_lstm"]
