@@ -71,6 +71,8 @@ def run_study(folder: Path, *, timeout: float, args=(), log: Path | None = None,
     results, report = folder / "results.json", folder / "report.md"
     r["finished"] = r["rc"] == 0 and results.is_file()
     if not r["finished"]:
+        if r["rc"] == 2:  # the command's user error: its one line
+            raise ValueError(r["log_tail"].strip().splitlines()[-1])
         if not r["timed_out"]:
             raise RuntimeError(f"jaxsenti study failed (rc={r['rc']}):\n{r['log_tail']}")
         return r

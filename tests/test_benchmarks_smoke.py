@@ -450,6 +450,8 @@ def test_xla_cpu_flags_smoke_compares_options_with_the_baseline(tmp_path):
 def test_study_time_records_a_timeout_and_renders_the_shares(tmp_path):
     import startup
 
+    with pytest.raises(ValueError, match=r"^jaxsenti: error: unrecognized arguments: --no-such-flag"):
+        startup.run_study(tmp_path / "bad", timeout=120, args=["--no-such-flag"])  # its one line, no log dump
     r = startup.run_study(tmp_path / "s", timeout=0.5)
     assert r["timed_out"] and not r["finished"] and "-m jaxsenti study" in r["command"]
     done = {"finished": True, "command": "python -m jaxsenti study", "wall_s": 100.0,
