@@ -43,7 +43,8 @@ import traceback
 import warnings
 from pathlib import Path
 
-from common import HERE, finish, machine_info, names_of, profile_window, read_json, run_command, script_main, write_json
+from common import (HERE, check_results_file, finish, is_our_json, is_our_markdown, machine_info, names_of,
+                    profile_window, read_json, run_command, script_main, write_json)
 from harness import _bert_config, matmul_rate, measure, spec_for
 from report import render_gpu_markdown
 from startup import run_study
@@ -321,6 +322,8 @@ def main(argv=None) -> int:
     if a.smoke and a.study_timeout is None:
         a.study_timeout = 3.0  # the study's code path (subprocess, timeout, kill) without its minutes
     out = Path(a.out)
+    check_results_file(out / "accelerator.json", is_our_json, flag="--out")  # never a file a script did not write
+    check_results_file(out / RESULTS_MD.name, is_our_markdown, flag="--out")
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "accelerator.json"
     deadline = Deadline(a.deadline)

@@ -32,6 +32,7 @@ How a number is measured (the same for every case, CPU or GPU):
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import statistics
@@ -222,7 +223,7 @@ class TorchStep:
     """``loss_fn(model, batch)`` forward (under autocast when ``autocast`` names a dtype), backward, (clip,) update."""
 
     def __init__(self, build: Callable[[], tuple], loss_fn, batches: Sequence[dict], *, device: str,
-                 autocast: str | None = None, clip: float | None = None):
+                 autocast: str | None = None, clip: float | None = None, onednn: bool = True):
         import torch
 
         self.torch, self.device, self.loss_fn, self.clip = torch, device, loss_fn, clip
@@ -238,6 +239,9 @@ class TorchStep:
         self.batches = [{k: torch.from_numpy(np.asarray(v)).to(device) for k, v in b.items()} for b in batches]
         self.autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, autocast)) if autocast else nullcontext()
         self.autocast_dtype = autocast
+        # off: PyTorch's native CPU kernels (see onednn_runs_lstm); the backward must run under the same flag
+        self.kernels = nullcontext if onednn else lambda: torch.backends.mkldnn.flags(enabled=False)
+        self.onednn = onednn
         self.i, self.loss = 0, None
         t = time.perf_counter()
         self.step()
@@ -249,9 +253,10 @@ class TorchStep:
         b = self.batches[self.i % len(self.batches)]
         self.i += 1
         self.opt.zero_grad(set_to_none=True)
-        with self.autocast:
-            loss = self.loss_fn(self.model, b)
-        loss.float().backward()
+        with self.kernels():
+            with self.autocast:
+                loss = self.loss_fn(self.model, b)
+            loss.float().backward()
         if self.clip:
             self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.opt.step()
@@ -266,7 +271,7 @@ class TorchStep:
         peak = (torch.cuda.max_memory_allocated() - self.allocated_before) / MIB if self.cuda else None
         return {"compile_s": None, "first_step_s": self.first_step_s, "first_loss": self.first_loss,
                 "final_loss": float(self.loss), "n_params": int(self.n_params), "device_peak_mib": peak,
-                "autocast": self.autocast_dtype, "torch_device": self.device,
+                "autocast": self.autocast_dtype, "torch_device": self.device, "onednn": self.onednn,
                 "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}}
 
 
@@ -409,19 +414,49 @@ def case_lstm(s: dict):
     def loss_fn(m, b):
         return nn.functional.binary_cross_entropy_with_logits(m(b["tokens"].long()).float(), b["labels"].float())
 
-    runners = {"jax": jax("scan"), "jax_cudnn": jax("cudnn"), "torch": lambda: _torch(s, build, loss_fn, batches)}
+    runners = {"jax": jax("scan"), "jax_cudnn": jax("cudnn"),
+               "torch": lambda: _torch(s, build, loss_fn, batches, lstm=True)}
     return runners, dict(setup=f"emb {E}, {L}x{H}, B={B}, T={T}, {s['dtype']}", batch=B, seq=T,
                          flops=flops(*lstm_gemms(B, T, E, H, L)),
-                         note="every row full length (no padding); Adam; dropout 0.5")
+                         note="every row full length (no padding); Adam; dropout 0.5" + lstm_kernel_note(s))
 
 
-def _torch(s, build, loss_fn, batches, **kw):
+@functools.cache
+def onednn_runs_lstm(dtype: str) -> bool:
+    """Whether oneDNN has an ``nn.LSTM`` for ``dtype`` on this CPU: it has none in bfloat16 on CPUs without
+    AVX-512 ("could not create a primitive descriptor for the LSTM forward propagation primitive"; reproduce
+    with ``ONEDNN_MAX_CPU_ISA=AVX2``). A PyTorch limitation, not ours."""
+    import torch
+    from torch import nn
+
+    if dtype == "float32":
+        return True
+    try:
+        with torch.autocast("cpu", dtype=getattr(torch, dtype)):
+            nn.LSTM(4, 4, batch_first=True)(torch.zeros(1, 2, 4))
+        return True
+    except RuntimeError as e:
+        if "primitive descriptor" not in str(e):
+            raise
+        return False
+
+
+def lstm_kernel_note(s: dict) -> str:
+    """The note's sentence when PyTorch's LSTM cannot run in ``s["dtype"]`` on this CPU ('' when it can)."""
+    if s["device"] != "cpu" or onednn_runs_lstm(s["dtype"]):
+        return ""
+    return (f"; PyTorch: oneDNN has no {s['dtype']} LSTM on this CPU (it needs AVX-512), so nn.LSTM ran PyTorch's "
+            "native kernel, which autocast leaves in float32 (a PyTorch limitation)")
+
+
+def _torch(s, build, loss_fn, batches, *, lstm: bool = False, **kw):
+    import torch
+
     if s.get("torch_threads"):
-        import torch
-
         torch.set_num_threads(s["torch_threads"])  # tiny shapes: threads only contend
+    onednn = not (lstm and lstm_kernel_note(s))
     return TorchStep(build, loss_fn, batches, device=s["device"], autocast=None if s["dtype"] == "float32" else s["dtype"],
-                     **kw)
+                     onednn=onednn, **kw)
 
 
 def case_bert(s: dict):
@@ -516,7 +551,7 @@ def case_lm(s: dict):
         build, loss_fn = lm_torch.torch_side(s, dict(np.load(params)) if Path(params).is_file() else None)
         tb = {"tokens": batch["tokens"], "targets": batch["targets"].reshape(-1),
               "w": (batch["target_weights"] * batch["weights"][:, None]).reshape(-1)}
-        return _torch(s, build, loss_fn, [tb], clip=lm_torch.CLIP)
+        return _torch(s, build, loss_fn, [tb], clip=lm_torch.CLIP, lstm=True)
 
     variant = f"sampled softmax, S={S}" if S else "full softmax"
     return {"jax": jax, "torch": torch}, dict(
@@ -525,7 +560,7 @@ def case_lm(s: dict):
         note=f"tokens/s = predicted words/s ({words} of the {B * T} padded positions per step, lengths T/2..T; "
              "padded_tokens_per_s in the JSON); the same model, weights at start, batch and "
              f"{'sampled softmax (shared log-uniform candidates, log-Q correction, hits masked)' if S else 'full tied softmax'}"
-             " on both sides, checked equal in tests")
+             " on both sides, checked equal in tests" + lstm_kernel_note(s))
 
 
 CASE_BUILDERS = {"lstm": case_lstm, "bert": case_bert, "mlm": case_mlm, "lm": case_lm}

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import HERE, machine_info, names_of, read_json, run_script, script_main, shown, write_json
+from common import (HERE, check_results_file, is_our_json, machine_info, names_of, output_file, read_json, run_script,
+                    script_main, shown, write_json)
 from report import fmt_num, render_markdown
 
 JOBS = {  # part: [(json file, script, arguments)], in run order; {out} is filled in
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps and repeats, smaller sizes, no bert-base (≈5 min)")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON files and PNGs")
-    ap.add_argument("--md", default=str(HERE / "RESULTS.md"), help="where to write the markdown report")
+    ap.add_argument("--md", default=str(HERE / "RESULTS.md"), type=output_file("md"),
+                    help="where to write the markdown report (an existing file only if a script here rendered it)")
     ap.add_argument("--skip", default="", type=names_of(JOBS), help=f"comma-separated parts to skip: {','.join(JOBS)}")
     ap.add_argument("--study", action="store_true", help="also time the whole `jaxsenti study` (benchmarks/startup.py --study)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark subprocess")
@@ -101,6 +103,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MPLBACKEND", "Agg")
     results_json = out / "results.json"
+    for name in ["results.json", *(job[0] for jobs in JOBS.values() for job in jobs)]:  # before hours of work
+        check_results_file(out / name, is_our_json, flag="--out")
 
     if a.render_only:  # ap.error: one line, exit 2
         results = read_json(results_json) if results_json.is_file() else ap.error(f"no {results_json}: run the suite first")

@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "benchmarks"))  # the scripts' shared helpers: common.py, report.py
 
-from common import read_json, shown  # noqa: E402
+from common import output_file, read_json, shown  # noqa: E402
 from report import md_table  # noqa: E402
 
 
@@ -102,7 +102,8 @@ def render(results_dir: Path, md_path: Path) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(HERE / "results"), help="folder of the experiments' JSON files")
-    ap.add_argument("--md", default=str(HERE / "RESULTS.md"), help="where to write the markdown")
+    ap.add_argument("--md", default=str(HERE / "RESULTS.md"), type=output_file("md"),
+                    help="where to write the markdown (an existing file only if this script rendered it)")
     a = ap.parse_args(argv)
     md = Path(a.md)
     if not any(next(Path(a.results).glob(p), None) for p in ("*accuracy*.json", "transfer_*.json")):

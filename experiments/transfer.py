@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/common.py: shared script helpers
 
-from common import ROOT, base_argparser, finish, shown  # noqa: E402
+from common import ROOT, base_argparser, check_results_file, finish, shown  # noqa: E402
 from jaxsenti import config as config_lib  # noqa: E402
 from jaxsenti import registry  # noqa: E402
 from jaxsenti.data import load_reviews, resolve_dataset, segment_many  # noqa: E402
@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="where model folders go (default: a temporary folder)")
     ap.add_argument("--set", action="append", default=[], help="override KEY=VALUE in both fine-tuning configs")
     a = ap.parse_args(argv)
+    if a.json:  # its figure goes beside it: the same rule as the JSON's (base_argparser)
+        from jaxsenti.plotting import written_by_jaxsenti
+        check_results_file(Path(a.json).with_suffix(".png"), written_by_jaxsenti, flag="")
     spec = registry.get(a.model)
     pcfg = config_lib.load_config(spec.pretrain_config)
     folder = Path(a.pretrained or ROOT / "runs" / "pretrain" / pcfg.name)

@@ -12,7 +12,8 @@ is gone is removed by the next :func:`recover_dir` on the same target.
 
 A run's output folder (:func:`output_folder`) is held by one run at a time (:func:`run_lock`), and a run
 written in place that fails keeps what it saved and says why in ``failed.json``; the next run into that
-folder replaces it without ``--overwrite``.
+folder replaces it without ``--overwrite`` when it holds nothing else. Which folders may be replaced at all,
+and which files a run wrote, is :mod:`jaxsenti.ownership`'s rule: nothing jaxsenti did not write is deleted.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from jaxsenti import ownership
+from jaxsenti.ownership import LOCK_NAME, NotJaxsentiError
+
 try:
     import fcntl
 except ImportError:  # Windows: runs are not locked there
     fcntl = None
 
-LOCK_NAME = ".jaxsenti.lock"  # held by the run writing the folder; not an output (ignored when a folder is checked)
 FAILED_NAME = "failed.json"  # why the run written in this folder failed; removed when a run in it finishes
 
 
@@ -122,6 +125,19 @@ def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -
     return write_bytes(path, text.encode(encoding))
 
 
+def write_safetensors(path: str | os.PathLike, tensors: dict, *, metadata: dict | None = None) -> Path:
+    """Atomic ``safetensors.numpy.save_file``, with the mode every other file gets (the umask's; safetensors
+    itself creates its files 0600)."""
+    from safetensors.numpy import save_file
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~umask)
+    return Path(path)
+
+
 def _finite(obj):
     """``obj`` with every nan/inf float replaced by None: Python's json writes them as NaN/Infinity, which no
     JSON parser but Python's accepts."""
@@ -155,7 +171,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder: give a file name to write (e.g. {path / ('out' + (path.suffix or '.csv'))})")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise
+        raise OSError(f"cannot write {path}: cannot create {e.filename or path.parent} ({e.strerror or e})") from None
     tmp = _sibling(path, "tmp", _token(), path.suffix)
     try:
         yield tmp
@@ -165,11 +186,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # absent (ENOENT), or a read-only folder (EROFS): nothing to remove
             os.unlink(tmp)
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             raise DiskFullError(f"the disk is full: no space left to write {path} (what it held before is kept); "
                                 "free some space and run again") from None
+        if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and e.filename == str(tmp):
+            # the user named path, not our temporary sibling
+            raise OSError(f"cannot write {path} ({e.strerror}); choose another file or folder") from None
         raise
     _fsync_dir(path.parent)
 
@@ -250,6 +274,10 @@ def _swap_in(staged: Path, target: Path, token: str) -> None:
         return
     old = _sibling(target, "old", token)
     os.rename(target, old)
+    if ownership.read_manifest(old) is not None and (foreign := ownership.foreign_files(old)):
+        os.rename(old, target)  # a file appeared since the check: the folder is not replaced after all
+        raise NotJaxsentiError(f"{target} cannot be replaced: files jaxsenti did not write appeared in it "
+                               f"({', '.join(foreign[:5])}); nothing was deleted")
     try:
         os.rename(staged, target)
     except BaseException:
@@ -260,14 +288,15 @@ def _swap_in(staged: Path, target: Path, token: str) -> None:
     _remove(old)  # a crash here leaves a named .old-… that recover_dir deletes
 
 
-def _holds_files(folder: Path) -> bool:
-    """Whether ``folder`` holds a file, at any depth, besides a run's lock file (empty subfolders do not count)."""
-    return folder.is_dir() and any(not p.is_dir() and p != folder / LOCK_NAME for p in folder.rglob("*"))
+def holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a file or symlink, at any depth, besides a run's lock file and manifest (empty
+    subfolders do not count)."""
+    return folder.is_dir() and bool(ownership.listing(folder))
 
 
 def _remove_if_empty(folder: Path) -> bool:
-    """Remove ``folder`` if it holds no file (see :func:`_holds_files`); whether it is gone."""
-    if _holds_files(folder) or (folder / LOCK_NAME).exists():
+    """Remove ``folder`` if it holds no file (see :func:`holds_files`); whether it is gone."""
+    if holds_files(folder) or (folder / LOCK_NAME).exists() or folder.is_symlink() or os.path.ismount(folder):
         return not folder.exists()
     shutil.rmtree(folder, ignore_errors=True)
     return not folder.exists()
@@ -276,7 +305,7 @@ def _remove_if_empty(folder: Path) -> bool:
 def _check_target(target: Path, overwrite: bool, can_resume: bool) -> None:
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a folder; choose another output folder")
-    if not overwrite and _holds_files(target):
+    if not overwrite and holds_files(target):
         also = " (or --resume to continue the run in it)" if can_resume else ""
         raise OutputExistsError(
             f"output folder {target} already exists and is not empty; pass --overwrite to replace it{also}, "
@@ -285,28 +314,37 @@ def _check_target(target: Path, overwrite: bool, can_resume: bool) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool = False) -> Iterator[Path]:
+def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool = False,
+               inputs: tuple = ()) -> Iterator[Path]:
     """Yield a temporary sibling folder to write a run's outputs into; on success it becomes ``out_dir``.
 
     If ``out_dir`` exists and is not empty and ``overwrite`` is False, :class:`OutputExistsError`
-    tells the user to pass ``--overwrite`` (and ``--resume`` when ``can_resume``). On success the
-    old ``out_dir`` (if any) is renamed aside, the staged folder renamed in, and the old one
+    tells the user to pass ``--overwrite`` (and ``--resume`` when ``can_resume``). A folder that is not
+    wholly jaxsenti's, or one it never replaces (:func:`jaxsenti.ownership.check_replaceable`; ``inputs``: the
+    command's input files and folders), is refused even then. On success the staged folder's manifest is
+    written, the old ``out_dir`` (if any) renamed aside, the staged folder renamed in, and the old one
     deleted. On an exception the staged folder is deleted and ``out_dir`` is untouched. A crash at
     any point leaves the complete old or the complete new folder at ``out_dir`` (or, between the
     two renames, both under their ``.NAME.old-…`` / ``.NAME.tmp-…`` names, which the next call
-    resolves via :func:`recover_dir`).
+    resolves via :func:`recover_dir`). A symlinked ``out_dir`` is written through; an empty mount point is
+    written in place (it cannot be renamed).
     """
-    target = Path(out_dir)
+    target = ownership.real_out(out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(target)
     _check_target(target, overwrite, can_resume)
-    if target.exists() and Path.cwd().resolve().is_relative_to(target.resolve()):  # `--out .`: it cannot be swapped out
-        raise OSError(f"{target} is the current folder (or holds it) and cannot be replaced; choose another output folder")
+    if holds_files(target):
+        ownership.check_replaceable(target, inputs)
+    elif target.is_dir() and (os.path.ismount(target) or Path.cwd().resolve().is_relative_to(target.resolve())):
+        with _in_place(target) as folder:  # an empty folder that cannot be renamed: written where it is
+            yield folder
+        return
     token = _token()
     staged = _sibling(target, "tmp", token)
     staged.mkdir()
     try:
         yield staged
+        ownership.record(staged, complete=True)
     except BaseException as e:
         _remove(staged)
         if isinstance(e, DiskFullError):  # it names a folder that is gone now
@@ -316,15 +354,31 @@ def staged_dir(out_dir: str | os.PathLike, *, overwrite: bool, can_resume: bool 
     # The run is finished from here on: if it cannot be moved into place it is kept, never deleted.
     try:
         _check_target(target, overwrite, can_resume)  # something may have been written there meanwhile
+        if holds_files(target):
+            ownership.check_replaceable(target, inputs)
         _swap_in(staged, target, token)
     except OSError as e:
         kept = target.parent / f"{target.name}.new-{token}"
         with contextlib.suppress(OSError):
             os.rename(staged, kept)
         where = f"; this run's outputs were kept in {kept}" if kept.is_dir() else ""
-        if isinstance(e, OutputExistsError):
-            raise OutputExistsError(f"{e}{where}") from None
+        if isinstance(e, (OutputExistsError, NotJaxsentiError)):
+            raise type(e)(f"{e}{where}") from None
         raise CommitError(f"could not move the finished outputs into {target}: {e}{where}") from e
+
+
+@contextlib.contextmanager
+def _in_place(target: Path) -> Iterator[Path]:
+    """An empty folder that cannot be renamed (a mount point, the current folder) written in place: on failure, what the run wrote
+    there is removed again (only that: the folder held no file before)."""
+    before = set(os.listdir(target))
+    try:
+        yield target
+        ownership.record(target, complete=True)
+    except BaseException:
+        for name in set(os.listdir(target)) - before - {LOCK_NAME}:
+            _remove(target / name)
+        raise
 
 
 def failed_run(folder: str | os.PathLike, finished: str) -> str | None:
@@ -351,46 +405,57 @@ def _record_failure(folder: Path, e: BaseException) -> None:
 
 @contextlib.contextmanager
 def output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
-                  can_resume: bool = False, finished: str | None = None) -> Iterator[Path]:
+                  can_resume: bool = False, finished: str | None = None, inputs: tuple = ()) -> Iterator[Path]:
     """Where a command writes its outputs, so that no folder ever mixes two runs.
 
     A missing or empty folder, or one being resumed, is written in place (a killed run leaves
-    only its own files, and ``--resume`` can continue it). A folder holding another run is
-    refused unless ``overwrite``; then the new run is staged beside it (:func:`staged_dir`) and
-    replaces it only once it has finished, so the old outputs stay usable until then.
+    only its own files, and ``--resume`` can continue it); its manifest (:mod:`jaxsenti.ownership`) lists
+    what the run wrote. A folder holding another run is refused unless ``overwrite``; then the new run is
+    staged beside it (:func:`staged_dir`) and replaces it only once it has finished, so the old outputs stay
+    usable until then, and only if it holds nothing but jaxsenti's files.
 
     ``finished`` names the file a finished run writes (e.g. ``metrics.json``). With it, a run written in
     place that raises keeps what it saved and leaves ``failed.json`` (the error, the UTC time, the
-    command line); a later run into that folder replaces it as with ``overwrite`` (said on stderr), and
-    a resumed run that finishes removes ``failed.json``. A folder this call created and the run left
-    empty is removed.
+    command line); a later run into that folder replaces it as with ``overwrite`` (said on stderr) when the
+    folder holds nothing but that run's files, and a resumed run that finishes removes ``failed.json``. A
+    folder this call created and the run left empty is removed. A symlinked ``out_dir`` is written through.
     """
-    target = Path(out_dir)
+    target = ownership.real_out(out_dir)
     recover_dir(target)
     _check_target(target, True, can_resume)  # a file in the way is an error either way
     if finished and not resume and not overwrite and (reason := failed_run(target, finished)) is not None:
+        if foreign := ownership.foreign_files(target):
+            raise NotJaxsentiError(f"{target} holds a failed run (failed: {reason}) and files it did not write "
+                                   f"({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}): nothing was deleted; "
+                                   "move those files out to replace the failed run, or choose another output folder")
         print(f"[jaxsenti] replacing the failed run in {target} (failed: {reason})", file=sys.stderr)
         overwrite = True
-    if resume or not _holds_files(target):
+    if resume or not holds_files(target):
         created = not target.exists()
         target.mkdir(parents=True, exist_ok=True)
+        ownership.begin(target)
         try:
             yield target
         except BaseException as e:
-            if not _holds_files(target):
+            if not holds_files(target):
+                with contextlib.suppress(FileNotFoundError):
+                    (target / ownership.MANIFEST_NAME).unlink()
                 if created:
                     _remove_if_empty(target)
                 raise
+            ownership.record(target, complete=False)
             if isinstance(e, KeyboardInterrupt):  # kept for --resume, not recorded as failed
                 raise Interrupted(target, getattr(e, "step", None)) from None
             if finished and isinstance(e, Exception):
                 _record_failure(target, e)
+                ownership.record(target, complete=False)
             raise
         if finished:
             with contextlib.suppress(FileNotFoundError):
                 (target / FAILED_NAME).unlink()
+        ownership.record(target, complete=True)
         return
-    with staged_dir(target, overwrite=overwrite, can_resume=can_resume) as staged:
+    with staged_dir(target, overwrite=overwrite, can_resume=can_resume, inputs=inputs) as staged:
         yield staged
 
 
@@ -428,6 +493,40 @@ def _lock(path: Path, folder: Path) -> int | None:
     raise FolderInUseError(f"{folder}: could not lock {path.name}; another jaxsenti run keeps replacing it")
 
 
+_HELD: set[str] = set()  # the lock files this process holds (a second flock on them from here would block)
+
+
+def holder(folder: str | os.PathLike) -> str | None:
+    """``pid N`` of the live run (of another process) that holds ``folder``, or None."""
+    path = Path(os.path.realpath(folder)) / LOCK_NAME
+    if fcntl is None or str(path) in _HELD or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also releases the shared lock just taken
+    return None
+
+
+def check_not_held(target: str | os.PathLike) -> None:
+    """Refuse ``target`` when it, or a folder above it, is held by a live run of another process
+    (:class:`FolderInUseError`, naming the folder and the pid)."""
+    t = Path(os.path.realpath(target))
+    for p in (t, *t.parents):
+        if (who := holder(p)) is None:
+            continue
+        where = f"{target} is" if p == t else f"{target} is inside {p}, which is"
+        raise FolderInUseError(f"{where} in use by another jaxsenti run ({who}); wait for it or choose another --out")
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[None]:
     """Hold ``out_dir`` for one run (train, pretrain, study; fresh, resumed, in place or staged beside it).
@@ -439,10 +538,11 @@ def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[No
     again if the run leaves nothing in them. ``enabled=False`` (a multi-host run's other processes) and
     platforms without ``fcntl`` take no lock.
     """
-    target = Path(out_dir)
+    target = ownership.real_out(out_dir)
     if not enabled or fcntl is None:
         yield
         return
+    check_not_held(target)
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a folder; choose another output folder")
     created = [p for p in (target, *target.parents) if not p.exists()]
@@ -451,6 +551,8 @@ def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[No
         target.mkdir(parents=True, exist_ok=True)
         path = target.resolve() / LOCK_NAME  # a symlinked --out: the folder it names, which a staged run may replace
         fd = _lock(path, target)
+        if fd is not None:
+            _HELD.add(str(path))
     except FolderInUseError:
         raise
     except OSError as e:  # read-only, no permission, disk full: say where, not the lock file's name
@@ -464,6 +566,7 @@ def run_lock(out_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[No
     try:
         yield
     finally:
+        _HELD.discard(str(path))
         if fd is not None:
             with contextlib.suppress(OSError):  # only our own file: a finished staged run swapped the folder under it
                 if os.path.samestat(os.stat(path), os.fstat(fd)):
@@ -508,7 +611,7 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "FAILED_NAME", "LOCK_NAME", "CommitError", "DiskFullError", "FolderInUseError", "Interrupted", "OutputExistsError",
-    "atomic_path", "command_line", "disk_full", "failed_run", "output_folder", "recover_dir", "replace_dir", "run_lock",
+    "FAILED_NAME", "LOCK_NAME", "CommitError", "check_not_held", "holder", "DiskFullError", "FolderInUseError", "Interrupted", "OutputExistsError",
+    "atomic_path", "write_safetensors", "command_line", "disk_full", "failed_run", "output_folder", "recover_dir", "replace_dir", "run_lock",
     "staged_dir", "write_bytes", "write_json", "write_text",
 ]

@@ -1,6 +1,6 @@
 """jaxsenti: Chinese review sentiment analysis in JAX/Flax (the study, its models, their data).
 
-Commands: study (everything, one report), eda, baselines, train, pretrain, lr-find, predict, download.
+Commands: study (everything, one report), eda, baselines, train, pretrain, lr-find, predict, export, download.
 Run `jaxsenti COMMAND --help` for a command's options.
 """
 
@@ -87,10 +87,47 @@ def _add_data_args(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
                        help="treat empty and non-Chinese reviews as errors instead of dropping them")
 
 
-def _add_output_args(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
-    p.add_argument("--out", default=default, help=f"output folder for {what}" + (f" (default: {default})" if default else ""))
+def _add_output_args(p: argparse.ArgumentParser, default: str | None, what: str, *, required: bool = False) -> None:
+    p.add_argument("--out", default=default, required=required, help=f"output folder for {what}" + (f" (default: {default})" if default else ""))
     p.add_argument("--overwrite", action="store_true",
-                   help="replace what --out holds; the old outputs stay until the new run has finished")
+                   help="replaces a jaxsenti output folder; never deletes other files (the old outputs stay until "
+                        "the new run has finished)")
+
+
+def _paths(*values) -> list[str]:
+    """The values (strings, lists of them, MODEL=VALUE pairs) that name existing files or folders: a hub id or a
+    packaged config name is no path."""
+    out = []
+    for v in values:
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if not x:
+                continue
+            x = str(x)
+            if not Path(x).exists() and "=" in x:
+                x = x.partition("=")[2].strip()
+            if x and Path(x).exists():
+                out.append(x)
+    return out
+
+
+def _check_out(out, inputs, *, overwrite: bool = False) -> None:
+    """Before any work: ``--out`` is no folder a live run holds, holds none of the command's inputs, and (with
+    ``--overwrite``) may be replaced (jaxsenti.ownership's rule)."""
+    from jaxsenti import ownership
+
+    if out is None:
+        return
+    atomic.check_not_held(out)
+    real = Path(os.path.realpath(out))
+    for p in inputs:
+        if Path(os.path.realpath(p)).is_relative_to(real):
+            raise ownership.NotJaxsentiError(f"--out {out} holds {p}, an input of this command: jaxsenti never writes "
+                                             "a run over its own inputs; choose another --out")
+        if os.path.isdir(p) and real.is_relative_to(os.path.realpath(p)):  # a model/checkpoint folder stays as made
+            raise ownership.NotJaxsentiError(f"--out {out} is inside {p}, an input folder of this command: jaxsenti "
+                                             "never writes into its own inputs; choose a folder outside it")
+    if overwrite and atomic.holds_files(real):
+        ownership.check_replaceable(real, inputs)
 
 
 def _report_to(raw: str) -> tuple[str, ...]:
@@ -182,6 +219,7 @@ def cmd_study(args) -> int:
                         text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
                         command=args.command_line, watch=_watch(args),
                         progress=not args.quiet, pretrain_budget_s=args.pretrain_budget)
+    _check_out(args.out, _paths(str(path), args.config, args.pretrained, args.pretrain_config), overwrite=args.overwrite)
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda, overwrite=args.overwrite)
     print("\n".join(summary_lines(res, args.out)))
     return 0
@@ -196,7 +234,8 @@ def cmd_baselines(args) -> int:
 def cmd_eda(args) -> int:
     from jaxsenti.eda import run_eda
     path, reviews = _load(args)
-    with atomic.output_folder(args.out, overwrite=args.overwrite) as folder:
+    _check_out(args.out, [str(path)], overwrite=args.overwrite)
+    with atomic.run_lock(args.out), atomic.output_folder(args.out, overwrite=args.overwrite, inputs=(str(path),)) as folder:
         run_eda(reviews, None, folder, dataset_name=Path(path).name)
     print(f"EDA written to {Path(args.out) / 'eda.md'}")
     return 0
@@ -252,6 +291,7 @@ def cmd_train(args) -> int:
     reviews, cfg = _train_data(args, cfg)
     split = stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path)
     out = Path(args.out or f"runs/{cfg.name}")
+    _check_out(out, _paths(reviews.report.path, args.config, cfg.pretrained), overwrite=args.overwrite)
     res = train_on_split(cfg, reviews, split, out, resume=args.resume, overwrite=args.overwrite,
                          progress=not args.quiet, label=f"{cfg.model_name}: ", command=args.command_line,
                          watch=_watch(args))
@@ -270,8 +310,14 @@ def cmd_lr_find(args) -> int:
     from jaxsenti.training.batching import LabelledBatches
     from jaxsenti.training.lr_finder import find_lr, plot_lr_finder
     cfg = _train_config(args)
+    from jaxsenti import ownership
+    from jaxsenti.plotting import written_by_jaxsenti
     out = check_figure_path(args.out or f"runs/{cfg.name}_lr_find.png")
     reviews, cfg = _train_data(args, cfg)
+    inputs = _paths(reviews.report.path, args.config, cfg.pretrained)
+    out = ownership.check_output_file(out, inputs=inputs, model_folders=[p for p in inputs if Path(p).is_dir()],
+                                      ours=written_by_jaxsenti)
+    atomic.check_not_held(out.parent)
     prep = prepare(cfg, reviews, stratified_split(reviews.labels, cfg.data.split, seed=cfg.seed, source=reviews.report.path))
     train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
     res = find_lr(prep.model, cfg.optim, Classification(), train, seed=cfg.seed, lr_min=args.lr_min, lr_max=args.lr_max,
@@ -289,8 +335,11 @@ def _predict_csv(args, predictor) -> int:
     from jaxsenti.data.io import load_table
     if args.out and Path(args.out).is_dir():
         raise DataError(f"--out {args.out} is a folder: give the predictions' file name, e.g. {Path(args.out) / 'predictions.csv'}")
-    if args.out and Path(args.out).resolve() == Path(args.csv).resolve():
-        raise DataError(f"--out {args.out} is the input file --csv {args.csv}: refusing to overwrite it; choose another --out")
+    if args.out:
+        from jaxsenti import ownership
+        args.out = str(ownership.check_output_file(args.out, inputs=[args.csv], model_folders=[args.model],
+                                                   ours=_is_predictions_file))
+        atomic.check_not_held(Path(args.out).parent)
     table = load_table(args.csv, args.text_column, encoding=args.encoding, max_chars=args.max_chars or DEFAULT_MAX_CHARS)
     for line in table.warnings():
         print(f"[jaxsenti] {line}", file=sys.stderr)
@@ -312,6 +361,18 @@ def _predict_csv(args, predictor) -> int:
     return 0
 
 
+def _is_predictions_file(path: Path) -> bool:
+    """Whether ``path`` looks like what ``predict --csv --out`` writes: its header ends label, p_positive, note
+    (each possibly ``_pred``-suffixed); only such a file is replaced."""
+    import re
+    try:
+        with open(path, encoding="utf-8-sig", errors="strict", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return len(header) >= 3 and all(re.fullmatch(rf"{n}(_pred)*", h) for n, h in zip(("label", "p_positive", "note"), header[-3:]))
+
+
 def cmd_predict(args) -> int:
     from jaxsenti.pipeline import Predictor
     if bool(args.csv) == bool(args.texts):
@@ -319,7 +380,13 @@ def cmd_predict(args) -> int:
     predictor = Predictor(args.model)
     if args.csv:
         return _predict_csv(args, predictor)
-    for text, p in zip(args.texts, predictor.predict(args.texts)):
+    scored = [t for t in args.texts if t.strip()]  # an empty text has no label (as a blank row of --csv)
+    probs = iter(predictor.predict(scored) if scored else [])
+    for text in args.texts:
+        if not text.strip():
+            print(atomic.dumps({"text": text, "label": None, "p_positive": None, "note": "empty text: not scored"}))
+            continue
+        p = next(probs)
         row = {"text": text, "label": "positive" if p > 0.5 else "negative", "p_positive": round(float(p), 4)}
         if note := predictor.encoder.note(text):
             row["note"] = note
@@ -373,6 +440,7 @@ def cmd_pretrain(args) -> int:
     if args.init_from:
         cfg = dataclasses.replace(cfg, init_from=args.init_from)
     out = Path(args.out or f"runs/pretrain/{cfg.name}")
+    _check_out(out, _paths([src[0] for src in cfg.corpus.sources], args.config, args.init_from), overwrite=args.overwrite)
     res = pretrain(cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                    command=args.command_line, watch=_watch(args))
     f = res.info["final"]
@@ -386,11 +454,13 @@ def cmd_pretrain(args) -> int:
 
 def cmd_export(args) -> int:
     from jaxsenti.pipeline import Predictor
+    _check_out(args.out, [args.model], overwrite=args.overwrite)
     predictor = Predictor(args.model)  # a damaged folder, non-finite weights, a foreign vocabulary: refused here
     spec = predictor.spec
     if spec.export is None:
         raise DataError(f"{args.model}: model {spec.name!r} has no export")
-    with atomic.staged_dir(args.out, overwrite=args.overwrite) as folder:  # nothing at --out unless it all worked
+    with atomic.run_lock(args.out), atomic.staged_dir(args.out, overwrite=args.overwrite, inputs=(args.model,)) as folder:
+        # nothing at --out unless it all worked
         spec.export(predictor.model(), predictor.encoder, predictor.cfg, folder)
         atomic.write_json(folder / "jaxsenti.json", {  # where it came from: the model folder's own records
             "exported_from": str(Path(args.model).resolve()), "command": args.command_line,
@@ -520,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a trained model for other frameworks: BERT as a Hugging Face "
                                       "BertForSequenceClassification folder, the LSTM as a PyTorch state_dict")
     p.add_argument("--model", required=True, help="model folder written by `jaxsenti train` (or a study's models/*)")
-    _add_output_args(p, None, "the exported model")
+    _add_output_args(p, None, "the exported model", required=True)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("download", help="fetch the datasets, checking their sha256")
@@ -619,14 +689,15 @@ def _interrupted_line(args, argv: list[str], e: KeyboardInterrupt) -> str:
     return f"jaxsenti: interrupted; `{again}` continues " + ("from its last checkpoint" if step is None else f"from step {step}")
 
 
-def _error_line(e: Exception) -> str | None:
-    """The one line a user error ends with (None for a bug: its traceback is more useful)."""
+def _error_line(e: Exception, out: str | None = None) -> str | None:
+    """The one line a user error ends with (None for a bug: its traceback is more useful). ``out``: the command's
+    output, named when a full disk's error names no file (the checkpoint library's do not)."""
     if atomic.disk_full(e) and not isinstance(e, atomic.DiskFullError):
         chain, x = [], e
         while x is not None and x not in chain:
             chain.append(x)
             x = x.__cause__ or x.__context__
-        where = next((x.filename for x in chain if isinstance(x, OSError) and x.filename), None)
+        where = next((x.filename for x in chain if isinstance(x, OSError) and x.filename), None) or out
         return (f"the disk is full (no space left on device{f' writing {where}' if where else ''}); "
                 "free some space and run again")
     if isinstance(e, (DataError, OSError, ValueError)):
@@ -679,7 +750,7 @@ def main(argv: list[str] | None = None, *, use_compile_cache: bool = False) -> i
         print(_interrupted_line(args, argv, e), file=sys.stderr)
         return 130
     except Exception as e:  # bad input, missing files/weights, bad checkpoints, full disk: no traceback
-        if (line := _error_line(e)) is None:
+        if (line := _error_line(e, getattr(args, "out", None))) is None:
             raise
         print(f"jaxsenti: error: {line}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import dataclasses
 import importlib.resources
 import importlib.util
 import json
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -208,14 +209,26 @@ def packaged_configs() -> dict[str, Path]:
 
 
 def resolve_config(name_or_path: str | Path) -> Path:
-    """A config file: an existing path, else a packaged config by name (``lstm_dianping`` or ``lstm_dianping.py``)."""
+    """A config file: a packaged config by name (``lstm_dianping`` or ``lstm_dianping.py``), else an existing
+    ``.py`` file. A bare packaged name always means the packaged config, even when the current folder holds a
+    file of that name (said on stderr: ``./NAME.py`` loads that file); only Python files are configs."""
     p = Path(name_or_path)
-    if p.is_file():
-        return p
     known = packaged_configs()
     stem = p.name[:-3] if p.name.endswith(".py") else p.name
-    if stem in known and (len(p.parts) == 1 or p.parent.name == "configs"):
+    bare = len(p.parts) == 1 and not str(name_or_path).startswith(("./", ".\\"))
+    if stem in known and (bare or (p.parent.name == "configs" and not p.is_file())):
+        if bare and p.is_file():
+            print(f"[jaxsenti] --config {name_or_path}: the packaged config {stem} (not the file {p} of the current "
+                  f"folder; pass ./{p} to load that file)", file=sys.stderr)
         return known[stem]
+    if p.is_file():
+        if p.suffix != ".py":
+            raise ConfigError(f"config {str(name_or_path)!r} is not a Python config file (.py defining get_config()); "
+                              f"packaged configs: {', '.join(sorted(known))}")
+        return p
+    if p.is_dir():
+        raise ConfigError(f"config {str(name_or_path)!r} is a folder; give a .py config file or a packaged name "
+                          f"({', '.join(sorted(known))})")
     raise ConfigError(f"config {str(name_or_path)!r} not found: not a file, and not one of the packaged configs "
                       f"({', '.join(sorted(known))})")
 

@@ -222,6 +222,10 @@ def read_config(folder: Path) -> TrainConfig:
         raise config_lib.ConfigError(f"{path} is damaged (not valid JSON: {e}); retrain the model or restore the file") from None
     if not isinstance(raw, dict):
         raise config_lib.ConfigError(f"{path} is damaged: expected a JSON object")
+    from jaxsenti import folders
+
+    if why := folders.not_a_model(folder):  # an export: say where its model is
+        raise config_lib.ConfigError(why)
     if "model_name" not in raw and ("model_type" in raw or "format" in raw):  # a Hugging Face or LSTM LM checkpoint
         model = "bert" if "model_type" in raw else "lstm"
         spec = registry.get(model)

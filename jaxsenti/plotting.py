@@ -263,14 +263,27 @@ def check_figure_path(path: str | os.PathLike) -> Path:
     return path
 
 
+SIGNATURE = "written by jaxsenti"  # in the figure file's metadata: a later run may replace the file (jaxsenti.ownership)
+_SIGNATURE_KEY = {"png": "Software", "pdf": "Creator", "svg": "Creator", "ps": "Creator", "eps": "Creator"}
+
+
+def written_by_jaxsenti(path: str | os.PathLike) -> bool:
+    """Whether the figure file ``path`` carries jaxsenti's signature (formats without metadata never do)."""
+    try:
+        return SIGNATURE.encode() in Path(path).read_bytes()
+    except OSError:
+        return False
+
+
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` to ``path`` atomically (parents created, tight bbox), close it, return the path."""
     from jaxsenti.atomic import atomic_path
 
     path = Path(path)
+    key = _SIGNATURE_KEY.get(path.suffix.lower().lstrip("."))
     try:
         with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated image at path
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", **({"metadata": {key: SIGNATURE}} if key else {}))
     finally:
         if "matplotlib.pyplot" in sys.modules:  # a pyplot-managed figure must be released too
             import matplotlib.pyplot as plt

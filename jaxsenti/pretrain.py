@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from jaxsenti import atomic, provenance, registry
+from jaxsenti import atomic, ownership, provenance, registry
 from jaxsenti import config as config_lib
 from jaxsenti.config import CorpusConfig, PretrainConfig
 from jaxsenti.data import DataError, load_reviews, resolve_dataset, stratified_split
@@ -223,7 +223,15 @@ def resolve_init(init_from: str | None, spec) -> Path | None:
         shipped = sorted(p.name for p in packaged_pretrained_dir("x").parent.iterdir() if p.is_dir() and not p.name.startswith("_"))
         raise FileNotFoundError(f"--init-from {init_from!r}: not a folder, nor a shipped checkpoint ({', '.join(shipped)}, "
                                 "or 'shipped')")
-    spec.check_pretrained(str(folder))
+    from jaxsenti.folders import check_kind
+    from jaxsenti.models.hf_bert import NO_WEIGHTS_HINT
+
+    check_kind(folder, {"lstm": "lstm_lm"}.get(spec.name, spec.name), "--init-from")
+    try:
+        spec.check_pretrained(str(folder))
+    except FileNotFoundError as e:  # the loader's hint is for --pretrained; --init-from has no "none"
+        raise FileNotFoundError(str(e).replace(NO_WEIGHTS_HINT, "; --init-from takes a folder `jaxsenti pretrain "
+                                               f"{spec.name}` wrote, or a shipped checkpoint")) from None
     return folder
 
 
@@ -315,7 +323,11 @@ def find_or_pretrain(cfg: PretrainConfig, finetune: FinetuneTexts, *, time_budge
     cached = cache_dir() / "pretrained" / f"{cfg.name}-{pretrained_key(cfg, finetune)}"
     budgeted = dataclasses.replace(cfg, time_budget_s=time_budget_s, snapshot_epochs=())
     what = f"adapting the shipped {cfg.init_from} to the data" if cfg.init_from else f"pretraining {cfg.name}"
-    res = pretrain(budgeted, cached, overwrite=True, progress=progress, finetune=finetune,
-                   command=f"jaxsenti study ({what} within {time_budget_s:.0f} s)")
+    try:
+        res = pretrain(budgeted, cached, overwrite=True, progress=progress, finetune=finetune,
+                       command=f"jaxsenti study ({what} within {time_budget_s:.0f} s)")
+    except ownership.NotJaxsentiError as e:  # an unfinished entry an older version left: the user's call, not ours
+        raise ownership.NotJaxsentiError(f"the cache entry {cached} cannot be replaced ({e}); it is only a cache: "
+                                         "remove that folder and run again") from None
     done = f"the shipped {cfg.init_from} adapted now" if cfg.init_from else "pretrained now"
     return cached, res.info, f"{done} (budget {time_budget_s:.0f} s)"

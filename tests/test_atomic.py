@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxsenti import atomic
+from jaxsenti import atomic, ownership
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def _write_run(folder: Path, run: str, upto: int | None = None) -> None:
 
 def _run_in(folder: Path, complete: bool = True) -> str | None:
     """Which run wrote this folder; fails if it mixes two runs or (``complete``) lacks a file."""
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != ownership.MANIFEST_NAME)
     owners = {(folder / f).read_text(encoding="utf-8") for f in files}
     assert len(owners) <= 1, f"{folder} mixes runs: {owners}"
     run = owners.pop() if owners else None
@@ -63,6 +63,7 @@ def out(tmp_path) -> Path:
     o = tmp_path / "runs" / "out"
     o.mkdir(parents=True)
     _write_run(o, "old")
+    ownership.record(o, complete=True)  # a run jaxsenti wrote: --overwrite may replace it
     return o
 
 
@@ -229,7 +230,7 @@ def test_output_appearing_during_run_is_not_clobbered(tmp_path):
 _KILLER = r"""
 import os, shutil, sys
 from pathlib import Path
-from jaxsenti import atomic
+from jaxsenti import atomic, ownership
 
 mode, kill_at, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 calls = [0]

@@ -429,6 +429,24 @@ def test_harness_cli_runs_each_framework_in_its_own_process_and_profiles(tmp_pat
     assert list((tmp_path / "profile").rglob("*.xplane.pb"))
 
 
+def test_a_cpu_without_a_bf16_onednn_lstm_runs_pytorchs_native_kernel_and_says_so(tmp_path):
+    """oneDNN has no bfloat16 LSTM without AVX-512 (issue 24: the smoke tests failed on such a CPU);
+    ONEDNN_MAX_CPU_ISA=AVX2 makes this CPU one of them."""
+    import subprocess
+
+    out = tmp_path / "lstm.json"
+    env = os.environ | {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    p = subprocess.run([sys.executable, str(BENCH / "harness.py"), "lstm", "--smoke", "--dtype", "bfloat16",
+                        "--json", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["frameworks"]["torch"]["onednn"] is False and math.isfinite(res["frameworks"]["torch"]["first_loss"])
+    assert "oneDNN has no bfloat16 LSTM on this CPU" in res["note"] and "PyTorch limitation" in res["note"]
+    # on this machine's own ISA the row says what ran
+    spec = harness.spec_for("lstm", dtype="bfloat16", smoke=True)
+    assert harness.measure(spec)["frameworks"]["torch"]["onednn"] is harness.onednn_runs_lstm("bfloat16")
+
+
 def test_xla_cpu_flags_smoke_compares_options_with_the_baseline(tmp_path):
     import xla_cpu_flags
 

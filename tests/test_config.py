@@ -110,3 +110,29 @@ def test_config_file_with_a_syntax_error_names_file_and_line(tmp_path):
     p.write_text("def get_config():\n    return (\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"broken.py: line \d+: syntax error"):
         load_config(p)
+
+
+def test_a_packaged_name_never_runs_a_same_named_file_of_the_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "RAN"
+    evil = f"open({str(marker)!r}, 'w').close()\nraise SystemExit('the local file ran')\n"
+    (tmp_path / "lstm_dianping.py").write_text(evil, encoding="utf-8")
+    (tmp_path / "lstm_dianping").write_text("not a config", encoding="utf-8")  # used to crash plain `train lstm`
+    packaged = config_lib.packaged_configs()["lstm_dianping"]
+    assert config_lib.resolve_config("lstm_dianping.py") == packaged
+    assert config_lib.resolve_config("lstm_dianping") == packaged
+    assert "pass ./lstm_dianping.py to load that file" in capsys.readouterr().err  # says which was loaded
+    assert load_config("lstm_dianping").model_name == "lstm" and not marker.exists()
+    assert config_lib.resolve_config("./lstm_dianping.py") == Path("./lstm_dianping.py")  # a path is a path
+
+
+@pytest.mark.parametrize("name, message", [("x.txt", "is not a Python config file"), ("sub", "is a folder")])
+def test_a_config_that_is_not_a_python_file_is_one_line(tmp_path, monkeypatch, capsys, name, message):
+    from jaxsenti.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.txt").write_text("def get_config(): pass\n", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    assert main(["train", "lstm", "--config", name, "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "m").exists()

@@ -120,7 +120,7 @@ def test_init_from_names_what_it_cannot_use(tmp_path, new_corpus, capsys):
     assert "nor a shipped checkpoint (bert_mlm_small, lstm_lm, or 'shipped')" in capsys.readouterr().err
     assert main(["pretrain", "lstm", "--init-from", "bert_mlm_small", "--corpus", str(new_corpus),
                  "--out", str(tmp_path / "y")]) == 2
-    assert "not a pretrained LSTM LM folder" in capsys.readouterr().err
+    assert "a BERT checkpoint, not a pretrained LSTM language model" in capsys.readouterr().err
 
 
 def _finetune(val_texts):

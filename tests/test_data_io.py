@@ -432,3 +432,14 @@ def test_cjk_extension_text_is_said_to_be_outside_the_kept_range(write_csv):
     t = load_table(p, "comment")
     ext = "no Chinese characters (U+4E00–U+9FFF): CJK Extension ideographs are outside it"
     assert t.notes == [ext, ext, "no Chinese characters (U+4E00–U+9FFF)", "", ""]
+
+
+@pytest.mark.parametrize("content, encoding, message", [
+    ("comment,sentiment\n菜㐀好吃,1\n很差,0\n".encode("gb18030"), "gbk", r"the file is valid GB18030, which extends GBK .*: pass --encoding gb18030"),
+    ("comment,sentiment\n好吃,1\n很差,0\n".encode("utf-16-be"), "utf-16", r"looks like utf-16-be without a byte-order mark .*: pass --encoding utf-16-be"),
+    ("comment,sentiment\n好吃,1\n很差,0\n".encode("utf-16-le"), "gb18030", r"without a byte-order mark: pass --encoding utf-16-le"),
+    (b"comment,sentiment\n\xff\xfe\xfd\xfc\x80\x81,1\n", "utf-8", r"not valid UTF-8, GB18030 or UTF-16 either"),
+])
+def test_a_wrong_encoding_names_the_one_the_file_decodes_as(write_csv, content, encoding, message):
+    with pytest.raises(DataError, match=message):
+        load_reviews(write_csv(content), encoding=encoding)

@@ -234,9 +234,16 @@ where, at = sys.argv[1], int(sys.argv[2])
 calls = []
 
 def ctrl_c():
+    # What a SIGINT does: its Python handler runs at the main thread's next bytecode boundary. Called here
+    # directly, that boundary is this one however busy the machine (os.kill let a loaded machine deliver it
+    # after the run had finished, or while a long C call was under way).
     calls.append(1)
     if len(calls) == at:
-        os.kill(os.getpid(), signal.SIGINT)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, None)  # a handler that holds the interrupt returns, and the code goes on
+        elif handler == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 def hook(owner, name):
     real = getattr(owner, name)

@@ -82,7 +82,7 @@ def test_load_corpus_errors_name_file_row_and_column(tmp_path):
     with pytest.raises(DataError, match=r"bad.csv: 2 row\(s\) with malformed CSV: row 2 \(line 3\): 4 fields, header has 3; "
                                         r"row 4 \(line 5\): 2 fields"):
         load_corpus([p])
-    p.write_bytes("review\n好\n".encode() + "坏".encode("gbk") + b"\n")
+    p.write_bytes("review\nok\n坏\n".encode("gbk"))  # a GBK file: the gb18030 hint (GB18030 extends GBK)
     with pytest.raises(DataError, match=r"bad.csv: line 3, character 1: bytes .* are not valid utf-8.*--encoding gb18030"):
         load_corpus([p])
 

@@ -174,7 +174,7 @@ def test_study_and_pretrain_hold_their_folder_too(tiny_csv, tmp_path, capsys):
 
 def test_a_second_overwrite_run_cannot_swap_the_folder_of_a_running_one(train_argv, tmp_path, capsys):
     out = tmp_path / "model"
-    first = subprocess.Popen([sys.executable, "-m", "jaxsenti", *train_argv(out, "--set", "epochs=1000")],
+    first = subprocess.Popen([sys.executable, "-m", "jaxsenti", *train_argv(out, "--set", "epochs=1000000")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg"))
     try:

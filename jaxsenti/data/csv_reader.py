@@ -159,18 +159,27 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
         name = codecs.lookup(encoding).name
         if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) and not name.startswith("utf-16"):
             hint = "the file starts with a UTF-16 byte-order mark: pass --encoding utf-16"
-        elif (utf16 := _utf16_guess(raw)) and not name.startswith("utf-16"):
+        elif (utf16 := _utf16_guess(raw)) and name != utf16 and _decodes(raw, utf16):
             hint = f"it looks like UTF-16 without a byte-order mark: pass --encoding {utf16}"
         elif not _is_utf8(name) and _decodes(raw, "utf-8"):
             hint = "the file is valid UTF-8: drop --encoding (UTF-8 is the default)"
-        elif name in ("gb18030", "gbk", "gb2312"):
-            hint = "pass --encoding utf-8 (or the encoding the file was saved in), or re-save it as UTF-8"
-        else:
+        elif name in ("gbk", "gb2312") and _decodes(raw, "gb18030"):
+            hint = f"the file is valid GB18030, which extends {name.upper()} with characters it uses: pass --encoding gb18030"
+        elif name != "gb18030" and _decodes(raw, "gb18030"):
             hint = ("files saved by Excel or other programs in a Chinese locale are usually GBK/GB18030: "
                     "pass --encoding gb18030, or re-save the file as UTF-8")
+        else:
+            hint = ("it is not valid UTF-8, GB18030 or UTF-16 either: pass the encoding it was saved in "
+                    "(--encoding), or re-save it as UTF-8")
         bad = raw[e.start : min(e.end, e.start + 4)]
         raise DataError(f"{path}: line {line}, character {col}: bytes {bad!r} are not valid {encoding} "
                         f"({e.reason}); {hint}") from None
+    name = codecs.lookup(encoding).name
+    if (name.startswith("utf-16") and raw[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            and (guess := _utf16_guess(raw)) and guess != name and (name, guess) != ("utf-16", "utf-16-le")):
+        # bytes in the other order decode too, into CJK-looking nonsense: only where the NUL bytes sit tells
+        raise DataError(f"{path}: read as {encoding}, but it looks like {guess} without a byte-order mark (its NUL "
+                        f"bytes sit where that order puts them): pass --encoding {guess}")
     if (nul := content.find("\0")) >= 0:  # the csv module would keep it inside a field, unnoticed
         line, col = _line_col(content[:nul])
         utf16 = _utf16_guess(raw)

@@ -129,8 +129,12 @@ class Vocab:
             itos = json.loads(Path(path).read_text(encoding="utf-8"))
             if not isinstance(itos, list) or not all(isinstance(w, str) for w in itos):
                 raise ValueError("expected a JSON list of words")
-            return cls(itos)
+            if len(set(itos)) != len(itos):
+                seen: set[str] = set()
+                dup = next(w for w in itos if w in seen or seen.add(w))
+                raise ValueError(f"the word {dup!r} is listed twice, so the rows after it would be misread")
         except FileNotFoundError:
             raise FileNotFoundError(f"{path} is missing: the model folder is incomplete") from None
         except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
             raise ValueError(f"{path} is damaged ({e}); retrain the model or restore the file") from None
+        return cls(itos)

@@ -109,21 +109,34 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> str:
     return folder
 
 
+def _damaged(path: str, e: BaseException) -> CheckpointError:
+    why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return CheckpointError(f"{path} is damaged or is not a weights file ({why}); "
+                           "download or copy it again from the checkpoint's source")
+
+
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+
     out: dict[str, np.ndarray] = {}
     try:
         with safe_open(path, framework="numpy") as f:
             for k in f.keys():
                 out[k] = f.get_tensor(k)
         return out
+    except SafetensorError as e:  # truncated, 0-byte, random bytes: the header does not parse
+        raise _damaged(path, e) from None
     except (TypeError, ValueError) as e:  # e.g. bfloat16 tensors, which numpy cannot hold
         try:
             import torch  # noqa: F401
         except ImportError:
             raise CheckpointError(f"cannot read {path} with numpy ({e}); install torch to read it") from e
-    with safe_open(path, framework="pt") as f:
-        for k in f.keys():
-            out[k] = _torch_to_numpy(f.get_tensor(k))
+    try:
+        with safe_open(path, framework="pt") as f:
+            for k in f.keys():
+                out[k] = _torch_to_numpy(f.get_tensor(k))
+    except SafetensorError as e:
+        raise _damaged(path, e) from None
     return out
 
 
@@ -145,7 +158,25 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
             "or convert the checkpoint to model.safetensors once, e.g. with "
             "`transformers.AutoModel.from_pretrained(folder).save_pretrained(folder)` on a machine with torch"
         ) from e
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+
+    try:
+        # weights_only: a pickle that would build anything but tensors is refused, never run
+        with warnings.catch_warnings():  # torch warns of pickle protocols; the error below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's own text advises weights_only=False, i.e. running the pickle: keep only its diagnosis
+        m = (re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(e))
+             or re.search(r"\n(Trying to load unsupported[^\n]*)", str(e)))
+        why = m.group(1).strip()[:160] if m else "not a PyTorch weights file"
+        raise CheckpointError(
+            f"{path} cannot be loaded safely ({why}): it is damaged, or its pickle holds more than tensors "
+            "(such a pickle can run code; none of it was run). Use the checkpoint's model.safetensors, "
+            "or download the file again from its source") from None
+    except (EOFError, OSError, RuntimeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        # 0 bytes (EOFError), truncated zip (OSError/RuntimeError), random bytes
+        raise _damaged(path, e) from None
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"{path} does not hold a state dict (got {type(sd).__name__})")
     return {k: _torch_to_numpy(v) for k, v in sd.items()}
@@ -154,6 +185,9 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
 def check_checkpoint(path_or_hub_id: str | os.PathLike) -> str:
     """The checkpoint's local folder after checking that config.json and weight files are there (nothing is read)."""
     folder = resolve_checkpoint_dir(path_or_hub_id)
+    from jaxsenti.folders import check_kind
+
+    check_kind(folder, "bert", "--pretrained")  # an LSTM LM or a trained model folder: say what it is
     if not os.path.isfile(os.path.join(folder, CONFIG)):
         raise FileNotFoundError(f"no {CONFIG} in checkpoint folder {folder}" + NO_WEIGHTS_HINT)
     if _weight_files_in(folder) is None:
@@ -169,6 +203,9 @@ def load_hf_checkpoint(path_or_hub_id: str | os.PathLike, **config_overrides: An
     and the raw state dict as float32 numpy arrays (keys as saved).
     """
     folder = resolve_checkpoint_dir(path_or_hub_id)
+    from jaxsenti.folders import check_kind
+
+    check_kind(folder, "bert", "--pretrained")
     cfg_path = os.path.join(folder, CONFIG)
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"no {CONFIG} in checkpoint folder {folder}")

@@ -142,7 +142,7 @@ def classifier_state_dict(model: BertClassifier) -> dict[str, np.ndarray]:
 def save_classifier(model: BertClassifier, folder: str | os.PathLike, tokenizer, *, max_len: int) -> str:
     """A ``BertForSequenceClassification`` folder (config with the label names, safetensors, tokenizer whose
     ``model_max_length`` is ``max_len``) that ``transformers.pipeline("text-classification")`` loads."""
-    from safetensors.numpy import save_file
+    from jaxsenti.atomic import write_safetensors
 
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
@@ -152,7 +152,7 @@ def save_classifier(model: BertClassifier, folder: str | os.PathLike, tokenizer,
     cfg.pop("tie_word_embeddings")  # a classifier has no decoder to tie
     with open(os.path.join(folder, CONFIG), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
-    save_file(classifier_state_dict(model), os.path.join(folder, SAFETENSORS), metadata={"format": "pt"})
+    write_safetensors(os.path.join(folder, SAFETENSORS), classifier_state_dict(model), metadata={"format": "pt"})
     _save_tokenizer(tokenizer, folder)
     path = os.path.join(folder, "tokenizer_config.json")
     tok_cfg = {}
@@ -180,7 +180,7 @@ def _save_tokenizer(tokenizer, folder: str) -> None:
 
 def save_pretrained(model: BertModel | BertForMaskedLM, folder: str | os.PathLike, tokenizer=None) -> str:
     """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files: a tokenizer object or a folder) into ``folder``."""
-    from safetensors.numpy import save_file
+    from jaxsenti.atomic import write_safetensors
 
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
@@ -189,9 +189,8 @@ def save_pretrained(model: BertModel | BertForMaskedLM, folder: str | os.PathLik
     cfg = model.cfg
     with open(os.path.join(folder, CONFIG), "w", encoding="utf-8") as f:
         json.dump(hf_config(cfg, arch), f, indent=2)
-    tmp = os.path.join(folder, SAFETENSORS + ".tmp")
-    save_file(sd, tmp, metadata={"format": "pt"})  # "pt": transformers reads numpy-written files as torch tensors
-    os.replace(tmp, os.path.join(folder, SAFETENSORS))
+    # "pt": transformers reads numpy-written files as torch tensors
+    write_safetensors(os.path.join(folder, SAFETENSORS), sd, metadata={"format": "pt"})
     if tokenizer is not None:
         _save_tokenizer(tokenizer, folder)
     return folder

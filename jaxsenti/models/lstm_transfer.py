@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxsenti import ownership
 from jaxsenti.data.text import Vocab
 from jaxsenti.models.lstm import LSTMClassifier, LSTMConfig
 from jaxsenti.models.lstm_lm import LSTMLanguageModel, LSTMLMConfig
@@ -134,6 +135,9 @@ def save_lm(folder: str | os.PathLike, model: LSTMLanguageModel, vocab: Vocab, *
 
 def _read_folder(folder: str | os.PathLike) -> tuple[LSTMLMConfig, Vocab, dict[str, np.ndarray], dict]:
     folder = Path(folder)
+    from jaxsenti.folders import check_kind
+
+    check_kind(folder, "lstm_lm", "--pretrained")  # a BERT checkpoint or a trained model: say what it is
     for name in ("config.json", "vocab.json", "params.npz"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder}: no {name}; not a pretrained LSTM LM folder (see save_lm)")
@@ -143,6 +147,9 @@ def _read_folder(folder: str | os.PathLike) -> tuple[LSTMLMConfig, Vocab, dict[s
                          f"expected {FORMAT!r} v{VERSION}")
     cfg = LSTMLMConfig.from_dict(meta["config"])
     vocab = Vocab.load(folder / "vocab.json")
+    # a swap of two words parses and keeps the size: only the hash recorded when the folder was written tells (a
+    # trained classifier's vocabulary is checked against run.json instead, jaxsenti.pipeline)
+    ownership.check_unchanged(folder / "vocab.json")
     with np.load(folder / "params.npz") as z:
         params = {k: z[k] for k in z.files}
     if len(vocab) != cfg.vocab_size:

@@ -59,7 +59,7 @@ def lstm_lm_state_dict(model) -> dict[str, np.ndarray]:
 def save_lstm(model: LSTMClassifier, vocab_words: list[str], folder: str | os.PathLike, *, max_len: int,
               labels: tuple[str, str] = ("negative", "positive")) -> Path:
     """``config.json``, ``vocab.json``, ``model.safetensors`` and the reference module ``sentiment_lstm.py``."""
-    from safetensors.numpy import save_file
+    from jaxsenti.atomic import write_safetensors
 
     cfg = model.cfg
     folder = Path(folder)
@@ -71,7 +71,7 @@ def save_lstm(model: LSTMClassifier, vocab_words: list[str], folder: str | os.Pa
         "preprocessing": "keep U+4E00-U+9FFF, jieba.lcut, vocab ids (<unk> = 1), first max_len words"}, indent=2),
         encoding="utf-8")
     (folder / "vocab.json").write_text(json.dumps(vocab_words, ensure_ascii=False), encoding="utf-8")
-    save_file(lstm_state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    write_safetensors(folder / "model.safetensors", lstm_state_dict(model), metadata={"format": "pt"})
     shutil.copyfile(REFERENCE, folder / "sentiment_lstm.py")
     return folder
 

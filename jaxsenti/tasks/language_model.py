@@ -114,6 +114,9 @@ def load_pretrained_classifier(path, cfg: LSTMConfig, encoder, rngs: nnx.Rngs):
 
 def check_pretrained(path) -> None:
     """The folder holds an LM (config.json, vocab.json, params.npz); nothing is loaded."""
+    from jaxsenti.folders import check_kind
+
+    check_kind(path, "lstm_lm", "--pretrained")  # a BERT checkpoint or a trained model: say what it is
     missing = [n for n in ("config.json", "vocab.json", "params.npz") if not (Path(path) / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{path}: no {', '.join(missing)}; not a pretrained LSTM LM folder (jaxsenti pretrain lstm)")

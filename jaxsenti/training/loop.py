@@ -32,6 +32,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxsenti import ownership
 from jaxsenti.atomic import Interrupted
 from jaxsenti.training.checkpoints import Checkpoints
 from jaxsenti.training.sharding import Layout, fetch, is_primary, sync
@@ -67,6 +68,13 @@ def _watch(bad, stats):
     return bad[0] + stats["nonfinite"], jax.numpy.minimum(bad[1], stats["first_nonfinite"])
 
 
+def _lower_lr(lr: float, optimizer: str) -> float:
+    """A rate to try after a divergence: a tenth of ``lr``, but never above a usual rate for the optimizer (after
+    lr=1e30 diverged, 1e29 would too)."""
+    usual = 1e-2 if optimizer == "sgd" else 1e-3
+    return min(lr / 10, usual)
+
+
 def _check_finite(run: "_Run", bad, epoch: int) -> None:
     """Stop with :class:`NonFiniteLoss` once a step was non-finite (a small host sync; at log points and saves only)."""
     if bad is None:
@@ -80,7 +88,7 @@ def _check_finite(run: "_Run", bad, epoch: int) -> None:
             f"training diverged: the loss, gradients or parameters became non-finite (nan/inf) at step {int(first)} "
             f"(epoch {epoch + 1}; {int(count)} step(s) since then were skipped), so training stopped; the parameters "
             f"stayed those of step {int(first) - 1} and nothing non-finite was saved. Lower the learning rate "
-            + (f"(--set optim.lr={lr / 10:.3g}, now {lr:g})" if lr else "(optim.lr)")
+            + (f"(--set optim.lr={_lower_lr(lr, getattr(cfg.optim, 'name', '')):.3g}, now {lr:g})" if lr else "(optim.lr)")
             + ", keep gradient clipping on (optim.clip_norm) or train in float32 (model.dtype), and train again"
             + (f"; the last checkpoint (step {last}) is in {run.ckpt.directory}" if last is not None else ""))
 
@@ -347,6 +355,8 @@ def _end_epoch(run: _Run, state: TrainState, val, epoch: int, sums, monitor: tup
         val_part = " ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
         tqdm.write(f"{run.label}epoch {epoch + 1}: train {train_part} | val {val_part}", file=sys.stderr)
     run.ckpt.save(state, run.snapshot(epoch + 1, 0, None))
+    if is_primary():  # a run killed later is still known to have written these files (jaxsenti.ownership)
+        ownership.note_progress(run.ckpt.directory.parent)
     if run.on_epoch_end is not None:
         run.on_epoch_end(state, row)
     return bool(run.cfg.patience and meta["bad_epochs"] >= run.cfg.patience)
