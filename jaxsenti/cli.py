@@ -120,6 +120,9 @@ def _check_out(out, inputs, *, overwrite: bool = False) -> None:
     atomic.check_not_held(out)
     real = Path(os.path.realpath(out))
     for p in inputs:
+        if Path(os.path.realpath(p)) == real:
+            raise ownership.NotJaxsentiError(f"--out {out} is {p}, an input of this command: jaxsenti never writes "
+                                             "over its own inputs; choose another --out")
         if Path(os.path.realpath(p)).is_relative_to(real):
             raise ownership.NotJaxsentiError(f"--out {out} holds {p}, an input of this command: jaxsenti never writes "
                                              "a run over its own inputs; choose another --out")
