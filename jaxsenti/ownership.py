@@ -18,7 +18,6 @@ The rule, for every command that writes (``train``, ``pretrain``, ``study``, ``b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -91,11 +90,11 @@ def record(folder: str | os.PathLike, *, command: str | None = None, complete: b
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The project's one file hash (jaxsenti.data.download's), imported here on use: download imports atomic,
+    which imports this module."""
+    from jaxsenti.data.download import sha256_of as file_sha256
+
+    return file_sha256(path)
 
 
 def check_unchanged(path: str | os.PathLike, *, levels: int = 3) -> None:
