@@ -215,14 +215,19 @@ def cmd_study(args) -> int:
     split = args.split
     if split is None and not is_study_dataset(path):
         split = _default_split(path, len(reviews), (1600, 200, 200), "the study's split")
-    opts = StudyOptions(seeds=args.seeds, neural_seeds=args.neural_seeds, split=split, models=models,
+    if args.corpus and not any(registry.study_variant(m)[1] for m in models if m != "baselines"):
+        raise DataError(f"--corpus is read by the <model>_pretrained rows, and --models {args.models!r} has none "
+                        f"(add {', '.join(n for n in registry.study_names() if n.endswith(registry.PRETRAINED_SUFFIX))})")
+    corpus = tuple((str(Path(c).expanduser()), args.corpus_column) for c in args.corpus)
+    opts = StudyOptions(seeds=args.seeds, neural_seeds=args.neural_seeds, split=split, models=models, corpus=corpus,
                         configs=_model_pairs(args.config, "--config"),
                         pretrained=_model_pairs(args.pretrained, "--pretrained", default_model="bert"),
                         pretrain_configs=_model_pairs(args.pretrain_config, "--pretrain-config"),
                         text_column=args.text_column, label_column=args.label_column, n_jobs=args.jobs,
                         command=args.command_line, watch=_watch(args),
                         progress=not args.quiet, pretrain_budget_s=args.pretrain_budget)
-    _check_out(args.out, _paths(str(path), args.config, args.pretrained, args.pretrain_config), overwrite=args.overwrite)
+    _check_out(args.out, _paths(str(path), args.config, args.pretrained, args.pretrain_config, args.corpus),
+               overwrite=args.overwrite)
     res = run_study(reviews, str(path), args.out, opts, eda=not args.no_eda, overwrite=args.overwrite)
     print("\n".join(summary_lines(res, args.out)))
     return 0
@@ -230,7 +235,7 @@ def cmd_study(args) -> int:
 
 def cmd_baselines(args) -> int:
     args.no_eda, args.models, args.neural_seeds, args.config, args.pretrained = True, "baselines", 0, [], []
-    args.pretrain_budget, args.pretrain_config = 0.0, []
+    args.pretrain_budget, args.pretrain_config, args.corpus, args.corpus_column = 0.0, [], [], None
     return cmd_study(args)
 
 
@@ -514,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-budget", type=_positive_float, default=300.0, metavar="SECONDS",
                    help="for each <model>_pretrained row whose data no shipped or cached checkpoint fits: pretrain "
                         "for at most this long (default: 300)")
+    p.add_argument("--corpus", action="append", default=[], metavar="FILE",
+                   help="your unlabeled reviews (CSV or TXT, one per line); repeatable: each <model>_pretrained row "
+                        "continues the shipped checkpoint on them and the training split's texts (never validation/test "
+                        "text) within --pretrain-budget before fine-tuning")
+    p.add_argument("--corpus-column", metavar="COL",
+                   help="text column of the --corpus CSV files (default: review, comment, text or content)")
     p.add_argument("--no-eda", action="store_true", help="skip the exploratory figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     _add_watch_args(p)

@@ -68,21 +68,31 @@ class DataConfig:
                  "data.split", f"must be three positive numbers (train/val/test counts or fractions), got {self.split}")
 
 
+SCHEDULES = ("constant", "linear", "cosine", "slanted_triangular", "one_cycle")
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     name: str = "adamw"  # adamw | adam | sgd
     lr: float = 1e-3
-    schedule: str = "constant"  # constant | linear (warmup then linear decay to 0) | cosine
+    schedule: str = "constant"  # constant | linear (warmup then linear decay to 0) | cosine | slanted_triangular
+    # (ULMFiT: linear up for warmup_ratio of the steps, then linear down to lr/32) | one_cycle (cosine up, cosine down)
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0  # never applied to biases and LayerNorm scales (1-D params)
     clip_norm: float | None = 1.0
     b1: float = 0.9
     b2: float = 0.999
+    # ULMFiT's fine-tuning recipe (Howard & Ruder 2018), over the model's layer groups (its registry entry's
+    # layer_group: LSTM head | LSTM layers top to bottom | embedding; BERT head+pooler | layers | embeddings):
+    layer_lr_decay: float = 1.0  # each group trains at this times the rate of the group above (ULMFiT 1/2.6; BERT LLRD ~0.9)
+    unfreeze_every: int = 0  # epochs between unfreezing one more group, top first (0: everything trains from step 0)
 
     def __post_init__(self):
         _check_types(self, "optim.")
         require(self.name in ("adamw", "adam", "sgd"), "optim.name", "must be adamw, adam or sgd")
-        require(self.schedule in ("constant", "linear", "cosine"), "optim.schedule", "must be constant, linear or cosine")
+        require(self.schedule in SCHEDULES, "optim.schedule", "must be " + ", ".join(SCHEDULES))
+        require(0 < self.layer_lr_decay <= 1, "optim.layer_lr_decay", "must be in (0, 1]")
+        require(self.unfreeze_every >= 0, "optim.unfreeze_every", "must be >= 0 (epochs)")
         require(self.lr > 0, "optim.lr", "must be > 0")
         require(0 <= self.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)")
         require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")

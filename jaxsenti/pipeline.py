@@ -177,8 +177,9 @@ def _train_on_split(cfg: TrainConfig, reviews: Reviews, split: Split, out_dir: P
             _note_resume(folder, command or provenance.command_line())
         train = LabelledBatches(prep.train, cfg.batch_size, cfg.buckets, shuffle=True, seed=cfg.seed)
         val = LabelledBatches(prep.val, cfg.eval_batch_size, cfg.buckets)
-        state = create_train_state(prep.model, make_optimizer(cfg.optim, len(train) * cfg.epochs), Classification(),
-                                   seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
+        tx = make_optimizer(cfg.optim, len(train) * cfg.epochs, layer_group=registry.spec_for(cfg.model).layer_group,
+                            steps_per_epoch=len(train), params=nnx.state(prep.model, nnx.Param))
+        state = create_train_state(prep.model, tx, Classification(), seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
         del prep.model
         result = fit(state, train, val, cfg, out_dir=folder, resume=resume, progress=progress,
                      stop_after_steps=stop_after_steps, label=label, watch=watch)

@@ -169,7 +169,8 @@ def _pretrain(cfg: PretrainConfig, out_dir: Path, t0: float, *, resume: bool, ov
     with atomic.output_folder(out_dir, overwrite=overwrite, resume=resume, can_resume=True, finished="pretraining.json") as folder:
         if is_primary() and not resume:
             atomic.write_json(folder / "pretrain_config.json", config_lib.to_dict(cfg))
-        tx = make_optimizer(cfg.optim, len(prep.train) * cfg.epochs)
+        tx = make_optimizer(cfg.optim, len(prep.train) * cfg.epochs, layer_group=spec.layer_group,
+                            steps_per_epoch=len(prep.train), params=nnx.state(prep.model, nnx.Param))
         state = create_train_state(prep.model, tx, prep.objective, seed=cfg.seed, grad_accum_steps=cfg.grad_accum_steps)
         del prep.model
         def snapshot(state, row):  # the model as it is after this epoch, for the accuracy-vs-pretraining curve
@@ -251,6 +252,9 @@ def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
     d = {k: v for k, v in config_lib.to_dict(cfg).items() if k not in _NOT_IN_KEY}
     if d.get("init_from") is None:  # a field added after the shipped checkpoints: absent from their keys
         d.pop("init_from", None)
+    for field, default in (("layer_lr_decay", 1.0), ("unfreeze_every", 0)):  # likewise (the fine-tuning recipe's)
+        if d.get("optim", {}).get(field) == default:
+            d["optim"].pop(field)
     parts = [json.dumps(d, sort_keys=True, default=str)]
     if cfg.init_from is not None:  # what it continued from, by content
         init = resolve_init(cfg.init_from, registry.spec_for(cfg.model))
@@ -277,19 +281,31 @@ def corpus_keys(texts) -> np.ndarray:
     return np.array(sorted(keys), np.uint64)
 
 
+def read_mask(folder: Path, texts) -> np.ndarray | None:
+    """Which of ``texts`` the pretraining run in ``folder`` read (by its ``corpus_keys.npy``; None: not recorded).
+    A text with no CJK character has an empty key and counts as not read (it is in no corpus)."""
+    path = Path(folder) / CORPUS_KEYS
+    if not path.is_file():
+        return None
+    keys = np.array([corpus_keys([t])[0] if text_key(t) else 0 for t in texts], np.uint64)
+    return np.isin(keys, np.load(path)) & np.array([bool(text_key(t)) for t in texts], bool)
+
+
 def read_overlap(folder: Path, texts) -> int | None:
-    """How many of ``texts`` the pretraining run in ``folder`` read (by its ``corpus_keys.npy``; None: not recorded)."""
+    """How many distinct ``texts`` the pretraining run in ``folder`` read (None: not recorded)."""
     path = Path(folder) / CORPUS_KEYS
     if not path.is_file():
         return None
     return int(np.isin(corpus_keys(texts), np.load(path)).sum())
 
 
-def adaptation_config(cfg: PretrainConfig) -> PretrainConfig:
-    """``cfg``'s shipped checkpoint, continued on the fine-tuning data's training texts only (the study's
-    ``*_pretrained`` rows on data the shipped checkpoint does not fit)."""
-    return dataclasses.replace(cfg, init_from=cfg.name, corpus=dataclasses.replace(
-        cfg.corpus, sources=(), shopping=False, finetune_train=True))
+def adaptation_config(cfg: PretrainConfig, sources: tuple = (), init_from: str | None = None) -> PretrainConfig:
+    """``cfg``'s shipped checkpoint (or ``init_from``), continued on ``sources`` (the user's unlabeled text:
+    ``(path, text column[, encoding])`` as in ``CorpusConfig.sources``) and the fine-tuning data's training texts,
+    never its validation or test texts (the study's ``*_pretrained`` rows on data the shipped checkpoint does not fit,
+    or with ``--corpus``)."""
+    return dataclasses.replace(cfg, init_from=init_from or cfg.name, corpus=dataclasses.replace(
+        cfg.corpus, sources=tuple(sources), shopping=False, finetune_train=True))
 
 
 def packaged_pretrained_dir(name: str) -> Path:
@@ -315,6 +331,17 @@ def find_pretrained(cfg: PretrainConfig, finetune: FinetuneTexts) -> tuple[Path,
     return None
 
 
+def _resumable(folder: Path, cfg: PretrainConfig) -> bool:
+    """Whether ``folder`` holds an unfinished pretraining of exactly ``cfg`` with a checkpoint to go on from."""
+    try:
+        saved = json.loads((folder / "pretrain_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    state = folder / "checkpoints" / "state"
+    return (not config_lib.changed_fields(saved, config_lib.to_dict(cfg)) and not (folder / "pretraining.json").exists()
+            and state.is_dir() and any(p.name.isdigit() for p in state.iterdir()))
+
+
 def find_or_pretrain(cfg: PretrainConfig, finetune: FinetuneTexts, *, time_budget_s: float, progress: bool = True
                      ) -> tuple[Path, dict, str]:
     """:func:`find_pretrained`, else pretrain now within ``time_budget_s`` into the user cache (and use that)."""
@@ -323,8 +350,11 @@ def find_or_pretrain(cfg: PretrainConfig, finetune: FinetuneTexts, *, time_budge
     cached = cache_dir() / "pretrained" / f"{cfg.name}-{pretrained_key(cfg, finetune)}"
     budgeted = dataclasses.replace(cfg, time_budget_s=time_budget_s, snapshot_epochs=())
     what = f"adapting the shipped {cfg.init_from} to the data" if cfg.init_from else f"pretraining {cfg.name}"
+    resume = _resumable(cached, budgeted)  # an earlier study killed during this pretraining: go on from its checkpoint
+    if resume and is_primary():
+        print(f"[jaxsenti] {cached}: resuming the unfinished pretraining there", file=sys.stderr)
     try:
-        res = pretrain(budgeted, cached, overwrite=True, progress=progress, finetune=finetune,
+        res = pretrain(budgeted, cached, overwrite=not resume, resume=resume, progress=progress, finetune=finetune,
                        command=f"jaxsenti study ({what} within {time_budget_s:.0f} s)")
     except ownership.NotJaxsentiError as e:  # an unfinished entry an older version left: the user's call, not ours
         raise ownership.NotJaxsentiError(f"the cache entry {cached} cannot be replaced ({e}); it is only a cache: "

@@ -129,24 +129,49 @@ def _finetune(val_texts):
     return FinetuneTexts("mine.csv training texts", ["训练文本一", "训练文本二"], {"val": val_texts, "test": []})
 
 
-def test_the_study_adapts_the_shipped_checkpoint_only_when_it_read_none_of_the_held_out_texts():
-    from jaxsenti.data.corpus import HOTEL
-    from jaxsenti.study import _adapt_or_pretrain
-    from tests.conftest import DATA_DIR
-
+def _read_by_the_shipped_lm(n: int) -> list[str]:
+    """``n`` reviews the shipped lstm_lm was pretrained on (online shopping, not 酒店), by its corpus_keys.npy."""
     import csv
+
+    from jaxsenti.data.corpus import HOTEL
+    from jaxsenti.pretrain import packaged_pretrained_dir, read_mask
+    from tests.conftest import DATA_DIR
 
     shopping = DATA_DIR / "online_shopping_10_cats.csv"
     if not shopping.is_file():
         pytest.skip(f"{shopping} not present")
     with open(shopping, encoding="utf-8-sig", newline="") as f:
-        read = next(r["review"] for r in csv.DictReader(f) if r["cat"] != HOTEL and len(r["review"]) > 20)
+        rows = [r["review"] for r in csv.DictReader(f) if r["cat"] != HOTEL and len(r["review"]) > 20][:200]
+    read = [t for t, m in zip(rows, read_mask(packaged_pretrained_dir("lstm_lm"), rows)) if m]
+    assert len(read) >= n
+    return read[:n]
+
+
+def test_the_study_keeps_the_shipped_checkpoint_unless_it_read_more_than_a_tenth_of_the_held_out_texts():
+    from jaxsenti.study import MATERIAL_OVERLAP, StudyOptions, _adapt_or_pretrain
+
+    assert MATERIAL_OVERLAP == 0.10
     pcfg = config_lib.load_config("lstm_lm")
-    adapted, why = _adapt_or_pretrain(pcfg, _finetune(["这家店的新品奶茶我从没见过"]), 60)
+    opts = StudyOptions(pretrain_budget_s=60)
+    unseen = [f"这家店的新品{a}{b}奶茶我从没见过" for a in "甲乙丙丁戊" for b in "子丑寅卯"][:19]  # distinct CJK keys
+    adapted, why, overlap = _adapt_or_pretrain(pcfg, _finetune(unseen[:1]), opts)
     assert adapted.init_from == "lstm_lm" and not adapted.corpus.shopping and adapted.corpus.finetune_train
-    assert adapted.corpus.sources == () and "adapted to this data within 60 s" in why
-    same, why = _adapt_or_pretrain(pcfg, _finetune([read]), 60)  # a review the shipped LM was pretrained on
-    assert same == pcfg and "read 1 of this data's validation/test texts" in why and "from scratch" in why
+    assert adapted.corpus.sources == () and "continued within 60 s" in why and overlap["read"] == 0
+    read = _read_by_the_shipped_lm(3)
+    # 1 of 20 held-out texts read (5%): the checkpoint is kept, the text will be left out of the row's splits
+    kept, why, overlap = _adapt_or_pretrain(pcfg, _finetune([read[0], *unseen]), opts)
+    assert kept.init_from == "lstm_lm" and overlap == {"checkpoint": "lstm_lm", "read": 1, "of": 20, "threshold": 0.1,
+                                                       "action": "kept, texts it read left out"}
+    assert "it read 1 of the 20 validation/test texts (5.0%, at most 10%): kept" in why
+    # 3 of 20 (15%): material, pretrained from scratch, and said
+    scratch, why, overlap = _adapt_or_pretrain(pcfg, _finetune([*read, *unseen[:17]]), opts)
+    assert scratch == pcfg and overlap["action"] == "pretrained from scratch"
+    assert "read 3 of this data's 20 validation/test texts (15%, more than the 10%" in why and "from scratch" in why
+    # the user's corpus goes with either: continued on it, or added to the from-scratch corpus
+    mine = StudyOptions(pretrain_budget_s=60, corpus=(("mine.csv", None),))
+    assert _adapt_or_pretrain(pcfg, _finetune(unseen), mine)[0].corpus.sources == (("mine.csv", None),)
+    assert _adapt_or_pretrain(pcfg, _finetune([*read, *unseen[:17]]), mine)[0].corpus.sources == (
+        *pcfg.corpus.sources, ("mine.csv", None))
 
 
 def test_study_on_other_data_fine_tunes_from_the_adapted_shipped_lstm(tmp_path, tiny_csv, capsys):
@@ -160,3 +185,59 @@ def test_study_on_other_data_fine_tunes_from_the_adapted_shipped_lstm(tmp_path, 
     corpus = pre["info"]["corpus"]
     assert corpus["texts"] <= 34 and all("online_shopping" not in s["name"] for s in corpus["sources"])
     assert "continuing the shipped checkpoint" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_study_continues_the_shipped_lstm_on_the_users_corpus_and_leaves_out_what_it_read(tmp_path, tiny_csv,
+                                                                                          new_corpus, capsys):
+    import csv
+
+    from jaxsenti.data import load_reviews, stratified_split
+
+    read = _read_by_the_shipped_lm(1)[0]
+    reviews = load_reviews(tiny_csv, "comment", "sentiment")
+    first_test = int(stratified_split(reviews.labels, (0.6, 0.2, 0.2), seed=0).test[0])
+    with open(tiny_csv, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    rows[1 + first_test][0] = read  # a review the shipped LM read, in seed 0's test split (same label, same split)
+    data = tmp_path / "mine.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    out = tmp_path / "study"
+    argv = ["study", "--data", str(data), "--models", "lstm_pretrained", "--neural-seeds", "1", "--no-eda",
+            "--pretrain-budget", "20", "--out", str(out), "--quiet", "--split", "0.6/0.2/0.2", "--corpus", str(new_corpus)]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]["lstm_pretrained"]
+    sources = {s["name"].rsplit("/", 1)[-1]: s for s in res["pretraining"]["info"]["corpus"]["sources"]}
+    assert sources["dairy.csv"]["kept"] == len(set(NEW_TEXT)) and res["pretraining"]["info"]["init_from"].endswith("lstm_lm")
+    assert all("online_shopping" not in name for name in sources)  # continued on the user's text, not the base corpus
+    assert res["pretraining"]["overlap"]["read"] == 1 and res["pretraining"]["overlap"]["action"].startswith("kept")
+    n_test = len(stratified_split(reviews.labels, (0.6, 0.2, 0.2), seed=0).test)
+    assert res["decontaminated"] == [{"seed": 0, "val": 0, "test": 1, "test_left": n_test - 1}]
+    assert res["runs"][0]["confusion_matrix"] and sum(map(sum, res["runs"][0]["confusion_matrix"])) == n_test - 1
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert f"dairy.csv: {len(set(NEW_TEXT))}" in report and f"test {n_test} → {n_test - 1}.0 texts" in report
+    assert "(test −1.0)" in report
+    # --corpus without a row that reads it, and a corpus that is not there: exit 2, one line
+    assert main([*argv[:4], "lstm", *argv[5:]]) == 2
+    assert "--corpus is read by the <model>_pretrained rows" in capsys.readouterr().err
+    assert main([*argv[:-1], str(tmp_path / "nope.csv"), "--overwrite"]) == 2
+    assert "nope.csv" in capsys.readouterr().err
+
+
+def test_a_study_pretraining_killed_midway_resumes_from_its_cache_checkpoint(tmp_path, corpus_txt, capsys):
+    import dataclasses
+
+    from jaxsenti.data.text import cache_dir
+    from jaxsenti.pretrain import FinetuneTexts, find_or_pretrain
+
+    cfg_file = tmp_path / "tiny_lm.py"
+    cfg_file.write_text(TINY_LM.replace("CORPUS", repr(str(corpus_txt))), encoding="utf-8")
+    cfg = config_lib.load_config(str(cfg_file), config_lib.PretrainConfig)
+    finetune = FinetuneTexts("mine.csv training texts", ["训练文本一"], {"val": ["验证"], "test": ["测试"]})
+    cached = cache_dir() / "pretrained" / f"{cfg.name}-{pretrained_key(cfg, finetune)}"
+    budgeted = dataclasses.replace(cfg, time_budget_s=600.0, snapshot_epochs=())
+    assert pretrain(budgeted, cached, finetune=finetune, progress=False, stop_after_steps=3).interrupted
+    folder, info, origin = find_or_pretrain(cfg, finetune, time_budget_s=600.0, progress=False)
+    assert folder == cached and "resuming the unfinished pretraining" in capsys.readouterr().err
+    whole = pretrain(budgeted, tmp_path / "whole", finetune=finetune, progress=False)
+    assert info["steps"] == whole.info["steps"] and info["final"]["val_loss"] == pytest.approx(whole.info["final"]["val_loss"], rel=1e-6)

@@ -65,3 +65,46 @@ def test_report_refuses_a_folder_without_results_and_writes_nothing(tmp_path, ca
     with pytest.raises(SystemExit) as e:
         load("report").main(["--results", str(tmp_path / "nowhere"), "--md", str(md)])
     assert e.value.code == 2 and not md.exists() and "nothing written" in capsys.readouterr().err
+
+
+def test_heldout_categories_split_into_balanced_labeled_rows_and_the_rest_unlabeled(tmp_path, monkeypatch):
+    import csv
+
+    mod = load("heldout_category")
+    shop = tmp_path / "shop.csv"
+    with open(shop, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["cat", "label", "review"])
+        for cat, n in (("水果", 30), ("衣服", 30), ("酒店", 10), ("书籍", 8)):
+            w.writerows([cat, str(i % 2), f"{cat}评论{i}号很好"] for i in range(n))
+    monkeypatch.setattr(mod, "resolve_dataset", lambda name: shop)
+    rest, files = mod._category_files(["水果", "衣服"], 10, tmp_path)
+    with open(rest, encoding="utf-8") as f:
+        assert {r["cat"] for r in csv.DictReader(f)} == {"酒店", "书籍"}  # 酒店 stays for the corpus reader to drop
+    for cat, (lab, unl, counts) in files.items():
+        with open(lab, encoding="utf-8") as f:
+            labeled = list(csv.DictReader(f))
+        with open(unl, encoding="utf-8") as f:
+            unlabeled = [r["review"] for r in csv.DictReader(f)]
+        assert sorted(r["label"] for r in labeled) == ["0"] * 5 + ["1"] * 5 and len(unlabeled) == 20
+        assert not {r["review"] for r in labeled} & set(unlabeled) and counts == {"rows": 30, "labeled": 10, "unlabeled": 20}
+    with pytest.raises(SystemExit, match="more unlabeled than labeled"):
+        mod._category_files(["水果"], 16, tmp_path)
+    with pytest.raises(SystemExit, match="酒店 stays out"):
+        mod.main(["--categories", "酒店"])
+
+
+def test_heldout_summary_compares_the_best_pretrained_lstm_with_the_best_baseline_by_the_seeds_std_error():
+    mod = load("heldout_category")
+
+    def row(*acc):
+        return {"summary": {"accuracy": {"mean": sum(acc) / len(acc), "values": list(acc)}}}
+
+    rows = {"tfidf_svm": row(0.90, 0.92, 0.91), "naive_bayes": row(0.92, 0.93, 0.94), "knn": row(0.8, 0.8, 0.8),
+            "random": row(0.99, 0.99, 0.99), "base": row(0.93, 0.95, 0.94), "adapted+recipe": row(0.95, 0.96, 0.97)}
+    s = mod._summary(rows)  # random init is not a pretrained row, however well it did
+    assert s["best_baseline"] == "naive_bayes" and s["best_pretrained_lstm"] == "adapted+recipe"
+    assert s["margin"] == pytest.approx(0.03) and s["std_error"] == pytest.approx((2 * 0.01 ** 2 / 3) ** 0.5)
+    assert s["goal_met"] is True
+    rows["adapted+recipe"] = rows["base"] = row(0.92, 0.95, 0.94)  # ahead by 0.007, within the std error
+    assert mod._summary(rows)["goal_met"] is False

@@ -38,7 +38,7 @@ def _import_reference():
 
 
 @pytest.mark.parametrize("pooling, bidirectional, layers", [("last", False, 2), ("last", True, 2), ("mean", True, 1),
-                                                            ("max", False, 1)])
+                                                            ("max", False, 1), ("concat", True, 2)])
 def test_lstm_state_dict_in_the_reference_module_gives_our_logits(pooling, bidirectional, layers):
     cfg = LSTMConfig(vocab_size=50, embed_dim=12, hidden_dim=8, num_layers=layers, bidirectional=bidirectional,
                      dropout=0.0, pooling=pooling)

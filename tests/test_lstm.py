@@ -18,7 +18,7 @@ from jaxsenti.training.steps import create_train_state, jit_train_step, train_st
 
 torch = pytest.importorskip("torch")
 
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "concat")
 SMALL = dict(vocab_size=50, embed_dim=12, hidden_dim=8, num_layers=2, dropout=0.5)
 
 

@@ -29,7 +29,7 @@ class SentimentLSTM(nn.Module):
     """Embedding -> LSTM (``num_layers``, optionally bidirectional) -> pooled features -> one logit.
 
     Pooling ``last``: the final hidden state of the last layer (both directions' for a bidirectional LSTM);
-    ``mean``/``max``: over the valid time steps. An empty review (length 0) has all-zero features, so its
+    ``mean``/``max``: over the valid time steps; ``concat``: [last, max, mean] side by side (ULMFiT). An empty review (length 0) has all-zero features, so its
     logit is the head's bias. Dropout is not applied: this is for inference.
     """
 
@@ -39,7 +39,7 @@ class SentimentLSTM(nn.Module):
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True, bidirectional=bidirectional)
-        self.head = nn.Linear(hidden_dim * (2 if bidirectional else 1), 1)
+        self.head = nn.Linear(hidden_dim * (2 if bidirectional else 1) * (3 if pooling == "concat" else 1), 1)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens int64[B, T] (0 = pad), lengths int64[B] -> logits float32[B]."""
@@ -47,16 +47,14 @@ class SentimentLSTM(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths.clamp(min=1).cpu(), batch_first=True,
                                                    enforce_sorted=False)
         out, (h_n, _) = self.lstm(packed)
-        if self.pooling == "last":
-            dirs = 2 if self.lstm.bidirectional else 1
-            feats = torch.cat([h_n[-dirs + d] for d in range(dirs)], dim=-1)
-        else:
+        dirs = 2 if self.lstm.bidirectional else 1
+        pooled = {"last": torch.cat([h_n[-dirs + d] for d in range(dirs)], dim=-1)}
+        if self.pooling != "last":
             seq, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
             mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
-            if self.pooling == "mean":
-                feats = (seq * mask).sum(1) / lengths.clamp(min=1)[:, None]
-            else:
-                feats = seq.masked_fill(~mask, float("-inf")).max(1).values
+            pooled["mean"] = (seq * mask).sum(1) / lengths.clamp(min=1)[:, None]
+            pooled["max"] = seq.masked_fill(~mask, float("-inf")).max(1).values
+        feats = torch.cat([pooled["last"], pooled["max"], pooled["mean"]], -1) if self.pooling == "concat" else pooled[self.pooling]
         feats = torch.where(valid[:, None], feats, torch.zeros_like(feats))
         return self.head(feats)[:, 0]
 

@@ -47,7 +47,7 @@ from jaxsenti.models.dropout import Dropout
 
 __all__ = ["LSTMConfig", "LSTMDirection", "LSTMLayer", "LSTMClassifier", "lstm_direction"]
 
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "concat")  # concat: ULMFiT's [last ‖ max ‖ mean]
 BACKENDS = ("scan", "cudnn")
 
 
@@ -60,7 +60,7 @@ class LSTMConfig:
     bidirectional: bool = False
     dropout: float = ranged(0.5, ge=0.0, lt=1.0)  # between LSTM layers (like torch.nn.LSTM(dropout=...)) and before the head
     embed_dropout: float = ranged(0.0, ge=0.0, lt=1.0)  # on the embedded tokens, before the first LSTM layer
-    pooling: str = "last"  # "last" | "mean" | "max"
+    pooling: str = "last"  # "last" | "mean" | "max" | "concat" (ULMFiT's concat pooling: last, max and mean side by side)
     dtype: str = "float32"  # compute dtype; params are always float32
     unroll: int = ranged(1, ge=1)  # lax.scan unroll factor; 2/4 gave no measurable gain on CPU and compile slower
     backend: str = "scan"  # "scan" (ours, any platform) | "cudnn" (jax.experimental.rnn; CUDA, float32 only)
@@ -80,6 +80,11 @@ class LSTMConfig:
     @property
     def output_dim(self) -> int:
         return self.hidden_dim * (2 if self.bidirectional else 1)
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the pooled features the head reads."""
+        return self.output_dim * (3 if self.pooling == "concat" else 1)
 
 
 def _check_backend(backend: str, dtype) -> None:
@@ -288,6 +293,19 @@ class LSTMLayer(nnx.Module):
         return jnp.concatenate([hs, hs_b], axis=-1), (jnp.concatenate([h, h_b], -1), jnp.concatenate([c, c_b], -1))
 
 
+def pool(pooling: str, x, h_last, lengths):
+    """Features of time-major outputs x [T, B, H] over each row's valid steps: ``last`` (h_last), ``mean``, ``max``
+    or ``concat`` ([last ‖ max ‖ mean], ULMFiT). Pads never count; an empty row gives zeros."""
+    if pooling == "last":
+        return h_last
+    valid = _time_mask(lengths, x.shape[0])  # [T, B, 1]
+    mean = jnp.sum(jnp.where(valid, x, 0.0), axis=0) / jnp.maximum(lengths, 1)[:, None].astype(x.dtype)
+    if pooling == "mean":
+        return mean
+    big = jnp.where(lengths[:, None] > 0, jnp.max(jnp.where(valid, x, -jnp.inf), axis=0), 0.0)
+    return big if pooling == "max" else jnp.concatenate([h_last, big, mean], axis=-1)
+
+
 class LSTMClassifier(nnx.Module):
     """tokens int32[B, T] (0 = pad), lengths int32[B] -> one logit per example, float32[B]."""
 
@@ -305,10 +323,10 @@ class LSTMClassifier(nnx.Module):
         self.layers = nnx.List(layers)
         self.dropout = Dropout(cfg.dropout)
         self.embed_dropout = Dropout(cfg.embed_dropout)
-        self.head = nnx.Linear(cfg.output_dim, 1, rngs=rngs)
+        self.head = nnx.Linear(cfg.feature_dim, 1, rngs=rngs)
 
     def features(self, tokens, lengths, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
-        """Pooled features float32[B, H*dirs] (before the head dropout)."""
+        """Pooled features float32[B, cfg.feature_dim] (before the head dropout)."""
         cfg = self.cfg
         tokens = jnp.asarray(tokens, jnp.int32)
         seq_len = tokens.shape[1]
@@ -320,17 +338,18 @@ class LSTMClassifier(nnx.Module):
             if k > 0:
                 x = self.dropout(x, deterministic=deterministic, rngs=rngs)
             x, (h, _) = layer(x, lengths)
-        if cfg.pooling == "last":
-            return h
-        valid = _time_mask(lengths, seq_len)  # [T, B, 1]
-        if cfg.pooling == "mean":
-            total = jnp.sum(jnp.where(valid, x, 0.0), axis=0)
-            return total / jnp.maximum(lengths, 1)[:, None].astype(total.dtype)
-        # max
-        pooled = jnp.max(jnp.where(valid, x, -jnp.inf), axis=0)
-        return jnp.where(lengths[:, None] > 0, pooled, 0.0)
+        return pool(cfg.pooling, x, h, lengths)
 
     def __call__(self, tokens, lengths, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         feats = self.features(tokens, lengths, deterministic=deterministic, rngs=rngs)
         feats = self.dropout(feats, deterministic=deterministic, rngs=rngs)
         return self.head(feats)[:, 0].astype(jnp.float32)
+
+
+def layer_group(path: tuple[str, ...]) -> int:
+    """Layer group of a parameter (by its path) for ULMFiT's recipe: 0 the embed, k+1 layer k, then the head."""
+    if "embed" in path:
+        return 0
+    if "layers" in path:
+        return int(path[path.index("layers") + 1]) + 1
+    return 1 << 20

@@ -45,7 +45,14 @@ def find_lr(model, optim_cfg, objective, train, *, seed: int = 0, lr_min: float 
         raise ValueError(f"steps must be >= 3, got {steps}")
     ratio = lr_max / lr_min
     schedule = lambda step: lr_min * ratio ** (step / max(steps - 1, 1))  # noqa: E731
-    tx = make_optimizer(dataclasses.replace(optim_cfg, lr=lr_min), steps, schedule=schedule)
+    # the range test sweeps the top group's rate: discriminative rates below it hold, every group trains (no unfreezing)
+    from flax import nnx
+
+    from jaxsenti.registry import spec_for
+
+    tx = make_optimizer(dataclasses.replace(optim_cfg, lr=lr_min, unfreeze_every=0), steps, schedule=schedule,
+                        layer_group=spec_for(model.cfg).layer_group if hasattr(model, "cfg") else None,
+                        params=nnx.state(model, nnx.Param))
     state = create_train_state(model, tx, objective, seed=seed)
     per_step, epoch = [], 0
     while len(per_step) < steps:
