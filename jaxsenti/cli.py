@@ -218,7 +218,8 @@ def cmd_study(args) -> int:
     if args.corpus and not any(registry.study_variant(m)[1] for m in models if m != "baselines"):
         raise DataError(f"--corpus is read by the <model>_pretrained rows, and --models {args.models!r} has none "
                         f"(add {', '.join(n for n in registry.study_names() if n.endswith(registry.PRETRAINED_SUFFIX))})")
-    corpus = tuple((str(Path(c).expanduser()), args.corpus_column) for c in args.corpus)
+    corpus = tuple((str(Path(c).expanduser()), args.corpus_column, *([args.corpus_encoding] if args.corpus_encoding else []))
+                   for c in args.corpus)
     opts = StudyOptions(seeds=args.seeds, neural_seeds=args.neural_seeds, split=split, models=models, corpus=corpus,
                         configs=_model_pairs(args.config, "--config"),
                         pretrained=_model_pairs(args.pretrained, "--pretrained", default_model="bert"),
@@ -235,7 +236,7 @@ def cmd_study(args) -> int:
 
 def cmd_baselines(args) -> int:
     args.no_eda, args.models, args.neural_seeds, args.config, args.pretrained = True, "baselines", 0, [], []
-    args.pretrain_budget, args.pretrain_config, args.corpus, args.corpus_column = 0.0, [], [], None
+    args.pretrain_budget, args.pretrain_config, args.corpus, args.corpus_column, args.corpus_encoding = 0.0, [], [], None, None
     return cmd_study(args)
 
 
@@ -525,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "text) within --pretrain-budget before fine-tuning")
     p.add_argument("--corpus-column", metavar="COL",
                    help="text column of the --corpus CSV files (default: review, comment, text or content)")
+    p.add_argument("--corpus-encoding", metavar="ENC",
+                   help="text encoding of the --corpus files (default: utf-8; gb18030 for Chinese Excel exports, utf-16, ...)")
     p.add_argument("--no-eda", action="store_true", help="skip the exploratory figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     _add_watch_args(p)

@@ -52,7 +52,7 @@ class StudyOptions:
     n_jobs: int = 1
     progress: bool = True
     pretrain_budget_s: float = 300.0  # per "<model>_pretrained" row, when no shipped or cached checkpoint fits the data
-    corpus: tuple = ()  # (path, text column or None) of the user's unlabeled text: the "<model>_pretrained" rows continue
+    corpus: tuple = ()  # (path, text column or None[, encoding]) of the user's unlabeled text: the "<model>_pretrained" rows continue
     # the shipped checkpoint on it (and the training split's texts), within pretrain_budget_s
     command: str | None = None  # recorded in each model folder's run.json (default: this process's command line)
     watch: Watch | None = None  # scalars (TensorBoard, metrics.jsonl) and profile of each model folder
@@ -242,11 +242,16 @@ def preflight(cfgs: dict, opts: StudyOptions) -> None:
         if here:
             config_lib.load_config(dict(opts.pretrain_configs).get(spec.name) or spec.pretrain_config, config_lib.PretrainConfig)
     if opts.corpus:  # read now (seconds): a missing file, a wrong column or no text fails before the baselines
-        corpus = load_corpus([TextSource(p, text_column=col) for p, col in opts.corpus])
+        try:
+            corpus = load_corpus([TextSource(p, text_column=col, encoding=enc[0] if enc else "utf-8")
+                                  for p, col, *enc in opts.corpus])
+        except DataError as e:  # the reader's hints name `pretrain`'s options; the study's are these
+            raise DataError(str(e).replace("--text-column after its --corpus", "--corpus-column")
+                            .replace("--encoding", "--corpus-encoding")) from None
         if not corpus.texts:
             raise DataError("--corpus: no text left to pretrain on: " + "; ".join(
                 f"{src.name}: {', '.join(src.lines())}" for src in corpus.sources))
-        _say(opts.progress, f"--corpus: {len(corpus.texts):,} distinct texts in " + ", ".join(Path(p).name for p, _ in opts.corpus))
+        _say(opts.progress, f"--corpus: {len(corpus.texts):,} distinct texts in " + ", ".join(Path(p).name for p, *_ in opts.corpus))
     font = setup_matplotlib()  # warns once, with the fix, when no CJK font is usable
     _say(opts.progress, f"checked: {', '.join(cfgs) or 'no neural models'}; figure font {font or 'none (Chinese shows as boxes)'}")
 
