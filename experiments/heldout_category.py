@@ -94,14 +94,17 @@ def _configs(split) -> dict:
     return out
 
 
-def _lstm_rows(reviews, words, seeds: int, work: Path, starts: list[tuple[str, str, str | None]], cfgs: dict, save) -> dict:
-    """Rows for each (key, label, LM folder or None), with and without the recipe."""
+def _lstm_rows(reviews, words, seeds: int, work: Path, starts: list[tuple[str, str, str | None]], cfgs: dict, save,
+               done=()) -> dict:
+    """Rows for each (key, label, LM folder or None), with and without the recipe (those in ``done`` skipped)."""
     rows = {}
     for key, label, lm in starts:
         for recipe in (False, True):
             cfg = cfgs["recipe"] if recipe else cfgs["plain" if lm else "plain_random"]
             cfg = dataclasses.replace(cfg, pretrained=lm)
             k = key + ("+recipe" if recipe else "")
+            if k in done:
+                continue
             t = time.perf_counter()
             rows[k] = _row(f"LSTM, {label}" + (" + ULMFiT recipe" if recipe else ""),
                            run_neural(cfg, reviews, words, seeds, work / k.replace("+", "_")), time.perf_counter() - t,
@@ -133,7 +136,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dianping", action="store_true", help="also dianping as the study runs it (shipped LM, ± recipe)")
     ap.add_argument("--base", help="a finished base LM folder (skips step 1)")
     ap.add_argument("--out", help="working folder (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="go on from --json and --out of a run that stopped: rows already "
+                    "in the JSON, and finished LM folders in --out, are kept")
     a = ap.parse_args(argv)
+    if a.keep and not (a.json and a.out):
+        raise SystemExit("--keep needs the --json and --out of the run it goes on from")
     if HOTEL in a.categories:
         raise SystemExit(f"{HOTEL} stays out of everything (it overlaps a public benchmark)")
     argv_shown = shown(["python", "experiments/heldout_category.py", *(sys.argv[1:] if argv is None else argv)])
@@ -142,6 +149,10 @@ def main(argv=None) -> int:
     rest, files = _category_files(a.categories, a.labeled, work)
     t0 = time.perf_counter()
     res = {"categories": {}, "split": list(SPLIT), "seeds": a.seeds, "command": argv_shown, "argv": sys.argv[1:] if argv is None else argv}
+    old = json.loads(Path(a.json).read_text(encoding="utf-8")) if a.keep and Path(a.json).is_file() else {}
+    if old:
+        res["categories"], res["command"] = old.get("categories", {}), old.get("command", argv_shown)
+        res["continued_by"] = argv_shown
 
     def save(_=None):
         res["total_seconds"] = time.perf_counter() - t0
@@ -153,7 +164,7 @@ def main(argv=None) -> int:
     base_cfg = dataclasses.replace(base_cfg, name="lstm_lm_without_heldout", epochs=a.base_epochs, snapshot_epochs=(),
                                    corpus=dataclasses.replace(base_cfg.corpus, sources=((str(rest), "review"),), shopping=False))
     base = Path(a.base) if a.base else work / "base_lm"
-    if not a.base:
+    if not a.base and not (a.keep and (base / "pretraining.json").is_file()):
         print(f"# base LM without {', '.join(a.categories)}: {a.base_epochs} epochs", flush=True)
         pretrain(base_cfg, base, overwrite=True, progress=sys.stderr.isatty(), command=argv_shown)
     base_info = json.loads((base / "pretraining.json").read_text(encoding="utf-8"))
@@ -166,26 +177,29 @@ def main(argv=None) -> int:
         words = segment_many(reviews.texts)
         print(f"# {cat}: {len(reviews)} labeled reviews, split 80/10/10, seeds 0-{a.seeds - 1}; "
               f"{counts['unlabeled']:,} unlabeled", flush=True)
-        entry = res["categories"][cat] = {"counts": counts, "rows": {}}
+        entry = res["categories"].setdefault(cat, {"counts": counts, "rows": {}})
         t = time.perf_counter()
-        b = run_baselines(reviews, words, StudyOptions(seeds=a.seeds, split=SPLIT, progress=False))
-        for name in BASELINES:
-            entry["rows"][name] = _row(f"TF-IDF {name}", b[name], time.perf_counter() - t)
-        save()
+        if not all(name in entry["rows"] for name in BASELINES):
+            b = run_baselines(reviews, words, StudyOptions(seeds=a.seeds, split=SPLIT, progress=False))
+            for name in BASELINES:
+                entry["rows"][name] = _row(f"TF-IDF {name}", b[name], time.perf_counter() - t)
+            save()
         # what `jaxsenti study --corpus UNLABELED` does for its lstm_pretrained row, from this base
         finetune = FinetuneTexts.of(reviews, SPLIT, a.seeds, str(lab_csv))
         adapt_cfg = dataclasses.replace(
             adaptation_config(config_lib.load_config("lstm_lm", config_lib.PretrainConfig), ((str(unl_csv), "review"),),
                               init_from=str(base)), time_budget_s=a.adapt_budget)
         t = time.perf_counter()
-        adapted = pretrain(adapt_cfg, work / f"{cat}_adapted_lm", overwrite=True, finetune=finetune, progress=sys.stderr.isatty())
-        entry["adaptation"] = {"seconds": time.perf_counter() - t, "info": {k: adapted.info.get(k) for k in (
-            "corpus", "epochs_run", "tokens_seen", "final", "vocabulary", "train_seconds", "out_of_time")}}
+        if "adaptation" not in entry or not (work / f"{cat}_adapted_lm" / "pretraining.json").is_file():
+            adapted = pretrain(adapt_cfg, work / f"{cat}_adapted_lm", overwrite=True, finetune=finetune,
+                               progress=sys.stderr.isatty())
+            entry["adaptation"] = {"seconds": time.perf_counter() - t, "info": {k: adapted.info.get(k) for k in (
+                "corpus", "epochs_run", "tokens_seen", "final", "vocabulary", "train_seconds", "out_of_time")}}
         starts = [("random", "random init", None),
                   ("base", f"base LM ({base_info['epochs_run']} epochs, no {cat})", str(base)),
                   ("adapted", f"base LM + {a.adapt_budget / 60:.0f} min on {cat}'s unlabeled text", str(work / f"{cat}_adapted_lm"))]
         entry["rows"] |= _lstm_rows(reviews, words, a.seeds, work / cat, starts, cfgs,
-                                    lambda r, e=entry: (e["rows"].update(r), save()))
+                                    lambda r, e=entry: (e["rows"].update(r), save()), done=set(entry["rows"]))
         entry |= _summary(entry["rows"])
         save()
     if a.dianping:
