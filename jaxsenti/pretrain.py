@@ -273,12 +273,14 @@ def pretrained_key(cfg: PretrainConfig, finetune: FinetuneTexts | None) -> str:
 CORPUS_KEYS = "corpus_keys.npy"  # beside a shipped checkpoint: which texts it read, as 64-bit hashes of their text_key
 
 
+def _hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
+
+
 def corpus_keys(texts) -> np.ndarray:
     """Sorted unique 64-bit hashes of the texts' ``text_key`` (the form the leak rules compare): a checkpoint's
     corpus, storable in a few hundred kilobytes, that says whether it read a given text without the texts."""
-    keys = {int.from_bytes(hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest(), "little")
-            for t in texts if (k := text_key(t))}
-    return np.array(sorted(keys), np.uint64)
+    return np.array(sorted({_hash(k) for t in texts if (k := text_key(t))}), np.uint64)
 
 
 def read_mask(folder: Path, texts) -> np.ndarray | None:
@@ -287,8 +289,9 @@ def read_mask(folder: Path, texts) -> np.ndarray | None:
     path = Path(folder) / CORPUS_KEYS
     if not path.is_file():
         return None
-    keys = np.array([corpus_keys([t])[0] if text_key(t) else 0 for t in texts], np.uint64)
-    return np.isin(keys, np.load(path)) & np.array([bool(text_key(t)) for t in texts], bool)
+    keys = [text_key(t) for t in texts]
+    hashes = np.array([_hash(k) if k else 0 for k in keys], np.uint64)
+    return np.isin(hashes, np.load(path)) & np.array([bool(k) for k in keys], bool)
 
 
 def read_overlap(folder: Path, texts) -> int | None:

@@ -97,7 +97,7 @@ MODELS: dict[str, ModelSpec] = {
                       default_config="lstm_dianping", study_config="lstm_dianping", study_pretrained_config="lstm_dianping",
                       pretraining=Ref("jaxsenti.tasks.language_model:LanguageModelTask()"), pretrain_config="lstm_lm",
                       study_pretrained_here_config="lstm_dianping_lm", export=Ref("jaxsenti.registry:export_lstm"),
-                      layer_group=Ref("jaxsenti.models.lstm:layer_group"),
+                      layer_group=Ref("jaxsenti.training.optim:stacked_layer_group"),
                       export_note="PyTorch without JAX: `import sentiment_lstm; sentiment_lstm.load(DIR).predict([...])` "
                                   "(needs torch, jieba, safetensors)"),
     "bert": ModelSpec("bert", Ref("jaxsenti.models.bert:BertConfig"), Ref("jaxsenti.models.bert:BertClassifier"),
@@ -109,7 +109,7 @@ MODELS: dict[str, ModelSpec] = {
                       study_pretrained_config="bert_dianping", random_init_note=_BERT_RANDOM_NOTE,
                       pretraining=Ref("jaxsenti.tasks.masked_lm:MaskedLMTask()"), pretrain_config="bert_mlm_small",
                       study_pretrained_here_config="bert_small_mlm", export=Ref("jaxsenti.registry:export_bert"),
-                      layer_group=Ref("jaxsenti.models.bert:layer_group"),
+                      layer_group=Ref("jaxsenti.training.optim:stacked_layer_group"),
                       export_note="Hugging Face: `transformers.pipeline(\"text-classification\", model=DIR, top_k=None)"
                                   "(texts, truncation=True)`"),
 }

@@ -100,7 +100,7 @@ def run_neural(cfg, reviews: Reviews, words, seeds: int, out_dir: Path, *, progr
         if drop is not None and len(drop):
             keep_val, keep_test = ~np.isin(sp.val, drop), ~np.isin(sp.test, drop)
             removed.append({"seed": seed, "val": int((~keep_val).sum()), "test": int((~keep_test).sum()),
-                            "test_left": int(keep_test.sum())})
+                            "test_left": int(keep_test.sum()), "test_full": int(sp.test.size)})
             sp = dataclasses.replace(sp, val=sp.val[keep_val], test=sp.test[keep_test])
         folder = Path("models") / f"{folder_name or cfg.name}_seed{seed}"  # relative: the study folder may be staged
         row = name or cfg.model_name
@@ -341,7 +341,7 @@ def _adapt_or_pretrain(pcfg, finetune: FinetuneTexts, opts: StudyOptions):
     return adaptation_config(pcfg, corpus), line, overlap | {"action": "kept, texts it read left out" if seen else "none"}
 
 
-def overlap_note(name: str, overlap: dict | None, removed: list[dict], reviews: Reviews, split) -> str | None:
+def overlap_note(name: str, overlap: dict | None, removed: list[dict]) -> str | None:
     """The report's line on a checkpoint that read some of the validation/test texts: what was done, what it cost."""
     if not overlap or not overlap.get("read"):
         return None
@@ -353,7 +353,7 @@ def overlap_note(name: str, overlap: dict | None, removed: list[dict], reviews: 
                        "(its numbers above); the shipped checkpoint would have been stronger but could not be scored cleanly.")
     test = np.mean([r["test_left"] for r in removed]) if removed else float("nan")
     val = np.mean([r["val"] for r in removed]) if removed else 0
-    n_test = stratified_split(reviews.labels, split, seed=0, source=reviews.report.path).test.size
+    n_test = removed[0]["test_full"] if removed else 0
     return head + (f" The checkpoint was kept (a from-scratch fallback is used only above {o['threshold']:.0%}) and "
                    f"those texts were left out of this row's splits: test {n_test} → {test:.1f} texts and "
                    f"{val:.1f} fewer validation texts per seed on average; the other rows keep the full split, "
@@ -410,7 +410,7 @@ def _run(reviews: Reviews, data_path: str, out_dir: Path, opts: StudyOptions, cf
             models[name]["pretraining"] = pretraining
         if note := init_note(name, cfg, pretraining):
             notes.append(note)
-        if note := overlap_note(name, overlap, models[name].get("decontaminated", []), reviews, cfg.data.split):
+        if note := overlap_note(name, overlap, models[name].get("decontaminated", [])):
             notes.append(note)
         seed0 = out_dir / models[name]["folders"][0]
         if (seed0 / "training_curves.png").exists():

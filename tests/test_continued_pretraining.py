@@ -212,7 +212,7 @@ def test_study_continues_the_shipped_lstm_on_the_users_corpus_and_leaves_out_wha
     assert all("online_shopping" not in name for name in sources)  # continued on the user's text, not the base corpus
     assert res["pretraining"]["overlap"]["read"] == 1 and res["pretraining"]["overlap"]["action"].startswith("kept")
     n_test = len(stratified_split(reviews.labels, (0.6, 0.2, 0.2), seed=0).test)
-    assert res["decontaminated"] == [{"seed": 0, "val": 0, "test": 1, "test_left": n_test - 1}]
+    assert res["decontaminated"] == [{"seed": 0, "val": 0, "test": 1, "test_left": n_test - 1, "test_full": n_test}]
     assert res["runs"][0]["confusion_matrix"] and sum(map(sum, res["runs"][0]["confusion_matrix"])) == n_test - 1
     report = (out / "report.md").read_text(encoding="utf-8")
     assert f"dairy.csv: {len(set(NEW_TEXT))}" in report and f"test {n_test} → {n_test - 1}.0 texts" in report

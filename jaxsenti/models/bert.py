@@ -367,12 +367,3 @@ class BertClassifier(nnx.Module):
             feats = jnp.where(jnp.any(mask, axis=1, keepdims=True), feats, 0.0)
         feats = self.dropout(feats, deterministic=deterministic, rngs=rngs)
         return self.classifier(feats)[:, 0].astype(jnp.float32)
-
-
-def layer_group(path: tuple[str, ...]) -> int:
-    """Layer group of a parameter (by its path) for ULMFiT's recipe: 0 the embeddings, k+1 layer k, then the pooler, classifier."""
-    if "embeddings" in path:
-        return 0
-    if "layers" in path:
-        return int(path[path.index("layers") + 1]) + 1
-    return 1 << 20

@@ -344,12 +344,3 @@ class LSTMClassifier(nnx.Module):
         feats = self.features(tokens, lengths, deterministic=deterministic, rngs=rngs)
         feats = self.dropout(feats, deterministic=deterministic, rngs=rngs)
         return self.head(feats)[:, 0].astype(jnp.float32)
-
-
-def layer_group(path: tuple[str, ...]) -> int:
-    """Layer group of a parameter (by its path) for ULMFiT's recipe: 0 the embed, k+1 layer k, then the head."""
-    if "embed" in path:
-        return 0
-    if "layers" in path:
-        return int(path[path.index("layers") + 1]) + 1
-    return 1 << 20

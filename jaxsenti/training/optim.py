@@ -62,6 +62,19 @@ def _names(path) -> tuple[str, ...]:
     return tuple(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
+INPUT_GROUP = ("embed", "embeddings")  # names of the input layer's parameters in this project's models
+
+
+def stacked_layer_group(path: tuple[str, ...]) -> int:
+    """The layer groups of a stacked model (LSTM, BERT): 0 its input embedding (``embed``/``embeddings``),
+    k+1 the k-th entry of its ``layers``, and everything else (pooler, head) on top."""
+    if any(name in path for name in INPUT_GROUP):
+        return 0
+    if "layers" in path:
+        return int(path[path.index("layers") + 1]) + 1
+    return 1 << 20
+
+
 def layer_ranks(params, layer_group: Callable[[tuple[str, ...]], int]):
     """Each parameter's group rank, counted from the top (0: the group nearest the output)."""
     depths = jax.tree_util.tree_map_with_path(lambda path, _: int(layer_group(_names(path))), params)
